@@ -1,0 +1,99 @@
+"""imagegen: one interface (generate, edit, status) over many image-generation services.
+
+    from imagegen import Client
+    res = Client().generate("a coastal villa at golden hour", provider="gemini")
+    res.images[0].save("villa.png")
+
+Importing this package is cheap: plugins, provider SDKs, Pillow, the emulator kit
+and the CLI load on first use.
+"""
+
+from ._capabilities import ModelSpec, Price
+from ._client import AsyncClient
+from ._config import Config, load_config
+from ._errors import (
+    AllProvidersFailedError,
+    AuthenticationError,
+    BudgetExceededError,
+    ConfigurationError,
+    ContentPolicyError,
+    ImageGenError,
+    InsufficientCreditsError,
+    InvalidImageError,
+    InvalidRequestError,
+    InvalidResponseError,
+    JobFailedError,
+    JobNotFoundError,
+    JobTimeoutError,
+    MissingCredentialsError,
+    NoImageReturnedError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    RateLimitError,
+    UnknownProviderError,
+    UnsupportedFeatureError,
+)
+from ._models import Attempt, Cost, Image, ImageRequest, ImageResult, InputImage, Job, JobStatus, Usage
+from ._plugins import hookimpl
+from ._provider import PollSchedule, Provider, ProviderSettings
+from ._sync import Client
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllProvidersFailedError",
+    "AsyncClient",
+    "Attempt",
+    "AuthenticationError",
+    "BudgetExceededError",
+    "Client",
+    "Config",
+    "ConfigurationError",
+    "ContentPolicyError",
+    "Cost",
+    "Image",
+    "ImageGenError",
+    "ImageRequest",
+    "ImageResult",
+    "InputImage",
+    "InsufficientCreditsError",
+    "InvalidImageError",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "Job",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobStatus",
+    "JobTimeoutError",
+    "MissingCredentialsError",
+    "ModelSpec",
+    "NoImageReturnedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollSchedule",
+    "Price",
+    "Provider",
+    "ProviderError",
+    "ProviderSettings",
+    "ProviderTimeoutError",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "UnknownProviderError",
+    "UnsupportedFeatureError",
+    "Usage",
+    "hookimpl",
+    "load_config",
+]
+
+# Public objects report the public module, not the private one they live in.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("imagegen._"):
+        try:
+            _obj.__module__ = "imagegen"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

@@ -1,0 +1,154 @@
+"""Model capabilities and price books, as data.
+
+A provider ships its models in a data file (TOML or JSON) next to its code; a new
+model is a data change. ``check_request`` validates a request against one model
+before anything is sent, and every error names what the model does support.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._errors import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
+from ._models import ImageRequest
+
+__all__ = ["ModelSpec", "Price", "check_request", "load_models"]
+
+
+class Price(BaseModel):
+    """What one model costs; every entry carries its source and as-of date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    as_of: date
+    #: USD per output image, keyed by size ("1K", "2K"...) or "*" for any size.
+    per_image_usd: dict[str, float] = Field(default_factory=dict)
+    #: Provider credits per output image, keyed like ``per_image_usd``.
+    credits_per_image: dict[str, float] = Field(default_factory=dict)
+    usd_per_credit: float | None = None
+    #: Token rates and other provider-specific figures (USD per million tokens, ...).
+    rates: dict[str, float] = Field(default_factory=dict)
+    batch_discount: float | None = None
+    notes: str | None = None
+
+    def for_size(self, table: dict[str, float], size: str | None) -> float | None:
+        if size is not None and size in table:
+            return table[size]
+        return table.get("*")
+
+    def image_usd(self, size: str | None) -> float | None:
+        usd = self.for_size(self.per_image_usd, size)
+        if usd is None and self.usd_per_credit is not None:
+            credits = self.for_size(self.credits_per_image, size)
+            usd = None if credits is None else credits * self.usd_per_credit
+        return usd
+
+
+class ModelSpec(BaseModel):
+    """One model of one provider: what it accepts and what it costs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+    #: Allowed ``size`` values; empty means the model has one size and ``size`` is not accepted.
+    sizes: list[str] = Field(default_factory=list)
+    default_size: str | None = None
+    aspect_ratios: list[str] = Field(default_factory=list)
+    default_aspect_ratio: str | None = None
+    output_formats: list[str] = Field(default_factory=list)
+    max_images_per_call: int = 1
+    max_reference_images: int = 0
+    max_prompt_chars: int | None = None
+    supports_edit: bool = False
+    supports_mask: bool = False
+    supports_seed: bool = False
+    async_jobs: bool = False
+    webhooks: bool = False
+    #: Options the provider understands in ``ImageRequest.options``.
+    options: list[str] = Field(default_factory=list)
+    deprecated: str | None = None
+    price: Price | None = None
+    #: Provider-specific data (pixel tables, tokens per image, node types, ...).
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [self.id, *self.aliases]
+
+    def effective_size(self, request: ImageRequest) -> str | None:
+        return request.size or self.default_size
+
+    def capabilities(self) -> dict[str, Any]:
+        """A JSON-able summary for tables and ``imagegen providers``."""
+        return self.model_dump(exclude={"price", "extra", "description"})
+
+
+def _choices(values: list[str]) -> str:
+    return ", ".join(values) if values else "none"
+
+
+def check_request(request: ImageRequest, spec: ModelSpec, *, provider: str) -> list[str]:
+    """Raise if ``spec`` cannot serve ``request``; return warnings for what it will adapt."""
+    where = f"{provider}/{spec.id}"
+    warnings: list[str] = []
+    if spec.max_prompt_chars is not None and len(request.prompt) > spec.max_prompt_chars:
+        raise InvalidRequestError(
+            f"the prompt has {len(request.prompt)} characters; {where} accepts at most {spec.max_prompt_chars}"
+        )
+    if request.size is not None and request.size not in spec.sizes:
+        hint = "it has a single size: leave size unset" if not spec.sizes else f"use one of {_choices(spec.sizes)}"
+        raise UnsupportedFeatureError(f"size {request.size!r} is not supported by {where}; {hint}")
+    if request.aspect_ratio is not None and request.aspect_ratio not in spec.aspect_ratios:
+        raise UnsupportedFeatureError(
+            f"aspect ratio {request.aspect_ratio!r} is not supported by {where}; "
+            f"use one of {_choices(spec.aspect_ratios)}"
+        )
+    if request.output_format is not None and request.output_format.lower() not in spec.output_formats:
+        raise UnsupportedFeatureError(
+            f"output format {request.output_format!r} is not supported by {where}; "
+            f"use one of {_choices(spec.output_formats)}"
+        )
+    if request.operation == "edit" and not spec.supports_edit:
+        raise UnsupportedFeatureError(f"{where} cannot edit images; pick a model that supports editing")
+    if request.operation == "edit" and not request.images:
+        raise InvalidRequestError("an edit needs at least one input image; pass images=[...]")
+    if len(request.images) > spec.max_reference_images:
+        raise UnsupportedFeatureError(
+            f"{len(request.images)} input images given; {where} accepts at most {spec.max_reference_images}"
+        )
+    if request.mask is not None and not spec.supports_mask:
+        raise UnsupportedFeatureError(
+            f"{where} does not support masks; describe the region to change in the prompt instead"
+        )
+    if request.seed is not None and not spec.supports_seed:
+        raise UnsupportedFeatureError(f"{where} does not accept a seed; leave seed unset")
+    if request.webhook_url is not None and not spec.webhooks:
+        raise UnsupportedFeatureError(f"{where} does not deliver webhooks; poll with status() instead")
+    unknown = sorted(set(request.options) - set(spec.options))
+    if unknown:
+        raise UnsupportedFeatureError(
+            f"option(s) {', '.join(unknown)} not understood by {where}; it accepts: {_choices(spec.options)}"
+        )
+    if spec.deprecated:
+        warnings.append(f"{where} is deprecated: {spec.deprecated}")
+    return warnings
+
+
+def load_models(path: str | Path) -> list[ModelSpec]:
+    """Load a provider's model data file (TOML with ``[[models]]``, or JSON with ``models``)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
+        return [ModelSpec.model_validate(m) for m in data["models"]]
+    except (OSError, ValueError, KeyError, ValidationError) as exc:
+        raise ConfigurationError(f"model data file {path} is unreadable: {exc}") from exc

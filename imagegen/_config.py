@@ -1,0 +1,193 @@
+"""Configuration: a TOML file, overridden by ``IMAGEGEN_*`` environment variables,
+overridden by arguments. Resolved here and nowhere else.
+
+The file is ``./imagegen.toml``, else ``$IMAGEGEN_CONFIG``, else ``imagegen.toml``
+in the user config directory. Secrets are referenced (``"env:VAR"``), never stored:
+a literal API key in a file is refused. Unknown keys are errors.
+
+Environment overrides use ``__`` for nesting, e.g.
+``IMAGEGEN_PROVIDERS__GEMINI__BASE_URL=http://127.0.0.1:8701``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ._errors import ConfigurationError, MissingCredentialsError
+
+__all__ = ["BudgetConfig", "CacheConfig", "Config", "JobsConfig", "RouteConfig", "config_from_mapping",
+           "find_config_file", "load_config", "resolve_secret"]
+
+_SECRET_KEYS = ("api_key",)
+
+
+class RouteConfig(BaseModel):
+    """An ordered fallback chain of configured providers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chain: list[str] = Field(min_length=1)
+    #: Extra error classes (beyond retryable ones) that move on to the next provider.
+    fallback_on: list[str] | None = None
+
+
+class CacheConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["memory", "disk", "redis", "off"] = "disk"
+    url: str | None = None
+    path: str | None = None
+    ttl_s: float | None = None
+    max_bytes: int | None = None
+
+
+class BudgetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    daily_usd: float | None = Field(default=None, ge=0)
+    monthly_usd: float | None = Field(default=None, ge=0)
+    total_usd: float | None = Field(default=None, ge=0)
+
+
+class JobsConfig(BaseModel):
+    """Where submitted jobs are recorded so status/wait work from any process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["sqlite", "memory", "redis"] = "sqlite"
+    path: str | None = None
+    url: str | None = None
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+class Config(BaseSettings):
+    """The whole configuration. ``providers`` tables are checked by each provider's own settings."""
+
+    model_config = SettingsConfigDict(env_prefix="IMAGEGEN_", env_nested_delimiter="__", extra="forbid")
+
+    default: str | None = None
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
+    #: Where the file came from, for error messages (not a config key).
+    source: str | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
+                                   env_settings: Any, dotenv_settings: Any,
+                                   file_secret_settings: Any) -> tuple[Any, ...]:
+        toml = _TomlSource(settings_cls, _FILE_DATA.get("data") or {})
+        return (init_settings, env_settings, toml)
+
+
+# Handed from load_config to the settings source (pydantic-settings builds sources per
+# class, not per call); the lock keeps concurrent loads from seeing each other's file.
+_FILE_DATA: dict[str, Any] = {}
+_FILE_LOCK = threading.Lock()
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    if explicit is not None:
+        return Path(explicit)
+    local = Path("imagegen.toml")
+    if local.is_file():
+        return local
+    env = os.environ.get("IMAGEGEN_CONFIG")
+    if env:
+        return Path(env)
+    from platformdirs import user_config_dir
+
+    user = Path(user_config_dir("imagegen")) / "imagegen.toml"
+    return user if user.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"config file {path} cannot be read: {exc}") from exc
+    for name, table in (data.get("providers") or {}).items():
+        for key in _SECRET_KEYS:
+            value = table.get(key) if isinstance(table, dict) else None
+            if isinstance(value, str) and not value.startswith(("env:", "file:")):
+                raise ConfigurationError(
+                    f"{path}: providers.{name}.{key} holds a literal secret; store it in an environment "
+                    f"variable and write {key} = \"env:VARIABLE_NAME\" instead"
+                )
+    return data
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Config:
+    """Read the config file (if any), apply environment variables, then ``overrides``."""
+    file = find_config_file(path)
+    return _build(_read_toml(file) if file is not None else {}, file, overrides)
+
+
+def config_from_mapping(data: dict[str, Any]) -> Config:
+    """A Config from a dict, for code-only use (``Client(config={...})``); no file is read."""
+    return _build({}, None, data)
+
+
+def _build(data: dict[str, Any], file: Path | None, overrides: dict[str, Any]) -> Config:
+    with _FILE_LOCK:
+        _FILE_DATA["data"] = data
+        try:
+            config = Config(**overrides)
+        except ValidationError as exc:
+            raise ConfigurationError(_config_error_text(exc, file)) from None
+        finally:
+            _FILE_DATA.clear()
+    config.source = str(file) if file else None
+    return config
+
+
+def _config_error_text(exc: ValidationError, file: Path | None) -> str:
+    where = f"config {file}" if file else "config"
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{key}: {msg}")
+    return f"{where} is invalid: " + "; ".join(parts)
+
+
+def resolve_secret(value: Any, *, key: str) -> SecretStr | None:
+    """Turn ``"env:VAR"`` / ``"file:PATH"`` / a literal into a SecretStr, naming what is missing."""
+    if value is None or isinstance(value, SecretStr):
+        return value
+    text = str(value)
+    if text.startswith("env:"):
+        var = text[4:]
+        if not os.environ.get(var):
+            raise MissingCredentialsError(f"{key} refers to the environment variable {var}, which is not set; "
+                                          f"set {var}")
+        return SecretStr(os.environ[var])
+    if text.startswith("file:"):
+        try:
+            return SecretStr(Path(text[5:]).expanduser().read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise MissingCredentialsError(f"{key} refers to the file {text[5:]}, which cannot be read: "
+                                          f"{exc.strerror or exc}") from None
+    return SecretStr(text)

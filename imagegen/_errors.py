@@ -1,0 +1,244 @@
+"""The one exception tree of imagegen.
+
+Every failure a caller can see is an ``ImageGenError``; vendor, transport and
+parsing exceptions are translated at each provider's single choke point and
+raised ``from`` the original.
+
+    ImageGenError
+    ├── ConfigurationError
+    │   ├── MissingCredentialsError
+    │   └── UnknownProviderError
+    ├── InvalidRequestError
+    │   └── InvalidImageError
+    ├── UnsupportedFeatureError
+    ├── BudgetExceededError
+    ├── JobNotFoundError
+    ├── ProviderError
+    │   ├── AuthenticationError
+    │   ├── PermissionDeniedError
+    │   ├── NotFoundError
+    │   ├── RateLimitError
+    │   ├── InsufficientCreditsError
+    │   ├── ContentPolicyError
+    │   ├── NoImageReturnedError
+    │   ├── InvalidResponseError
+    │   ├── ProviderUnavailableError
+    │   │   └── ProviderTimeoutError
+    │   ├── JobFailedError
+    │   └── JobTimeoutError
+    └── AllProvidersFailedError
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._models import Attempt
+
+__all__ = [
+    "AllProvidersFailedError",
+    "AuthenticationError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "ContentPolicyError",
+    "ImageGenError",
+    "InsufficientCreditsError",
+    "InvalidImageError",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobTimeoutError",
+    "MissingCredentialsError",
+    "NoImageReturnedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "ProviderUnavailableError",
+    "RateLimitError",
+    "UnknownProviderError",
+    "UnsupportedFeatureError",
+]
+
+
+class ImageGenError(Exception):
+    """Base class of every error imagegen raises."""
+
+    #: Whether trying the same call again may succeed.
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape the CLI prints for this error."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "provider": getattr(self, "provider", None),
+            "status_code": getattr(self, "status_code", None),
+            "retryable": self.retryable,
+            "retry_after": getattr(self, "retry_after", None),
+        }
+
+
+class ConfigurationError(ImageGenError):
+    """The configuration is incomplete or wrong (file, environment or arguments)."""
+
+
+class MissingCredentialsError(ConfigurationError):
+    """A provider needs a secret that is not set; the message names the variable."""
+
+
+class UnknownProviderError(ConfigurationError):
+    """No configured provider, plugin, model or route has the given name."""
+
+
+class InvalidRequestError(ImageGenError):
+    """The request cannot be sent as given (empty prompt, bad option, ...)."""
+
+
+class InvalidImageError(InvalidRequestError):
+    """An input image is missing, empty, truncated, too large or not an image."""
+
+
+class UnsupportedFeatureError(InvalidRequestError):
+    """The chosen provider or model cannot honour a setting; says what it supports."""
+
+
+class BudgetExceededError(ImageGenError):
+    """The estimated cost would cross a configured budget; nothing was sent."""
+
+    def __init__(self, message: str, *, limit_usd: float | None = None,
+                 spent_usd: float | None = None, estimate_usd: float | None = None) -> None:
+        super().__init__(message)
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.estimate_usd = estimate_usd
+
+
+class JobNotFoundError(ImageGenError):
+    """No job with this id is known to the job store or the provider."""
+
+
+class ProviderError(ImageGenError):
+    """A provider answered with an error, or could not be reached."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status_code = status_code
+        self.request_id = request_id
+        self.body = body
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        where = [f"provider={self.provider}"] if self.provider else []
+        if self.status_code is not None:
+            where.append(f"status={self.status_code}")
+        if self.request_id:
+            where.append(f"request_id={self.request_id}")
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class AuthenticationError(ProviderError):
+    """The provider rejected the credentials (missing, malformed, invalid or expired key)."""
+
+
+class PermissionDeniedError(ProviderError):
+    """The credentials are valid but not allowed to do this."""
+
+
+class NotFoundError(ProviderError):
+    """The provider does not know the model, workflow or job asked for."""
+
+
+class RateLimitError(ProviderError):
+    """Too many requests; ``retry_after`` holds the server's wait hint in seconds, if any."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class InsufficientCreditsError(ProviderError):
+    """The account has too few credits or prepaid funds; retrying will not help."""
+
+    def __init__(self, message: str, *, required: float | None = None,
+                 available: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.required = required
+        self.available = available
+
+
+class ContentPolicyError(ProviderError):
+    """The provider refused the prompt or the image; ``reason`` is its own code."""
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 provider_message: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason
+        self.provider_message = provider_message
+
+
+class NoImageReturnedError(ProviderError):
+    """The call succeeded but the answer holds no image (text only, ``NO_IMAGE``, ...)."""
+
+    def __init__(self, message: str, *, text: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.text = text
+
+
+class InvalidResponseError(ProviderError):
+    """The provider answered something unreadable: HTML, truncated JSON or base64, missing fields."""
+
+    retryable = True
+
+
+class ProviderUnavailableError(ProviderError):
+    """The provider is down, overloaded or unreachable (5xx, connection errors)."""
+
+    retryable = True
+
+
+class ProviderTimeoutError(ProviderUnavailableError):
+    """The provider did not answer within the timeout."""
+
+
+class JobFailedError(ProviderError):
+    """An asynchronous job ended in failure; the message carries the provider's error text."""
+
+
+class JobTimeoutError(ProviderError):
+    """A job did not finish before the caller's deadline; it may still finish later."""
+
+    def __init__(self, message: str, *, job_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.job_id = job_id
+
+
+class AllProvidersFailedError(ImageGenError):
+    """Every provider of a route failed or was skipped; ``attempts`` says why, in order."""
+
+    def __init__(self, message: str, *, attempts: list[Attempt]) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return any(a.retryable for a in self.attempts)

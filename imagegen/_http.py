@@ -1,0 +1,188 @@
+"""HTTP facts every provider needs: wait hints, tolerant JSON, safe image downloads.
+
+Nothing here knows a vendor. Providers call these from their one error-translation
+point and their output download code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ._errors import InvalidResponseError, ProviderError, ProviderTimeoutError, ProviderUnavailableError
+from ._models import Image
+
+__all__ = ["DownloadPolicy", "fetch_image", "parse_wait_hint", "read_json", "retry_after_from_headers"]
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+# Beyond this, a "wait" value is taken to be a Unix time, not a number of seconds.
+_EPOCH_THRESHOLD = 1_000_000_000
+
+
+def parse_wait_hint(value: Any, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a hint that may be seconds, a Unix time, "34s", or an HTTP date."""
+    if value is None or isinstance(value, bool):
+        return None
+    now = time.time() if now is None else now
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*s?", text)
+        if match:
+            number = float(match.group(1))
+        else:
+            try:
+                return max(0.0, parsedate_to_datetime(text).timestamp() - now)
+            except (TypeError, ValueError, IndexError):
+                return None
+    if number > _EPOCH_THRESHOLD:
+        number = number / 1000 if number > _EPOCH_THRESHOLD * 1000 else number
+        return max(0.0, number - now)
+    return max(0.0, number)
+
+
+def retry_after_from_headers(headers: httpx.Headers) -> float | None:
+    """The server's wait hint: ``Retry-After`` first, then ``X-RateLimit-Reset``."""
+    hint = parse_wait_hint(headers.get("retry-after"))
+    if hint is None:
+        hint = parse_wait_hint(headers.get("x-ratelimit-reset"))
+    return hint
+
+
+def _html_title(body: bytes) -> str | None:
+    match = _TITLE.search(body[:4096])
+    return match.group(1).decode(errors="replace").strip() if match else None
+
+
+def describe_body(response: httpx.Response) -> str:
+    """A short, safe description of a body for error messages."""
+    body = response.content
+    if b"<html" in body[:512].lower() or "html" in response.headers.get("content-type", ""):
+        title = _html_title(body)
+        return f"an HTML page{f' ({title!r})' if title else ''} instead of JSON"
+    snippet = body[:200].decode(errors="replace")
+    return f"{len(body)} bytes that are not the expected JSON: {snippet!r}"
+
+
+def read_json(response: httpx.Response, *, provider: str) -> Any:
+    """Parse a JSON body, or raise ``InvalidResponseError`` saying what came instead."""
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidResponseError(
+            f"{provider} answered HTTP {response.status_code} with {describe_body(response)}",
+            provider=provider,
+            status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+        ) from None
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """Rules for fetching provider output URLs.
+
+    Only https is fetched, except from ``allow_hosts`` (a provider's configured
+    ``base_url`` host, an emulator); loopback, private and link-local addresses
+    are refused unless their host is allowed.
+    """
+
+    max_bytes: int = 64 * 1024 * 1024
+    max_redirects: int = 5
+    timeout_s: float = 60.0
+    allow_hosts: frozenset[str] = field(default_factory=frozenset)
+
+
+def _is_private_host(host: str) -> bool:
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        return False  # unresolvable: the fetch itself fails with a clear error
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+            return True
+    return False
+
+
+def _check_url(url: str, policy: DownloadPolicy, provider: str) -> None:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host in policy.allow_hosts:
+        return
+    if parts.scheme != "https" or not host:
+        raise InvalidResponseError(
+            f"{provider} returned an output URL that is not https ({parts.scheme or 'no scheme'}://...); refused",
+            provider=provider,
+        )
+    if _is_private_host(host):
+        raise InvalidResponseError(
+            f"{provider} returned an output URL on a private or loopback address ({host}); refused. "
+            "Configure the provider's base_url on that host to allow it.",
+            provider=provider,
+        )
+
+
+async def fetch_image(http: httpx.AsyncClient, url: str, *, provider: str,
+                      policy: DownloadPolicy | None = None) -> Image:
+    """Download one output image with size, redirect, time, type and decode checks."""
+    policy = policy or DownloadPolicy()
+    deadline = time.monotonic() + policy.timeout_s
+    for _ in range(policy.max_redirects + 1):
+        _check_url(url, policy, provider)
+        try:
+            async with http.stream("GET", url, follow_redirects=False,
+                                   timeout=max(0.1, deadline - time.monotonic())) as response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers.get("location", ""))
+                    continue
+                data = await _read_capped(response, policy, provider, url)
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeoutError(f"downloading {provider} output timed out", provider=provider) from exc
+        except httpx.TransportError as exc:
+            raise ProviderUnavailableError(
+                f"downloading {provider} output failed: {type(exc).__name__}", provider=provider
+            ) from exc
+        ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
+            raise InvalidResponseError(
+                f"{provider} output URL served {ctype!r}, not an image", provider=provider,
+                status_code=response.status_code)
+        try:
+            return Image.from_bytes(data, url=url, what=f"{provider} output image")
+        except ProviderError:
+            raise
+        except Exception as exc:  # InvalidImageError: their bytes, not the caller's
+            raise InvalidResponseError(str(exc), provider=provider) from exc
+    raise InvalidResponseError(
+        f"{provider} output URL redirected more than {policy.max_redirects} times; refused", provider=provider)
+
+
+async def _read_capped(response: httpx.Response, policy: DownloadPolicy, provider: str, url: str) -> bytes:
+    if response.status_code != 200:
+        retryable = response.status_code >= 500 or response.status_code == 429
+        cls = ProviderUnavailableError if retryable else InvalidResponseError
+        raise cls(f"downloading {provider} output answered HTTP {response.status_code}",
+                  provider=provider, status_code=response.status_code)
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+        raise InvalidResponseError(
+            f"{provider} output is {declared} bytes, over the {policy.max_bytes} allowed", provider=provider)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if total > policy.max_bytes:
+            raise InvalidResponseError(
+                f"{provider} output is over the {policy.max_bytes} bytes allowed; refused", provider=provider)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,78 @@
+"""Test-wide guards: nothing reaches the internet, nothing touches the user's files.
+
+Every socket connection to a non-loopback address fails, and so does resolving
+any host name other than localhost, so a test cannot call a real provider even by
+accident. Each test gets its own data directory and no user config file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import pytest
+
+_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost", "testserver"}
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+class NetworkBlockedError(OSError):
+    """Raised when a test tries to reach a non-loopback host."""
+
+
+def _is_loopback(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode()
+    if not isinstance(host, str):
+        return False
+    if host in _LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(address: object) -> None:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return
+    host = address[0] if isinstance(address, tuple) else address
+    if not _is_loopback(host):
+        raise NetworkBlockedError(f"tests may only connect to loopback, not {host!r}")
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    _check(address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    _check(address)
+    return _real_connect_ex(self, address)
+
+
+def _guarded_getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+    if host is not None and not _is_loopback(host):
+        raise socket.gaierror(socket.EAI_NONAME, f"tests may not resolve {host!r} (network blocked)")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("imagegen-home")
+    monkeypatch.setenv("IMAGEGEN_DATA_DIR", str(home / "data"))
+    monkeypatch.delenv("IMAGEGEN_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "WIREFLOW_API_KEY", "NANO_BANANA_API_KEY",
+                "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_VERTEXAI", "IMAGEGEN_DEFAULT",
+                "IMAGEGEN_LOAD_PLUGINS", "IMAGEGEN_DISABLE_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(home)
