@@ -196,12 +196,15 @@ class ImageRequest(BaseModel):
             return []
         if isinstance(value, (str, bytes, os.PathLike, Image, InputImage)):
             value = [value]
-        return [InputImage.coerce(v, what=f"image {i + 1}") for i, v in enumerate(value)]
+        # Dicts are stored requests being loaded back: pydantic validates them in its own
+        # mode (JSON mode decodes base64 bytes), so they pass through untouched.
+        return [v if isinstance(v, dict) else InputImage.coerce(v, what=f"image {i + 1}")
+                for i, v in enumerate(value)]
 
     @field_validator("mask", mode="before")
     @classmethod
     def _coerce_mask(cls, value: Any) -> Any:
-        return None if value is None else InputImage.coerce(value, what="mask")
+        return value if value is None or isinstance(value, dict) else InputImage.coerce(value, what="mask")
 
     @classmethod
     def build(cls, **fields: Any) -> ImageRequest:

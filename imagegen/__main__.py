@@ -1,0 +1,5 @@
+"""``python -m imagegen`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,193 @@
+"""The ``imagegen`` command line (typer + rich).
+
+Every command takes ``--json`` and then prints exactly one JSON object. Exit codes:
+0 success, 2 invalid request or config, 3 provider error, 4 budget refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .._errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    ImageGenError,
+    InvalidRequestError,
+    JobNotFoundError,
+)
+from ._output import emit, job_payload, print_job, print_result, result_payload
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="One interface over many image-generation services.")
+
+EXIT_OK, EXIT_INVALID, EXIT_PROVIDER, EXIT_BUDGET = 0, 2, 3, 4
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Config file (TOML).")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Directory the images are written to.")]
+ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",
+                                                    help="Provider, provider/model or route.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model id.")]
+RatioOpt = Annotated[Optional[str], typer.Option("--aspect-ratio", "-r", help="e.g. 16:9")]
+SizeOpt = Annotated[Optional[str], typer.Option("--size", "-s", help="e.g. 1K, 2K, 4K")]
+NOpt = Annotated[int, typer.Option("--n", "-n", help="Number of images.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed")]
+FormatOpt = Annotated[Optional[str], typer.Option("--output-format", help="png, jpeg or webp")]
+OptionOpt = Annotated[Optional[list[str]], typer.Option(
+    "--option", "-o", help="Provider option KEY=VALUE (VALUE parsed as JSON when it can be).")]
+TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Deadline in seconds.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Ask for fresh output.")]
+
+
+def exit_code_for(error: ImageGenError) -> int:
+    if isinstance(error, BudgetExceededError):
+        return EXIT_BUDGET
+    if isinstance(error, (InvalidRequestError, ConfigurationError, JobNotFoundError)):
+        return EXIT_INVALID
+    return EXIT_PROVIDER
+
+
+def fail(error: ImageGenError, as_json: bool) -> typer.Exit:
+    if as_json:
+        emit({"error": error.to_dict()})
+    else:
+        typer.secho(f"{type(error).__name__}: {error}", fg=typer.colors.RED, err=True)
+    return typer.Exit(exit_code_for(error))
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(raw)
+        except ValueError:
+            options[key] = raw
+    return options
+
+
+def make_client(config: Path | None) -> Any:
+    from .. import Client
+
+    return Client(config)
+
+
+def _request_fields(provider: str | None, model: str | None, aspect_ratio: str | None, size: str | None,
+                    n: int, seed: int | None, output_format: str | None, option: list[str] | None,
+                    timeout: float | None, no_cache: bool) -> dict[str, Any]:
+    fields = {"provider": provider, "model": model, "aspect_ratio": aspect_ratio, "size": size, "n": n,
+              "seed": seed, "output_format": output_format, "timeout": timeout,
+              "options": parse_options(option), "cache": not no_cache}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@app.command()
+def generate(prompt: str, provider: ProviderOpt = None, model: ModelOpt = None,
+             aspect_ratio: RatioOpt = None, size: SizeOpt = None, n: NOpt = 1, seed: SeedOpt = None,
+             output_format: FormatOpt = None, option: OptionOpt = None, timeout: TimeoutOpt = None,
+             no_cache: NoCacheOpt = False, out: OutOpt = Path("."), as_json: JsonOpt = False,
+             config: ConfigOpt = None) -> None:
+    """Generate images from a text prompt."""
+    try:
+        fields = _request_fields(provider, model, aspect_ratio, size, n, seed, output_format, option,
+                                 timeout, no_cache)
+        with make_client(config) as client:
+            result = client.generate(prompt, **fields)
+    except ImageGenError as exc:
+        raise fail(exc, as_json) from None
+    _show_result(result, out, as_json)
+
+
+@app.command()
+def edit(prompt: str,
+         image: Annotated[list[Path], typer.Option("--image", "-i", help="Input image (repeatable).")],
+         mask: Annotated[Optional[Path], typer.Option("--mask", help="Mask image.")] = None,
+         blend: Annotated[bool, typer.Option("--blend", help="Blend the input images.")] = False,
+         provider: ProviderOpt = None, model: ModelOpt = None, aspect_ratio: RatioOpt = None,
+         size: SizeOpt = None, n: NOpt = 1, seed: SeedOpt = None, output_format: FormatOpt = None,
+         option: OptionOpt = None, timeout: TimeoutOpt = None, no_cache: NoCacheOpt = False,
+         out: OutOpt = Path("."), as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Edit or combine input images as the prompt says."""
+    try:
+        fields = _request_fields(provider, model, aspect_ratio, size, n, seed, output_format, option,
+                                 timeout, no_cache)
+        if blend:
+            fields["options"] = {**fields["options"], "blend": True}
+        with make_client(config) as client:
+            result = client.edit(prompt, images=list(image), mask=mask, **fields)
+    except ImageGenError as exc:
+        raise fail(exc, as_json) from None
+    _show_result(result, out, as_json)
+
+
+@app.command()
+def status(job_id: str, out: OutOpt = Path("."), as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Show where a job stands (images are written when it has finished)."""
+    try:
+        with make_client(config) as client:
+            job = client.status(job_id)
+    except ImageGenError as exc:
+        raise fail(exc, as_json) from None
+    if as_json:
+        emit(job_payload(job, out))
+    else:
+        print_job(job, out)
+
+
+@app.command()
+def wait(job_id: str, timeout: Annotated[float, typer.Option("--timeout")] = 120.0, out: OutOpt = Path("."),
+         as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Wait for a job to finish and write its images."""
+    try:
+        with make_client(config) as client:
+            result = client.wait(job_id, timeout=timeout)
+    except ImageGenError as exc:
+        raise fail(exc, as_json) from None
+    _show_result(result, out, as_json)
+
+
+@app.command()
+def estimate(prompt: str, provider: ProviderOpt = None, model: ModelOpt = None,
+             aspect_ratio: RatioOpt = None, size: SizeOpt = None, n: NOpt = 1, option: OptionOpt = None,
+             as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Estimate the cost of a request from the price book (no network call)."""
+    try:
+        fields = _request_fields(provider, model, aspect_ratio, size, n, None, None, option, None, False)
+        with make_client(config) as client:
+            cost = client.estimate(prompt, **fields)
+    except ImageGenError as exc:
+        raise fail(exc, as_json) from None
+    payload = {"cost": {"usd": cost.usd, "credits": cost.credits, "estimated": cost.estimated}}
+    if as_json:
+        emit(payload)
+    else:
+        usd = "unknown" if cost.usd is None else f"${cost.usd:.4f}"
+        typer.echo(f"estimated cost: {usd}" + (f" ({cost.credits:g} credits)" if cost.credits else ""))
+
+
+def _show_result(result: Any, out: Path, as_json: bool) -> None:
+    if as_json:
+        emit(result_payload(result, out))
+    else:
+        print_result(result, out)
+
+
+def _register_more() -> None:
+    from . import _extra  # noqa: F401  (providers, emulate, demo commands)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    _register_more()
+    try:
+        app(args=argv, prog_name="imagegen")
+    except ImageGenError as exc:  # a command that did not catch its own error
+        typer.secho(f"{type(exc).__name__}: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(exit_code_for(exc))

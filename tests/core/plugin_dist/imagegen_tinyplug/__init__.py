@@ -1,0 +1,82 @@
+"""A third-party provider plugin, as small as one can be, installed by imagegen's tests.
+
+It draws images locally (no network), and turns prompt markers into errors so the
+core's error paths can be exercised: ``[[rate_limit]]``, ``[[unavailable]]``,
+``[[refuse]]``, ``[[crash]]`` (raises a bare KeyError, which the core must translate).
+"""
+
+import io
+import itertools
+
+from imagegen import (
+    ContentPolicyError,
+    Cost,
+    Image,
+    ImageResult,
+    ModelSpec,
+    Price,
+    Provider,
+    ProviderUnavailableError,
+    RateLimitError,
+    hookimpl,
+)
+
+_ids = itertools.count(1)
+_JOBS = {}
+
+
+def _png(width, height, shade):
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", (width, height), (shade % 256, 80, 160)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class TinyProvider(Provider):
+    name = "tinyplug"
+    requires_api_key = False
+    _SIZES = {"S": 32, "M": 64}
+
+    @classmethod
+    def models(cls):
+        price = Price(source="tinyplug test data", as_of="2026-11-01", per_image_usd={"S": 0.01, "M": 0.02})
+        return [ModelSpec(id="tiny-1", sizes=["S", "M"], default_size="S", aspect_ratios=["1:1", "2:1"],
+                          max_images_per_call=2, max_reference_images=2, supports_edit=True, supports_seed=True,
+                          async_jobs=True, options=["shade"], price=price)]
+
+    async def submit(self, request, spec):
+        marker_errors = {
+            "[[rate_limit]]": RateLimitError("slow down", provider=self.instance_name, retry_after=2.0,
+                                             status_code=429),
+            "[[unavailable]]": ProviderUnavailableError("down", provider=self.instance_name, status_code=503),
+            "[[refuse]]": ContentPolicyError("refused", provider=self.instance_name, reason="TEST"),
+        }
+        for marker, error in marker_errors.items():
+            if marker in request.prompt:
+                raise error
+        if "[[crash]]" in request.prompt:
+            return {}["missing"]
+        side = self._SIZES[request.size or spec.default_size]
+        width = side * (2 if request.aspect_ratio == "2:1" else 1)
+        shade = request.options.get("shade", request.seed or 0)
+        images = [Image.from_bytes(_png(width, side, shade + i)) for i in range(request.n)]
+        native = f"t{next(_ids)}"
+        result = ImageResult(images=images, provider=self.instance_name, model=spec.id,
+                             job_id=f"{self.instance_name}:{native}",
+                             cost=Cost(usd=0.015 * request.n, estimated=False))
+        _JOBS[native] = result
+        status = "running" if "[[slow]]" in request.prompt else "succeeded"
+        return self.job(native, status, result=result if status == "succeeded" else None)
+
+    async def status(self, native_id):
+        from imagegen import JobNotFoundError
+
+        if native_id not in _JOBS:
+            raise JobNotFoundError(f"tinyplug knows no job {native_id}")
+        return self.job(native_id, "succeeded", result=_JOBS[native_id])
+
+
+@hookimpl
+def imagegen_register_providers(register):
+    register(TinyProvider)

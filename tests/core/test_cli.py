@@ -1,0 +1,98 @@
+"""The CLI in a real subprocess, through a real installed plugin."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, config=None, cwd=None):
+    cmd = [sys.executable, "-m", "imagegen", *args]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=60)
+
+
+@pytest.fixture
+def config(tmp_path, tinyplug):
+    path = tmp_path / "imagegen.toml"
+    path.write_text('default = "tinyplug"\n[providers.tinyplug]\nmodel = "tiny-1"\n'
+                    f'[jobs]\npath = "{tmp_path / "jobs.db"}"\n')
+    return path
+
+
+def test_generate_json_has_every_field(config, tmp_path):
+    out = tmp_path / "out"
+    proc = run("generate", "a fox", "--n", "3", "--size", "M", "--json", "--out", str(out), config=config)
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert set(payload) >= {"provider", "model", "job_id", "images", "cost", "usage", "latency_s", "cached",
+                            "attempts"}
+    assert payload["provider"] == "tinyplug" and payload["model"] == "tiny-1"
+    assert len(payload["images"]) == 3
+    for image in payload["images"]:
+        assert set(image) >= {"path", "mime_type", "width", "height", "sha256"}
+        assert (image["width"], image["height"], image["mime_type"]) == (64, 64, "image/png")
+        assert (out / image["path"].rsplit("/", 1)[-1]).exists()
+    assert payload["cost"] == {"usd": pytest.approx(0.045), "credits": None, "estimated": False}
+    assert payload["attempts"][0]["outcome"] == "succeeded"
+
+
+@pytest.mark.parametrize("args,code,error_type", [
+    (["generate", "x", "--size", "XL"], 2, "UnsupportedFeatureError"),
+    (["generate", "   "], 2, "InvalidRequestError"),
+    (["generate", "x", "--provider", "ghost"], 2, "UnknownProviderError"),
+    (["generate", "[[rate_limit]]"], 3, "RateLimitError"),
+    (["generate", "[[refuse]]"], 3, "ContentPolicyError"),
+    (["status", "tinyplug:none"], 2, "JobNotFoundError"),
+    (["generate", "x", "--option", "novalue"], 2, "InvalidRequestError"),
+])
+def test_failures_print_one_error_object_and_exit_code(config, args, code, error_type):
+    proc = run(*args, "--json", config=config)
+    assert proc.returncode == code, proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert error["type"] == error_type
+    assert set(error) == {"type", "message", "provider", "status_code", "retryable", "retry_after"}
+    assert error["message"]
+
+
+def test_rate_limit_error_carries_its_hint(config):
+    error = json.loads(run("generate", "[[rate_limit]]", "--json", config=config).stdout)["error"]
+    assert error["retryable"] is True and error["retry_after"] == 2.0 and error["status_code"] == 429
+
+
+def test_bad_config_exits_2(tmp_path, tinyplug):
+    path = tmp_path / "bad.toml"
+    path.write_text("colour = 1\n")
+    proc = run("generate", "x", "--json", config=path)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["error"]["type"] == "ConfigurationError"
+
+
+def test_status_and_wait_from_another_process(config, tmp_path):
+    first = json.loads(run("generate", "kept", "--json", "--out", str(tmp_path / "a"), config=config).stdout)
+    status = json.loads(run("status", first["job_id"], "--json", "--out", str(tmp_path / "b"),
+                            config=config).stdout)
+    assert status["status"] == "succeeded" and status["job_id"] == first["job_id"]
+    assert status["result"]["images"][0]["sha256"] == first["images"][0]["sha256"]
+    waited = json.loads(run("wait", first["job_id"], "--json", "--out", str(tmp_path / "c"), config=config).stdout)
+    assert waited["images"][0]["sha256"] == first["images"][0]["sha256"]
+
+
+def test_edit_and_estimate(config, tmp_path):
+    src = json.loads(run("generate", "src", "--json", "--out", str(tmp_path), config=config).stdout)
+    path = src["images"][0]["path"]
+    edited = run("edit", "bluer", "--image", path, "--json", "--out", str(tmp_path), config=config)
+    assert edited.returncode == 0, edited.stderr
+    assert json.loads(edited.stdout)["images"][0]["width"] == 32
+    blend = run("edit", "mix", "--image", path, "--image", path, "--blend", "--json", config=config)
+    assert json.loads(blend.stdout)["error"]["type"] == "UnsupportedFeatureError"  # tinyplug has no blend
+    cost = json.loads(run("estimate", "x", "--n", "4", "--size", "M", "--json", config=config).stdout)
+    assert cost == {"cost": {"usd": pytest.approx(0.08), "credits": None, "estimated": True}}
+
+
+def test_human_output(config, tmp_path):
+    proc = run("generate", "x", "--out", str(tmp_path), config=config)
+    assert proc.returncode == 0
+    assert "provider tinyplug" in proc.stdout and "32x32 image/png" in proc.stdout
