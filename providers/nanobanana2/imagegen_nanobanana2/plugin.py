@@ -1,8 +1,11 @@
-"""Entry point of the nanobanana2 provider plugin (registration is added with the provider)."""
+"""Entry point of the nanobanana2 provider plugin."""
 
 from imagegen import hookimpl
 
 
 @hookimpl
-def imagegen_register_providers(register):  # noqa: ARG001 - provider not built yet
-    return None
+def imagegen_register_providers(register):  # type: ignore[no-untyped-def]
+    # Imported here so that plugin discovery costs nothing until providers are listed.
+    from imagegen_nanobanana2 import NanoBanana2Provider
+
+    register(NanoBanana2Provider)
