@@ -1,0 +1,195 @@
+"""The ASGI middleware every emulator runs behind: counts calls and renders injected faults.
+
+It is plain ASGI rather than Starlette's ``BaseHTTPMiddleware`` because faults need control
+that a Response object does not give: cutting a connection mid-body, rewriting the body of a
+response the real handler produced. On the happy path it costs a route lookup and a dict
+update, and it never sleeps.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import anyio
+import httpx
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._faults import Fault
+
+if TYPE_CHECKING:
+    from ._emulator import Emulator
+
+__all__ = ["ConnectionDropped", "EmulatorMiddleware"]
+
+DEFAULT_TIMEOUT_DELAY = 5.0
+MALFORMED_BODY = b'{"unexpected": "shape"}'
+# The drop fault promises this many body bytes and sends only the prefix below.
+_DROP_PROMISED_LENGTH = 4096
+_DROP_PREFIX = b'{"id": "dropped", "data": ['
+
+
+class ConnectionDropped(httpx.RemoteProtocolError):
+    """Raised by the ``drop`` fault to make the server cut the connection mid-response.
+
+    Over real HTTP uvicorn closes the socket (its log of this error is filtered out) and the
+    client sees an httpx transport error. Through `asgi_transport` the exception reaches the
+    client itself, and being an ``httpx.RemoteProtocolError`` it looks the same there.
+    """
+
+
+class EmulatorMiddleware:
+    """Counts each request under its route template, then injects the fault plan's pick."""
+
+    def __init__(self, app: ASGIApp, *, emulator: Emulator, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.emulator = emulator
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        emulator = self.emulator
+        # Control-plane calls would otherwise show up in the very counts they read.
+        if not path.startswith("/_emulator/"):
+            emulator.counters._record_call(f"{method} {self.route_template(scope)}")
+        fault = emulator.faults.pick(method, path)
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        emulator.counters._record_fault(fault.kind)
+        render = getattr(self, f"render_{fault.kind}")
+        await render(fault, scope, receive, send)
+
+    def route_template(self, scope: Scope) -> str:
+        """The path template of the route that will handle `scope`, else the raw path."""
+        partial = None
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return getattr(route, "path", scope["path"])
+            if match is Match.PARTIAL and partial is None:
+                partial = route  # e.g. right path, wrong method: the router answers 405
+        return getattr(partial, "path", scope["path"])
+
+    def error(self, status: int, message: str, fault: Fault) -> Response:
+        return self.emulator.error_response(status, message, fault=fault)
+
+    async def render_rate_limit(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        response = self.error(429, "Rate limit exceeded; retry later. (injected fault)", fault)
+        response.headers.update(self.emulator.rate_limit_headers(fault))
+        await response(scope, receive, send)
+
+    async def render_server_error(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        status = fault.status or 503
+        message = f"{_phrase(status)}. (injected fault)"
+        await self.error(status, message, fault)(scope, receive, send)
+
+    async def render_timeout(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        delay = fault.delay if fault.delay is not None else DEFAULT_TIMEOUT_DELAY
+        if await _sleep_unless_disconnected(delay, receive):
+            return  # the client gave up first, as clients with a read timeout do
+        response = self.error(504, "Deadline exceeded while generating. (injected fault)", fault)
+        await response(scope, receive, send)
+
+    async def render_drop(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(_DROP_PROMISED_LENGTH).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": _DROP_PREFIX, "more_body": True})
+        raise ConnectionDropped("connection dropped mid-response (injected fault)")
+
+    async def render_truncate(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        if start is None:
+            raise RuntimeError("the handler returned without starting a response")
+        body = b"".join(chunks)
+        half = body[: len(body) // 2]
+        # A consistent Content-Length makes this a complete HTTP message with a broken payload,
+        # unlike `drop`, which breaks the transport.
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(half)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": half})
+
+    async def render_malformed(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        body = fault.body if fault.body is not None else MALFORMED_BODY
+        response = Response(body, status_code=200, media_type="application/json")
+        await response(scope, receive, send)
+
+    async def render_html(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        status = fault.status or 502
+        body = fault.body if fault.body is not None else _nginx_page(status).encode()
+        response = HTMLResponse(body, status_code=status, headers={"server": "nginx"})
+        await response(scope, receive, send)
+
+
+async def _sleep_unless_disconnected(delay: float, receive: Receive) -> bool:
+    """Sleep `delay` seconds; return True early if the client disconnects meanwhile.
+
+    Watching for the disconnect keeps a stalled request from outliving its client, so a
+    server can stop promptly after a test whose client timed out.
+    """
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        await anyio.sleep(delay)
+        group.cancel_scope.cancel()
+    return disconnected
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _nginx_page(status: int) -> str:
+    # What a reverse proxy in front of a real API sends when the upstream is down.
+    title = f"{status} {_phrase(status)}"
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+
