@@ -1,8 +1,14 @@
-"""Entry point of the gemini provider plugin (registration is added with the provider)."""
+"""Entry point of the ``gemini`` provider plugin (entry-point group ``imagegen``)."""
 
-from imagegen import hookimpl
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from imagegen import Provider, hookimpl
 
 
 @hookimpl
-def imagegen_register_providers(register):  # noqa: ARG001 - provider not built yet
-    return None
+def imagegen_register_providers(register: Callable[[type[Provider]], None]) -> None:
+    from ._provider import GeminiProvider
+
+    register(GeminiProvider)

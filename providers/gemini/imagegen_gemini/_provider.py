@@ -1,0 +1,316 @@
+"""The ``gemini`` provider: Gemini's ``generateContent`` for the "Nano Banana" image models,
+through the google-genai SDK, on the provider's own httpx clients.
+
+Gemini answers synchronously, so ``generate``/``edit`` make one call and report the finished
+job through ``on_submit``, and ``submit`` returns an already-succeeded job. The core's job
+store keeps that job, which is how ``status()`` answers later, from any process.
+
+Configuration (``[providers.gemini]``)::
+
+    api_key = "env:GEMINI_API_KEY"   # or GEMINI_API_KEY / GOOGLE_API_KEY in the environment
+    base_url = "http://127.0.0.1:8701"   # an emulator or proxy; default: Google
+    model = "gemini-3-pro-image"
+    vertexai = true                  # Vertex AI: project + location (Google credentials), or
+    project = "my-project"           #   express mode: vertexai = true with an api_key only
+    location = "global"
+
+Importing this module is cheap: google-genai is imported on the first call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pydantic import ValidationError
+
+from imagegen import (
+    ConfigurationError,
+    ImageGenError,
+    ImageRequest,
+    ImageResult,
+    InvalidImageError,
+    InvalidRequestError,
+    InvalidResponseError,
+    Job,
+    JobNotFoundError,
+    MissingCredentialsError,
+    ModelSpec,
+    Provider,
+    ProviderError,
+    ProviderSettings,
+    UnsupportedFeatureError,
+)
+from imagegen._http import fetch_image
+from imagegen._models import make_job_id
+from imagegen._provider import OnSubmit
+
+from ._catalog import load_catalog
+from ._pricing import estimate_cost
+
+if TYPE_CHECKING:  # pragma: no cover
+    from google import genai
+
+__all__ = ["GeminiProvider", "GeminiSettings"]
+
+#: The API version is pinned, never left to the SDK. google-genai 3.x defaults to ``v1``, but
+#: every recorded image call (and Google's REST docs) use ``v1beta``, and ``imageConfig`` on
+#: ``v1`` is only assumed to work; an SDK upgrade must not silently move the endpoint.
+GEMINI_API_VERSION = "v1beta"
+#: Vertex AI: the SDK's own default and the version of every recorded Vertex image call.
+VERTEX_API_VERSION = "v1beta1"
+#: Per-request timeouts (the spec's advice from live calls: 3 Pro at 4K takes ~38 s, with spikes).
+SMALL_IMAGE_TIMEOUT_S = 90.0
+LARGE_IMAGE_TIMEOUT_S = 180.0
+_SMALL_SIZES = frozenset({"512", "1K"})
+_MODALITIES = frozenset({"TEXT", "IMAGE"})
+_THINKING_LEVELS = ("minimal", "low", "medium", "high")
+
+
+class GeminiSettings(ProviderSettings):
+    """``[providers.gemini]``: the common settings plus Vertex AI and the API version."""
+
+    #: Call Vertex AI instead of the Gemini Developer API.
+    vertexai: bool = False
+    #: Vertex AI project; with it, Google credentials (ADC) authenticate. Without it and with
+    #: an ``api_key``, Vertex AI runs in express mode.
+    project: str | None = None
+    #: Vertex AI location; ``global`` when unset (3 Pro Image is served only there).
+    location: str | None = None
+    #: Override the pinned API version (``v1beta`` on Gemini, ``v1beta1`` on Vertex AI).
+    api_version: str | None = None
+
+
+class GeminiProvider(Provider):
+    """Google Gemini image generation (``generateContent``) through google-genai."""
+
+    name = "gemini"
+    display_name = "Google Gemini (Nano Banana)"
+    Settings = GeminiSettings
+    api_key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    # Checked in __init__: Vertex AI with a project authenticates with Google credentials.
+    requires_api_key = False
+    default_base_url = "https://generativelanguage.googleapis.com"
+    default_timeout = SMALL_IMAGE_TIMEOUT_S
+    emulator = "imagegen_gemini.emulator:create_emulator"
+
+    settings: GeminiSettings
+
+    def __init__(self, *, instance_name: str, settings: ProviderSettings, http: httpx.AsyncClient) -> None:
+        super().__init__(instance_name=instance_name, settings=settings, http=http)
+        if self.api_key is None and not (self.settings.vertexai and self.settings.project):
+            raise MissingCredentialsError(
+                f"provider {instance_name!r} needs an API key: set GEMINI_API_KEY or GOOGLE_API_KEY, or "
+                f"api_key = \"env:YOUR_VAR\" under [providers.{instance_name}]; for Vertex AI with Google "
+                "credentials set vertexai = true and project = \"...\" instead")
+        self._genai: genai.Client | None = None
+        self._sync_http: httpx.Client | None = None
+
+    # -- data -------------------------------------------------------------------------------
+
+    @classmethod
+    def models(cls) -> list[ModelSpec]:
+        return list(load_catalog())
+
+    @classmethod
+    def default_model(cls) -> str:
+        """The model flagged ``default`` in the data (the first one if none is)."""
+        specs = cls.models()
+        return next((s.id for s in specs if s.extra.get("default")), specs[0].id)
+
+    @property
+    def api_version(self) -> str:
+        if self.settings.api_version:
+            return self.settings.api_version
+        return VERTEX_API_VERSION if self.settings.vertexai else GEMINI_API_VERSION
+
+    # -- before any network call ------------------------------------------------------------
+
+    def validate(self, request: ImageRequest, spec: ModelSpec) -> list[str]:
+        where = f"{self.instance_name}/{spec.id}"
+        if request.size is not None and not spec.sizes:
+            # The API would accept the size and silently return its one ~1 MP tier.
+            raise UnsupportedFeatureError(
+                f"size {request.size!r} is not supported by {where}: it has a single size (about 1 "
+                "megapixel) and the API ignores imageSize; leave size unset, or pick a model with "
+                "sizes such as gemini-3-pro-image")
+        warnings = super().validate(request, spec)
+        self._check_options(request.options, where)
+        if request.seed is not None:
+            warnings.append(f"{where} accepts a seed but does not promise reproducible images")
+        return warnings
+
+    @staticmethod
+    def _check_options(options: dict[str, Any], where: str) -> None:
+        modalities = options.get("response_modalities")
+        if modalities is not None and (
+                not isinstance(modalities, (list, tuple)) or not set(modalities) <= _MODALITIES
+                or "IMAGE" not in modalities):
+            raise InvalidRequestError(
+                f"option response_modalities for {where} must list \"IMAGE\" and optionally \"TEXT\", "
+                f"not {modalities!r}")
+        for flag in ("include_thoughts", "google_search"):
+            if flag in options and not isinstance(options[flag], bool):
+                raise InvalidRequestError(f"option {flag} for {where} must be true or false")
+        level = options.get("thinking_level")
+        if level is not None and (not isinstance(level, str) or level.lower() not in _THINKING_LEVELS):
+            raise InvalidRequestError(
+                f"option thinking_level for {where} must be one of {', '.join(_THINKING_LEVELS)}, not {level!r}")
+
+    def estimate(self, request: ImageRequest, spec: ModelSpec) -> Any:
+        return estimate_cost(request, spec)
+
+    def request_timeout(self, request: ImageRequest, spec: ModelSpec) -> float:
+        """Seconds one call may take: the configured timeout, else 90 s up to 1K and 180 s above."""
+        if self.settings.timeout:
+            return self.settings.timeout
+        size = spec.effective_size(request)
+        return SMALL_IMAGE_TIMEOUT_S if size is None or size in _SMALL_SIZES else LARGE_IMAGE_TIMEOUT_S
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    async def generate(self, request: ImageRequest, spec: ModelSpec, *, deadline: float,
+                       on_submit: OnSubmit | None = None) -> ImageResult:
+        result = await self._call(request, spec, deadline=deadline)
+        if on_submit is not None:
+            on_submit(self._finished_job(result, spec))
+        return result
+
+    async def edit(self, request: ImageRequest, spec: ModelSpec, *, deadline: float,
+                   on_submit: OnSubmit | None = None) -> ImageResult:
+        return await self.generate(request, spec, deadline=deadline, on_submit=on_submit)
+
+    async def submit(self, request: ImageRequest, spec: ModelSpec) -> Job:
+        """Gemini has no job queue: the call runs now and the job comes back finished."""
+        deadline = time.monotonic() + (request.timeout or self.request_timeout(request, spec))
+        return self._finished_job(await self._call(request, spec, deadline=deadline), spec)
+
+    async def status(self, native_id: str) -> Job:
+        raise JobNotFoundError(
+            f"{self.instance_name} answers synchronously and keeps no jobs: job "
+            f"{make_job_id(self.instance_name, native_id)!r} is known only to the job store that recorded "
+            "it, and it is not there; check jobs.backend / jobs.path in the config")
+
+    def _finished_job(self, result: ImageResult, spec: ModelSpec) -> Job:
+        native_id = (result.job_id or "").partition(":")[2]
+        return self.job(native_id, "succeeded", result=result, model=spec.id)
+
+    async def _call(self, request: ImageRequest, spec: ModelSpec, *, deadline: float) -> ImageResult:
+        from . import _wire  # google-genai loads here, on the first call
+
+        if request.n != 1:
+            raise InvalidRequestError(
+                f"{self.instance_name} makes one image per call; ask the Client for n={request.n}, which "
+                "splits it into calls")
+        images = [await self._input_image(image, index) for index, image in enumerate(request.images, 1)]
+        timeout = max(1.0, min(self.request_timeout(request, spec), deadline - time.monotonic()))
+        config = _wire.build_config(request, spec, timeout_ms=int(timeout * 1000))
+        client = self._client()
+        try:
+            # The margin lets the HTTP timeout fire first, with its clearer error.
+            response = await asyncio.wait_for(
+                client.aio.models.generate_content(
+                    model=spec.id, contents=_wire.build_contents(request.prompt, images), config=config),
+                timeout + 5.0)
+        except Exception as exc:
+            raise self._translate(exc, spec) from exc
+        try:
+            answer = _wire.read_answer(response, spec, provider=self.instance_name)
+        except ImageGenError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, spec) from exc
+        native_id = answer.response_id or uuid.uuid4().hex
+        return ImageResult(
+            images=answer.images, provider=self.instance_name, model=spec.id,
+            job_id=make_job_id(self.instance_name, native_id), cost=answer.cost, usage=answer.usage,
+            text=answer.text, metadata=answer.metadata, warnings=answer.warnings)
+
+    async def _input_image(self, image: Any, index: int) -> tuple[bytes, str]:
+        """Bytes and MIME type of one reference image; URLs are downloaded under the safe policy."""
+        if image.data is not None:
+            return image.data, image.mime_type or "image/png"
+        try:
+            fetched = await fetch_image(self.http, image.url, provider=self.instance_name,
+                                        policy=self.download_policy())
+        except ProviderError as exc:
+            if exc.retryable:
+                raise
+            raise InvalidImageError(f"input image {index} ({image.url}) cannot be used: {exc.message}") from exc
+        return fetched.data, fetched.mime_type
+
+    def _client(self) -> genai.Client:
+        """The SDK client, built once, on the provider's httpx clients, with SDK retries off
+        (imagegen's router retries and honours ``RetryInfo``, which the SDK ignores)."""
+        if self._genai is not None:
+            return self._genai
+        try:
+            from google import genai
+            from google.genai import types
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the gemini provider needs google-genai: pip install 'imagegen[gemini]'") from exc
+        settings = self.settings
+        self._sync_http = httpx.Client(timeout=self.default_timeout, follow_redirects=False)
+        options = types.HttpOptions(
+            base_url=settings.base_url or (None if settings.vertexai else self.default_base_url),
+            api_version=self.api_version,
+            timeout=int(self.default_timeout * 1000),  # milliseconds; each call sets its own
+            httpx_client=self._sync_http,
+            httpx_async_client=self.http,
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
+        key = self.api_key.get_secret_value() if self.api_key is not None else None
+        try:
+            if settings.vertexai and settings.project:
+                self._genai = genai.Client(vertexai=True, project=settings.project,
+                                           location=settings.location or "global", http_options=options)
+            elif settings.vertexai:
+                self._genai = genai.Client(vertexai=True, api_key=key, http_options=options)
+            else:
+                self._genai = genai.Client(api_key=key, http_options=options)
+        except ValueError as exc:
+            self._sync_http.close()
+            raise ConfigurationError(f"{self.instance_name}: google-genai refused the settings: {exc}") from None
+        return self._genai
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def translate_error(self, exc: BaseException) -> ImageGenError:
+        return self._translate(exc, None)
+
+    def _translate(self, exc: BaseException, spec: ModelSpec | None) -> ImageGenError:
+        name = self.instance_name
+        if isinstance(exc, ImageGenError):
+            return exc
+        errors = sys.modules.get("google.genai.errors")
+        if errors is not None and isinstance(exc, errors.APIError):
+            from . import _wire
+
+            model = spec.id if spec else (self.settings.model or "?")
+            replacement = spec.extra.get("replacement") if spec else None
+            return _wire.error_from_api(exc, provider=name, model=model, replacement=replacement)
+        if type(exc).__module__.startswith("google.auth"):
+            return MissingCredentialsError(
+                f"{name}: Vertex AI with a project needs Google credentials ({type(exc).__name__}); run "
+                "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
+        if isinstance(exc, json.JSONDecodeError):
+            return InvalidResponseError(
+                f"{name} answered with a body that is not complete JSON (truncated or not JSON: {exc.msg} "
+                f"at character {exc.pos}); retry", provider=name)
+        if isinstance(exc, ValidationError):
+            return InvalidResponseError(
+                f"{name} answered JSON that is not a generateContent response ({exc.error_count()} "
+                "problem(s)); retry", provider=name)
+        return super().translate_error(exc)
+
+    async def aclose(self) -> None:
+        if self._sync_http is not None:
+            self._sync_http.close()
+        self._genai = None
+        self._sync_http = None

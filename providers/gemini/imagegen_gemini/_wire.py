@@ -1,0 +1,285 @@
+"""What goes over the wire for ``generateContent``: building the call, reading the answer.
+
+Pure functions with no I/O, so every call path (generate, edit, submit; sync or async SDK)
+shares them. This module imports google-genai, so the provider imports it only when a call
+is actually made.
+
+Reading an answer follows the spec's rules: images are every non-thought part whose
+``inlineData`` is ``image/*``, in order, wherever they sit among the parts; their size comes
+from the bytes; HTTP 200 without an image becomes a typed refusal carrying the model's own
+words and the usage it still reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.genai import errors, types
+
+from imagegen import (
+    AuthenticationError,
+    ContentPolicyError,
+    Cost,
+    Image,
+    ImageRequest,
+    InsufficientCreditsError,
+    InvalidImageError,
+    InvalidResponseError,
+    ModelSpec,
+    NoImageReturnedError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    RateLimitError,
+    Usage,
+)
+from imagegen._http import parse_wait_hint
+
+from ._pricing import cost_of
+
+__all__ = ["DEFAULT_MODALITIES", "Answer", "build_config", "build_contents", "error_from_api", "read_answer",
+           "usage_of"]
+
+#: Text and image: the model's own words (captions, refusals) reach the caller as ``text``.
+DEFAULT_MODALITIES = ("TEXT", "IMAGE")
+#: Finish and block reasons that mean "refused on policy grounds" (others: no image returned).
+POLICY_REASONS = frozenset({
+    "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR", "JAILBREAK",
+})
+_RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+# -- the request -------------------------------------------------------------------------------
+
+
+def build_contents(prompt: str, images: list[tuple[bytes, str]]) -> list[types.Part]:
+    """The user turn: the instruction first, then every reference image inline, in order."""
+    parts = [types.Part.from_text(text=prompt)]
+    parts.extend(types.Part.from_bytes(data=data, mime_type=mime) for data, mime in images)
+    return parts
+
+
+def build_config(request: ImageRequest, spec: ModelSpec, *, timeout_ms: int) -> types.GenerateContentConfig:
+    """``generationConfig`` (with ``imageConfig`` nested, as the API requires) and the timeout."""
+    options = request.options
+    image_config = None
+    if request.aspect_ratio is not None or request.size is not None:
+        # 2.5 Flash Image never gets a size here: validation refuses one (it has a single size).
+        image_config = types.ImageConfig(aspect_ratio=request.aspect_ratio, image_size=request.size)
+    thinking = None
+    if "include_thoughts" in options or "thinking_level" in options:
+        level = options.get("thinking_level")
+        thinking = types.ThinkingConfig(include_thoughts=options.get("include_thoughts"),
+                                        thinking_level=level.upper() if isinstance(level, str) else None)
+    return types.GenerateContentConfig(
+        response_modalities=list(options.get("response_modalities") or DEFAULT_MODALITIES),
+        image_config=image_config,
+        candidate_count=1,
+        seed=request.seed,
+        thinking_config=thinking,
+        tools=[types.Tool(google_search=types.GoogleSearch())] if options.get("google_search") else None,
+        http_options=types.HttpOptions(timeout=timeout_ms),
+    )
+
+
+# -- the answer --------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    """What one ``generateContent`` answer holds, read and checked."""
+
+    response_id: str | None
+    images: list[Image]
+    text: list[str]
+    usage: Usage
+    cost: Cost
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_answer(response: types.GenerateContentResponse, spec: ModelSpec, *, provider: str) -> Answer:
+    """Read images, text, usage and cost, or raise the refusal the answer stands for."""
+    usage = usage_of(response)
+    candidates = response.candidates or []
+    images: list[Image] = []
+    text: list[str] = []
+    signatures: list[str] = []
+    warnings: list[str] = []
+    thought_parts = 0
+    for candidate in candidates:
+        for part in (candidate.content.parts if candidate.content else None) or []:
+            if part.thought_signature:
+                signatures.append(base64.b64encode(part.thought_signature).decode())
+            if part.thought:
+                thought_parts += 1  # interim images and thought summaries are not results
+                continue
+            if part.inline_data is not None and (part.inline_data.mime_type or "").startswith("image/"):
+                images.append(_image(part.inline_data, provider=provider, warnings=warnings))
+            elif part.text:
+                text.append(part.text)
+    first = candidates[0] if candidates else None
+    finish = _enum_text(first.finish_reason) if first else None
+    metadata: dict[str, Any] = {
+        "response_id": response.response_id,
+        "model_version": response.model_version,
+        "finish_reason": finish,
+        "thought_signatures": signatures,
+    }
+    if thought_parts:
+        metadata["thought_parts"] = thought_parts
+    if first is not None and first.grounding_metadata is not None:
+        metadata["grounding"] = first.grounding_metadata.model_dump(mode="json", exclude_none=True)
+    if not images:
+        raise _refusal(response, usage, text, provider=provider)
+    return Answer(response_id=response.response_id, images=images, text=text, usage=usage,
+                  cost=cost_of(usage, spec), metadata=metadata, warnings=warnings)
+
+
+def _image(blob: types.Blob, *, provider: str, warnings: list[str]) -> Image:
+    declared = (blob.mime_type or "").lower()
+    try:
+        image = Image.from_bytes(blob.data or b"", what=f"{provider} output image")
+    except InvalidImageError as exc:  # their bytes, not the caller's input
+        raise InvalidResponseError(f"{exc.message}", provider=provider) from exc
+    if declared and declared != image.mime_type:
+        warnings.append(f"{provider} declared {declared} but the bytes are {image.mime_type}; "
+                        "the bytes were trusted")
+    return image
+
+
+def _enum_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value)).upper()
+
+
+def _refusal(response: types.GenerateContentResponse, usage: Usage, text: list[str],
+             *, provider: str) -> ProviderError:
+    """HTTP 200 without an image: content policy, no image, or an unreadable answer."""
+    feedback = response.prompt_feedback
+    block = _enum_text(feedback.block_reason) if feedback else None
+    candidates = response.candidates or []
+    first = candidates[0] if candidates else None
+    finish = _enum_text(first.finish_reason) if first else None
+    finish_message = (first.finish_message if first else None) or (
+        feedback.block_reason_message if feedback else None)
+    words = " ".join(t.strip() for t in text if t.strip()) or None
+    body = {"finish_reason": finish, "block_reason": block, "finish_message": finish_message,
+            "text": words, "usage": usage.model_dump(exclude_none=True),
+            "response_id": response.response_id}
+    own_words = finish_message or words
+    said = f": {own_words}" if own_words else ""
+    if block:
+        return ContentPolicyError(
+            f"{provider} blocked the prompt (promptFeedback.blockReason {block}){said}. "
+            "Rephrase the prompt; retrying the same prompt will not help.",
+            provider=provider, status_code=200, reason=block, provider_message=own_words, body=body)
+    if not candidates:
+        return InvalidResponseError(
+            f"{provider} answered HTTP 200 with neither candidates nor promptFeedback; "
+            "the answer is not a generateContent response", provider=provider, status_code=200, body=body)
+    if finish in POLICY_REASONS:
+        return ContentPolicyError(
+            f"{provider} refused to return an image (finishReason {finish}){said}. "
+            "Rephrase the prompt; Google does not charge for blocked images.",
+            provider=provider, status_code=200, reason=finish, provider_message=own_words, body=body)
+    return NoImageReturnedError(
+        f"{provider} returned no image (finishReason {finish or 'none'}){said}. "
+        "Ask for an image explicitly in the prompt, or try another model.",
+        provider=provider, status_code=200, text=words, body=body)
+
+
+# -- usage -----------------------------------------------------------------------------------
+
+
+def usage_of(response: types.GenerateContentResponse) -> Usage:
+    meta = response.usage_metadata
+    if meta is None:
+        return Usage()
+    candidates = meta.candidates_token_count or 0
+    image = sum(d.token_count or 0 for d in meta.candidates_tokens_details or []
+                if _enum_text(d.modality) == "IMAGE")
+    thoughts = meta.thoughts_token_count or 0
+    extra: dict[str, Any] = {"total_tokens": meta.total_token_count}
+    if meta.traffic_type is not None:
+        extra["traffic_type"] = _enum_text(meta.traffic_type)
+    return Usage(
+        input_tokens=meta.prompt_token_count or 0,
+        output_tokens=candidates + thoughts,
+        image_tokens=image,
+        text_tokens=max(0, candidates - image),
+        thoughts_tokens=thoughts,
+        extra=extra,
+    )
+
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def _details(exc: errors.APIError) -> list[dict[str, Any]]:
+    body = exc.details if isinstance(exc.details, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    found = error.get("details") if isinstance(error, dict) else None
+    return [d for d in found if isinstance(d, dict)] if isinstance(found, list) else []
+
+
+def _has(details: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    return next((d for d in details if str(d.get("@type", "")).endswith(kind)), None)
+
+
+def _message(exc: errors.APIError) -> str:
+    text = str(exc.message or "").strip()
+    if "<html" in text[:512].lower() or "<title" in text.lower():
+        title = _TITLE.search(text)
+        return f"an HTML page ({title.group(1).strip()!r})" if title else "an HTML page"
+    return text[:600] or str(exc.status or "no message")
+
+
+def error_from_api(exc: errors.APIError, *, provider: str, model: str,
+                   replacement: str | None = None) -> ProviderError:
+    """Map a google-genai ``APIError`` (any non-200 answer) onto the imagegen tree."""
+    code = int(exc.code or 0)
+    status = str(exc.status or "")
+    message = _message(exc)
+    details = _details(exc)
+    said = f"{code} {status}: {message}".replace("  ", " ")
+    common: dict[str, Any] = {"provider": provider, "status_code": code, "body": exc.details}
+    info = _has(details, "google.rpc.ErrorInfo") or {}
+    if info.get("reason") == "API_KEY_INVALID" or "API key not valid" in message or code == 401:
+        return AuthenticationError(f"{provider} rejected the API key ({said}); check GEMINI_API_KEY or the "
+                                   "configured api_key", **common)
+    if code == 403 and "unregistered callers" in message:
+        return AuthenticationError(f"{provider} received no API key ({said}); set GEMINI_API_KEY or "
+                                   "api_key in the config", **common)
+    if code == 403 or status == "FAILED_PRECONDITION":
+        return PermissionDeniedError(f"{provider} refused this call ({said})", **common)
+    if code == 404:
+        hint = f"; it was replaced by {replacement}" if replacement else \
+            "; check the model id with `imagegen providers`"
+        return NotFoundError(f"{provider} does not serve model {model!r} ({said}){hint}", **common)
+    if code == 429:
+        if "prepayment" in message.lower() or "credits are depleted" in message.lower():
+            return InsufficientCreditsError(f"{provider}: prepaid credits are used up ({said}); add credits "
+                                            "in Google AI Studio billing. Retrying will not help.",
+                                            retryable=False, **common)
+        retry = _has(details, "google.rpc.RetryInfo")
+        wait = parse_wait_hint(retry.get("retryDelay")) if retry else None
+        if wait is None and (match := _RETRY_IN.search(message)):
+            wait = float(match.group(1))
+        kind = "quota exceeded" if wait is not None else "capacity exhausted"
+        return RateLimitError(f"{provider} rate limit: {kind} ({said})", retry_after=wait, **common)
+    if code == 504 or status == "DEADLINE_EXCEEDED":
+        return ProviderTimeoutError(f"{provider} ran out of time ({said}); retry, perhaps with a smaller "
+                                    "size or a longer timeout", **common)
+    if code >= 500:
+        return ProviderUnavailableError(f"{provider} is unavailable ({said}); retry later", **common)
+    return ProviderError(f"{provider} rejected the request ({said})", retryable=False, **common)

@@ -1,0 +1,515 @@
+"""A local, faithful emulator of Gemini's ``generateContent`` for the image models.
+
+Serves, for every model in ``models.toml`` (GA and ``-preview`` ids):
+
+- ``POST /{v1|v1beta}/models/{model}:generateContent`` (Gemini API; ``x-goog-api-key`` header
+  or ``?key=``; no key: 403, a key outside ``api_keys``: 400 ``API_KEY_INVALID``);
+- ``POST /{v1|v1beta1}/publishers/google/models/{model}:generateContent`` (Vertex AI express
+  mode, API key) and ``.../projects/{p}/locations/{l}/publishers/google/models/{model}:...``
+  (Vertex AI, any ``Authorization: Bearer`` token); Vertex answers omit ``index`` and add
+  ``createTime`` and ``trafficType``.
+
+Answers follow the recorded responses: lowerCamelCase JSON, standard base64 images of the
+documented size for the ratio and size (PNG on 2.5 Flash Image, JPEG on 3.x; no ratio gives the
+observed 1408x768 on 3.x), ``usageMetadata`` from the token table with
+``total = prompt + candidates + thoughts``, ``thoughtSignature`` on the first part and on image
+parts (3.x), thought parts when ``includeThoughts`` is set. Requests are validated as the API
+does (unknown fields, missing contents, modalities, the proto-level and per-model ratio and size
+rules, ``candidateCount``), with Google's error envelope. snake_case requests are accepted.
+
+Prompt markers (anywhere in the prompt text) script the answer:
+
+=============================== =================================================================
+``[[TWO_IMAGES]]``              text, image, text, image (interleaved)
+``[[TEXT_ONLY]]``               HTTP 200, STOP, a text-only refusal and no image
+``[[NO_IMAGE]]``                HTTP 200, ``finishReason: NO_IMAGE``, empty content
+``[[IMAGE_SAFETY]]``            HTTP 200, ``IMAGE_SAFETY`` with Google's finishMessage
+``[[IMAGE_PROHIBITED_CONTENT]]`` HTTP 200, ``IMAGE_PROHIBITED_CONTENT``, content without parts
+``[[FINISH:REASON]]``           HTTP 200, any other finishReason (``SAFETY``, ``RECITATION`` ...)
+``[[BLOCK_PROMPT]]``            HTTP 200, ``promptFeedback.blockReason: PROHIBITED_CONTENT``, no
+                                candidates (``[[BLOCK:REASON]]`` for another reason)
+``[[ERROR:KIND]]``              an error envelope: ``quota`` (429 + RetryInfo 34s; ``quota:0.5``
+                                sets the delay), ``capacity`` (429, no details), ``prepayment``
+                                (429 credits depleted), ``internal`` (500), ``unavailable``
+                                (503), ``deadline`` (504), ``location`` (400
+                                FAILED_PRECONDITION), ``permission`` (403)
+=============================== =================================================================
+
+The kit's fault plan works too, in Google's envelope: ``rate_limit`` is a 429 with
+``RetryInfo`` (the fault's ``retry_after``) and never a ``Retry-After`` header, ``server_error``
+a 503 ``UNAVAILABLE`` (or its status), ``timeout`` a 504 after the delay. `refusal_fault`
+scripts an HTTP-200 refusal through a plan: ``FaultPlan.script(refusal_fault("NO_IMAGE"))``.
+
+Options of `create_emulator`: ``api_keys`` (accepted keys; default any), ``pixel_scale``
+(shrink images, e.g. for small cassettes), ``default_shape`` (``"observed"`` or ``"square"``
+when no ratio is sent), ``enforce_shutdowns`` (404 for models the Gemini API has retired).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import itertools
+import json
+import math
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from imagegen import ModelSpec, Usage
+from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
+
+from ._catalog import ANY_SIZE, expected_pixels, load_catalog, tokens_per_image
+from ._pricing import cost_of
+
+__all__ = ["GeminiEmulator", "create_emulator", "google_error", "refusal_fault"]
+
+_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+           409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
+           501: "NOT_IMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+#: The proto-level list every model shares; each model then checks its own subset.
+PROTO_RATIOS = ("1:1", "1:4", "1:8", "2:3", "3:2", "3:4", "4:1", "4:3", "4:5", "5:4", "8:1", "9:16", "16:9", "21:9")
+_SIZE_SPELLINGS = {"1K": "1K", "2K": "2K", "4K": "4K", "512": "512", "512P": "512", "512PX": "512"}
+_TOP_FIELDS = {"contents", "generationConfig", "tools", "toolConfig", "safetySettings", "systemInstruction",
+               "cachedContent", "labels", "model"}
+_CONFIG_FIELDS = {"responseModalities", "imageConfig", "candidateCount", "seed", "thinkingConfig",
+                  "temperature", "topP", "topK", "maxOutputTokens", "stopSequences", "responseMimeType",
+                  "presencePenalty", "frequencyPenalty", "mediaResolution", "responseLogprobs", "logprobs"}
+_IMAGE_CONFIG_FIELDS = {"aspectRatio", "imageSize"}
+_VERTEX_IMAGE_CONFIG_FIELDS = _IMAGE_CONFIG_FIELDS | {"personGeneration", "prominentPeople", "imageOutputOptions"}
+_MARKER = re.compile(r"\[\[([A-Z_]+)(?::([A-Za-z_]+))?(?::([0-9.]+))?\]\]")
+_SAFETY_MESSAGE = ("Unable to show the generated image. The image was filtered out because it violated Google's "
+                   "Generative AI Prohibited Use policy. You will not be charged for blocked images. Try "
+                   "rephrasing the prompt. If you think this was an error, send feedback.")
+_PROHIBITED_MESSAGE = ("Unable to show the generated image. The image was filtered out because it violated "
+                       "Google's Responsible AI practices. You will not be charged for blocked images. Try "
+                       "rephrasing the prompt. If you think this was an error, send feedback. "
+                       "Support code: 11030041.")
+_QUOTA_MESSAGE = ("You exceeded your current quota, please check your plan and billing details. For more "
+                  "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n"
+                  "* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_requests, "
+                  "limit: 10, model: {model}\nPlease retry in {delay}s.")
+_ERRORS: dict[str, tuple[int, str, str]] = {
+    "capacity": (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    "prepayment": (429, "RESOURCE_EXHAUSTED", "Your prepayment credits are depleted. Please go to AI Studio at "
+                   "https://ai.studio/projects to manage your project and billing."),
+    "internal": (500, "INTERNAL", "An internal error has occurred. Please retry or report in "
+                 "https://developers.generativeai.google/guide/troubleshooting"),
+    "unavailable": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+    "deadline": (504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+    "location": (400, "FAILED_PRECONDITION", "User location is not supported for the API use."),
+    "permission": (403, "PERMISSION_DENIED", "The caller does not have permission"),
+}
+
+
+class _Reject(Exception):
+    """An error answer decided while handling a request."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def google_error(code: int, message: str, *, status: str | None = None,
+                 details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    """Google's error envelope: ``{"error": {"code", "message", "status", "details"?}}``."""
+    error: dict[str, Any] = {"code": code, "message": message, "status": status or _STATUS.get(code, "UNKNOWN")}
+    if details:
+        error["details"] = details
+    return JSONResponse({"error": error}, status_code=code, media_type="application/json; charset=UTF-8")
+
+
+def quota_error(model: str, delay: float) -> JSONResponse:
+    """A quota 429 as the spec records it: QuotaFailure, Help and RetryInfo, no Retry-After."""
+    internal = "gemini-2.5-flash-preview-image" if model.startswith("gemini-2.5") else model
+    shown = f"{delay:g}"
+    details = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+            "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+            "quotaDimensions": {"location": "global", "model": internal}, "quotaValue": "10"}]},
+        {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
+            "description": "Learn more about Gemini API quotas",
+            "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{shown}s"},
+    ]
+    return google_error(429, _QUOTA_MESSAGE.format(model=internal, delay=shown), details=details)
+
+
+def refusal_body(kind: str, *, model: str = "gemini-3-pro-image", response_id: str = "emulated-refusal",
+                 usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON of an HTTP-200 answer without an image (``kind``: a finish or block reason)."""
+    usage = usage or {"promptTokenCount": 8, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 8}],
+                      "totalTokenCount": 8}
+    top = {"usageMetadata": usage, "modelVersion": model, "responseId": response_id}
+    if kind.startswith("BLOCK"):
+        reason = kind.partition(":")[2] or "PROHIBITED_CONTENT"
+        return {"promptFeedback": {"blockReason": reason}, **top}
+    if kind == "TEXT_ONLY":
+        text = ("I cannot fulfill this request. I can't create images that depict this; I can help with "
+                "a different picture instead.")
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}
+    elif kind == "IMAGE_PROHIBITED_CONTENT":
+        candidate = {"content": {"role": "model"}, "finishReason": kind, "finishMessage": _PROHIBITED_MESSAGE}
+    elif kind == "IMAGE_SAFETY":
+        candidate = {"content": {}, "finishReason": kind, "finishMessage": _SAFETY_MESSAGE}
+    else:
+        candidate = {"content": {}, "finishReason": kind}
+    return {"candidates": [{**candidate, "index": 0}], **top}
+
+
+def refusal_fault(kind: str = "IMAGE_SAFETY", **fields: Any) -> Fault:
+    """A kit `Fault` that answers HTTP 200 with a refusal (see `refusal_body`), for fault plans."""
+    return Fault("malformed", body=json.dumps(refusal_body(kind, **fields)).encode())
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _camelize(value: Any) -> Any:
+    """proto3 JSON accepts snake_case too; the emulator reads everything as lowerCamelCase."""
+    if isinstance(value, dict):
+        return {(_camel(k) if "_" in k and not k.startswith("@") else k): _camelize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camelize(v) for v in value]
+    return value
+
+
+class GeminiEmulator(Emulator):
+    """Gemini's generateContent for the image models; see the module docstring."""
+
+    name = "gemini"
+
+    def __init__(self, *, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
+                 api_keys: set[str] | frozenset[str] | list[str] | None = None, pixel_scale: float = 1.0,
+                 default_shape: str = "observed", enforce_shutdowns: bool = False,
+                 today: dt.date | None = None) -> None:
+        super().__init__(faults=faults, latency=latency, seed=seed)
+        if not 0 < pixel_scale <= 1:
+            raise ValueError(f"pixel_scale must be in (0, 1], got {pixel_scale!r}")
+        if default_shape not in ("observed", "square"):
+            raise ValueError(f"default_shape must be 'observed' or 'square', got {default_shape!r}")
+        self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.pixel_scale = pixel_scale
+        self.default_shape = default_shape
+        self.enforce_shutdowns = enforce_shutdowns
+        self.today = today
+        self._ids = itertools.count(1)
+        self._models = {name: spec for spec in load_catalog() for name in spec.names if name.startswith("gemini-")}
+
+    # -- routes and envelopes ------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/{version}/models/{model}:generateContent", self._gemini, methods=["POST"]),
+            Route("/{version}/publishers/google/models/{model}:generateContent", self._vertex_express,
+                  methods=["POST"]),
+            Route("/{version}/projects/{project}/locations/{location}/publishers/google/models/"
+                  "{model}:generateContent", self._vertex_project, methods=["POST"]),
+        ]
+
+    def error_response(self, status: int, message: str, *, fault: Fault | None = None) -> Response:
+        if status == 429 and fault is not None and fault.retry_after is not None:
+            return quota_error("gemini", fault.retry_after)
+        if status == 429:
+            return google_error(429, _ERRORS["capacity"][2])
+        return google_error(status, message)
+
+    def rate_limit_headers(self, fault: Fault) -> dict[str, str]:
+        return {}  # Google puts the hint in RetryInfo; a 429 never has Retry-After
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    async def _gemini(self, request: Request) -> Response:
+        return await self._serve(request, api="gemini", versions=("v1", "v1beta"))
+
+    async def _vertex_express(self, request: Request) -> Response:
+        return await self._serve(request, api="vertex", versions=("v1", "v1beta1"))
+
+    async def _vertex_project(self, request: Request) -> Response:
+        return await self._serve(request, api="vertex-project", versions=("v1", "v1beta1"))
+
+    async def _serve(self, request: Request, *, api: str, versions: tuple[str, ...]) -> Response:
+        started = dt.datetime.now(dt.timezone.utc)
+        try:
+            version = request.path_params["version"]
+            model_id = request.path_params["model"].removeprefix("models/")
+            if version not in versions:
+                raise _Reject(google_error(404, f"Method not found for API version {version}."))
+            self._authenticate(request, api)
+            spec = self._model(model_id, version, vertex=api != "gemini")
+            body = await self._body(request)
+            config = self._check(body, spec, vertex=api != "gemini")
+            prompt, input_images = _prompt_of(body)
+            self._scripted_error(prompt, spec)
+            answer, megapixels, usd = self._answer(prompt, input_images, config, spec, vertex=api != "gemini")
+        except _Reject as reject:
+            return reject.response
+        await self.latency.sleep(megapixels)
+        if usd:
+            self.counters.charge(usd=usd, ref=answer["responseId"])
+        if api != "gemini":
+            answer["createTime"] = started.isoformat().replace("+00:00", "Z")
+        elapsed = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
+        headers = {"server-timing": f"gfet4t7; dur={round(elapsed * 1000)}", "vary": "Origin, X-Origin, Referer"}
+        if api == "gemini":
+            headers["X-Gemini-Service-Tier"] = "standard"
+        return JSONResponse(answer, headers=headers, media_type="application/json; charset=UTF-8")
+
+    def _authenticate(self, request: Request, api: str) -> None:
+        if api == "vertex-project":
+            auth = request.headers.get("authorization", "")
+            if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+                raise _Reject(google_error(401, "Request had invalid authentication credentials. Expected OAuth 2 "
+                                                "access token, login cookie or other valid authentication "
+                                                "credential."))
+            return
+        key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+        if not key:
+            raise _Reject(google_error(403, "Method doesn't allow unregistered callers (callers without established "
+                                            "identity). Please use API Key or other form of API consumer identity "
+                                            "to call this API."))
+        if self.api_keys is not None and key not in self.api_keys:
+            details = [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                 "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}},
+                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+                 "message": "API key not valid. Please pass a valid API key."},
+            ]
+            raise _Reject(google_error(400, "API key not valid. Please pass a valid API key.", details=details))
+
+    def _model(self, model_id: str, version: str, *, vertex: bool) -> ModelSpec:
+        spec = self._models.get(model_id)
+        if spec is None:
+            raise _Reject(google_error(
+                404, f"models/{model_id} is not found for API version {version}, or is not supported for "
+                     "generateContent. Call ModelService.ListModels to see the list of available models and their "
+                     "supported methods."))
+        shutdown = spec.extra.get("shutdown")
+        if self.enforce_shutdowns and not vertex and shutdown and shutdown <= (self.today or dt.date.today()):
+            replacement = spec.extra.get("replacement", "a current model")
+            raise _Reject(google_error(
+                404, f"This model models/{model_id} is no longer available to new users. Please update your "
+                     f"code to use {replacement}."))
+        return spec
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            raise _Reject(google_error(400, "Invalid JSON payload received. Unexpected token.")) from None
+        if not isinstance(body, dict):
+            raise _Reject(google_error(400, "Invalid JSON payload received. Expected an object."))
+        return _camelize(body)
+
+    def _check(self, body: dict[str, Any], spec: ModelSpec, *, vertex: bool) -> dict[str, Any]:
+        """Validate as the API does; return the effective image settings."""
+        _unknown(body, _TOP_FIELDS, "")
+        if not body.get("contents"):
+            raise _Reject(google_error(400, "* GenerateContentRequest.contents: contents is not specified\n"))
+        _check_parts(body["contents"])
+        config = body.get("generationConfig") or {}
+        _unknown(config, _CONFIG_FIELDS, "generation_config")
+        modalities = config.get("responseModalities")
+        for index, value in enumerate(modalities or []):
+            if value not in ("TEXT", "IMAGE", "AUDIO"):
+                raise _Reject(google_error(
+                    400, f"Invalid value at 'generation_config.response_modalities[{index}]' "
+                         f"(type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig.Modality), "
+                         f"\"{value}\""))
+        image_config = config.get("imageConfig") or {}
+        allowed = _VERTEX_IMAGE_CONFIG_FIELDS if vertex else _IMAGE_CONFIG_FIELDS
+        _unknown(image_config, allowed, "generation_config.image_config")
+        ratio = image_config.get("aspectRatio")
+        if ratio is not None and ratio not in PROTO_RATIOS:
+            listed = ", ".join(f"'{r}'" for r in PROTO_RATIOS[:-1])
+            raise _Reject(google_error(400, f"aspect_ratio must be one of {listed}, or '{PROTO_RATIOS[-1]}'."))
+        if ratio is not None and ratio not in spec.aspect_ratios:
+            raise _Reject(google_error(400, f"Aspect ratio {ratio} is not supported for this model."))
+        size = image_config.get("imageSize")
+        if size is not None and size not in _SIZE_SPELLINGS:
+            raise _Reject(google_error(
+                400, f"Invalid image size {size}. Supported values are: 1K, 2K, 4K, 512, 512P, 512PX."))
+        size = _SIZE_SPELLINGS.get(size) if size is not None else None
+        if not spec.sizes:
+            size = None  # 2.5 Flash Image accepts any valid spelling and ignores it
+        elif size is not None and size not in spec.sizes:
+            raise _Reject(google_error(400, f"Image size {size} is not supported for this model."))
+        if int(config.get("candidateCount") or 1) > 1:
+            raise _Reject(google_error(400, "Multiple candidates is not enabled for this model."))
+        thinking = config.get("thinkingConfig") or {}
+        return {"ratio": ratio, "size": size or spec.default_size, "modalities": modalities,
+                "include_thoughts": bool(thinking.get("includeThoughts"))}
+
+    def _scripted_error(self, prompt: str, spec: ModelSpec) -> None:
+        for name, kind, number in _MARKER.findall(prompt):
+            if name != "ERROR":
+                continue
+            kind = kind.lower()
+            if kind == "quota":
+                raise _Reject(quota_error(spec.id, float(number) if number else 34.0))
+            if kind not in _ERRORS:
+                raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use quota or one of {', '.join(_ERRORS)}")
+            code, status, message = _ERRORS[kind]
+            raise _Reject(google_error(code, message, status=status))
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        digest = hashlib.sha256(f"gemini:{self.seed}:{next(self._ids)}".encode()).digest()
+        return base64.urlsafe_b64encode(digest[:17]).decode().rstrip("=")
+
+    def _signature(self, response_id: str, index: int) -> str:
+        return base64.b64encode(hashlib.sha512(f"{response_id}:{index}".encode()).digest() * 2).decode()
+
+    def _pixels(self, spec: ModelSpec, config: dict[str, Any]) -> tuple[int, int]:
+        ratio = config["ratio"] or ("1:1" if self.default_shape == "square" else None)
+        width, height = expected_pixels(spec, ratio, config["size"])
+        return max(8, round(width * self.pixel_scale)), max(8, round(height * self.pixel_scale))
+
+    def _answer(self, prompt: str, input_images: int, config: dict[str, Any], spec: ModelSpec,
+                *, vertex: bool) -> tuple[dict[str, Any], float, float]:
+        """The JSON answer, the megapixels generated (for latency) and the USD to charge."""
+        response_id = self._next_id()
+        extra = spec.extra["emulator"]
+        markers = {name if not kind else f"{name}:{kind}" for name, kind, _ in _MARKER.findall(prompt)}
+        prompt_tokens = max(1, math.ceil(len(prompt) / 4))
+        image_prompt_tokens = input_images * int(spec.extra.get("input_tokens_per_image", 258))
+        thoughts = int(extra["thoughts_tokens"])
+        usage: dict[str, Any] = {
+            "promptTokenCount": prompt_tokens + image_prompt_tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}]
+            + ([{"modality": "IMAGE", "tokenCount": image_prompt_tokens}] if input_images else []),
+        }
+        refusal = _refusal_kind(markers)
+        if refusal is not None:
+            if thoughts and not refusal.startswith("BLOCK"):
+                usage["thoughtsTokenCount"] = thoughts
+            usage["totalTokenCount"] = usage["promptTokenCount"] + usage.get("thoughtsTokenCount", 0)
+            body = refusal_body(refusal, model=spec.id, response_id=response_id, usage=usage)
+            if vertex:
+                _vertexify(body)
+            return body, 0.0, 0.0
+        parts, images, text_tokens = self._parts(prompt, markers, config, spec, response_id)
+        width, height = self._pixels(spec, config)
+        image_tokens = images * tokens_per_image(spec, config["size"] if spec.sizes else ANY_SIZE)
+        candidates = image_tokens + text_tokens + int(extra["hidden_output_tokens"])
+        usage["candidatesTokenCount"] = candidates
+        usage["candidatesTokensDetails"] = [{"modality": "IMAGE", "tokenCount": image_tokens}]
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
+        usage["totalTokenCount"] = usage["promptTokenCount"] + candidates + thoughts
+        usage["serviceTier" if not vertex else "trafficType"] = "standard" if not vertex else "ON_DEMAND"
+        body = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+                "usageMetadata": usage, "modelVersion": spec.id, "responseId": response_id}
+        if vertex:
+            _vertexify(body)
+        billed = Usage(input_tokens=usage["promptTokenCount"], output_tokens=candidates + thoughts,
+                       image_tokens=image_tokens)
+        return body, images * width * height / 1e6, cost_of(billed, spec).usd or 0.0
+
+    def _parts(self, prompt: str, markers: set[str], config: dict[str, Any], spec: ModelSpec,
+               response_id: str) -> tuple[list[dict[str, Any]], int, int]:
+        """Content parts: thoughts (if asked), captions (if TEXT is allowed) and images."""
+        extra = spec.extra["emulator"]
+        mime = spec.extra["output_mime"]
+        fmt = mime.split("/")[1]
+        width, height = self._pixels(spec, config)
+        text_allowed = config["modalities"] is None or "TEXT" in config["modalities"]
+        parts: list[dict[str, Any]] = []
+        if config["include_thoughts"] and extra["thoughts_tokens"]:
+            parts.append({"text": "**Composing the scene**\n\nI am placing the subject and checking the layout.",
+                          "thought": True})
+            interim = self.image(max(8, width // 4), max(8, height // 4), fmt)
+            parts.append({"inlineData": {"mimeType": mime, "data": base64.b64encode(interim).decode()},
+                          "thought": True})
+        count = 2 if "TWO_IMAGES" in markers else 1
+        captions = [f"Here is the picture: {prompt[:80].strip()}", "And a second take on the same idea."]
+        text_tokens = 0
+        for index in range(count):
+            if text_allowed and (extra["caption"] or count > 1):
+                parts.append({"text": captions[index]})
+                text_tokens += math.ceil(len(captions[index]) / 4)
+            data = base64.b64encode(self.image(width, height, fmt)).decode()
+            parts.append({"inlineData": {"mimeType": mime, "data": data}})
+        if extra["signatures"]:
+            parts[0]["thoughtSignature"] = self._signature(response_id, 0)
+            for index, part in enumerate(parts):
+                if "inlineData" in part:
+                    part["thoughtSignature"] = self._signature(response_id, index)
+        return parts, count, text_tokens
+
+
+def _refusal_kind(markers: set[str]) -> str | None:
+    for marker in ("BLOCK_PROMPT", "TEXT_ONLY", "NO_IMAGE", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"):
+        if marker in markers:
+            return "BLOCK" if marker == "BLOCK_PROMPT" else marker
+    for marker in sorted(markers):
+        name, _, reason = marker.partition(":")
+        if name == "BLOCK" and reason:
+            return f"BLOCK:{reason}"
+        if name == "FINISH" and reason:
+            return reason
+    return None
+
+
+def _vertexify(body: dict[str, Any]) -> None:
+    """Vertex AI answers carry no ``index`` on candidates and report ``trafficType``."""
+    for candidate in body.get("candidates", []):
+        candidate.pop("index", None)
+    usage = body.get("usageMetadata", {})
+    usage.pop("serviceTier", None)
+    usage["trafficType"] = "ON_DEMAND"
+
+
+def _unknown(obj: Any, known: set[str], where: str) -> None:
+    if not isinstance(obj, dict):
+        raise _Reject(google_error(400, f"Invalid JSON payload received. Expected an object at '{where}'."))
+    for key in obj:
+        if key not in known:
+            at = f" at '{where}'" if where else ""
+            raise _Reject(google_error(
+                400, f"Invalid JSON payload received. Unknown name \"{key}\"{at}: Cannot find field.",
+                details=[{"@type": "type.googleapis.com/google.rpc.BadRequest",
+                          "fieldViolations": [{"field": f"{where}.{key}".strip("."),
+                                               "description": f"Invalid JSON payload received. Unknown name "
+                                                              f"\"{key}\"{at}: Cannot find field."}]}]))
+
+
+def _check_parts(contents: Any) -> None:
+    if not isinstance(contents, list):
+        raise _Reject(google_error(400, "Invalid JSON payload received. 'contents' must be a list."))
+    for c, content in enumerate(contents):
+        for p, part in enumerate((content or {}).get("parts") or []):
+            data = (part.get("inlineData") or {}).get("data") if isinstance(part, dict) else None
+            if data is None:
+                continue
+            try:
+                base64.b64decode(data, validate=True)
+            except ValueError:
+                raise _Reject(google_error(
+                    400, f"Invalid value at 'contents[{c}].parts[{p}].inline_data.data' (TYPE_BYTES), "
+                         "Base64 decoding failed.")) from None
+
+
+def _prompt_of(body: dict[str, Any]) -> tuple[str, int]:
+    """The text of the last user turn, and how many inline images the request carries."""
+    contents = body["contents"]
+    user_turns = [c for c in contents if (c or {}).get("role", "user") == "user"] or contents
+    text = " ".join(str(p.get("text", "")) for p in (user_turns[-1] or {}).get("parts") or [] if isinstance(p, dict))
+    images = sum(1 for c in contents for p in (c or {}).get("parts") or []
+                 if isinstance(p, dict) and p.get("inlineData"))
+    if not text.strip() and not images:
+        raise _Reject(google_error(400, "Request has empty input."))
+    return text, images
+
+
+def create_emulator(*, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
+                    **options: Any) -> GeminiEmulator:
+    """The Gemini emulator (``imagegen emulate gemini``); ``options`` as in the module docstring."""
+    return GeminiEmulator(faults=faults, latency=latency, seed=seed, **options)
