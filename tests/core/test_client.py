@@ -10,6 +10,7 @@ from imagegen import (
     InvalidRequestError,
     InvalidResponseError,
     JobNotFoundError,
+    JobTimeoutError,
     RateLimitError,
     UnknownProviderError,
     UnsupportedFeatureError,
@@ -88,6 +89,25 @@ def test_submit_status_wait_through_the_job_store(tinyplug, tmp_path):
         assert again.result.images[0].data == job.result.images[0].data
         assert second.wait(job.id).images[0].width == 32
         assert [j.id for j in second.jobs.recent()] == [job.id]
+
+
+def test_polled_job_finishes_through_status_and_wait(client):
+    job = client.submit("[[slow]]", provider="tinyplug")
+    assert job.status == "running"
+    assert client.status(job.id).status == "running"  # first poll: still running
+    result = client.wait(job.id, timeout=5)
+    assert result.images and client.status(job.id).status == "succeeded"
+
+
+def test_generate_polls_a_running_job_to_the_end(client):
+    assert client.generate("[[slow]]", provider="tinyplug").images
+
+
+def test_a_job_that_never_ends_hits_the_deadline(client):
+    with pytest.raises(JobTimeoutError) as info:
+        client.generate("[[never]]", provider="tinyplug", timeout=0.3)
+    assert info.value.job_id.startswith("tinyplug:")
+    assert client.status(info.value.job_id).status == "running"  # recorded: it can be resumed
 
 
 def test_status_of_unknown_jobs(client):

@@ -3,6 +3,7 @@
 It draws images locally (no network), and turns prompt markers into errors so the
 core's error paths can be exercised: ``[[rate_limit]]``, ``[[unavailable]]``,
 ``[[refuse]]``, ``[[crash]]`` (raises a bare KeyError, which the core must translate).
+``[[slow]]`` jobs finish on their second status poll; ``[[never]]`` jobs never finish.
 """
 
 import io
@@ -13,6 +14,7 @@ from imagegen import (
     Cost,
     Image,
     ImageResult,
+    PollSchedule,
     ModelSpec,
     Price,
     Provider,
@@ -37,6 +39,7 @@ class TinyProvider(Provider):
     name = "tinyplug"
     requires_api_key = False
     _SIZES = {"S": 32, "M": 64}
+    poll_schedule = PollSchedule(initial=0.01, factor=2.0, cap=0.05)
 
     @classmethod
     def models(cls):
@@ -65,16 +68,23 @@ class TinyProvider(Provider):
         result = ImageResult(images=images, provider=self.instance_name, model=spec.id,
                              job_id=f"{self.instance_name}:{native}",
                              cost=Cost(usd=0.015 * request.n, estimated=False))
-        _JOBS[native] = result
-        status = "running" if "[[slow]]" in request.prompt else "succeeded"
-        return self.job(native, status, result=result if status == "succeeded" else None)
+        polls_left = 2 if "[[slow]]" in request.prompt else 10**9 if "[[never]]" in request.prompt else 0
+        _JOBS[native] = [result, polls_left]
+        return self._report(native)
+
+    def _report(self, native):
+        result, polls_left = _JOBS[native]
+        if polls_left:
+            _JOBS[native][1] -= 1
+            return self.job(native, "running")
+        return self.job(native, "succeeded", result=result)
 
     async def status(self, native_id):
         from imagegen import JobNotFoundError
 
         if native_id not in _JOBS:
             raise JobNotFoundError(f"tinyplug knows no job {native_id}")
-        return self.job(native_id, "succeeded", result=_JOBS[native_id])
+        return self._report(native_id)
 
 
 @hookimpl
