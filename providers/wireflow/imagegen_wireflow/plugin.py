@@ -1,8 +1,10 @@
-"""Entry point of the wireflow provider plugin (registration is added with the provider)."""
+"""Entry point of the wireflow provider plugin: imported at discovery, so it stays light."""
 
 from imagegen import hookimpl
 
 
 @hookimpl
-def imagegen_register_providers(register):  # noqa: ARG001 - provider not built yet
-    return None
+def imagegen_register_providers(register):
+    from .provider import WireflowProvider
+
+    register(WireflowProvider)

@@ -1,0 +1,366 @@
+"""The emulator's route handlers (the state and the wording live elsewhere)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Awaitable, Callable
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ._emulator_render import envelope, execute_body, workflow_body
+from ._emulator_state import Account, Workflow, credit_needs, executable, lint, node_kind
+
+if TYPE_CHECKING:
+    from .emulator import WireflowEmulator
+
+__all__ = ["route_table"]
+
+Handler = Callable[["WireflowEmulator", Request, Account | None], Awaitable[Response]]
+READ, WRITE, EXECUTE = ("workflows:read",), ("workflows:write",), ("workflows:execute",)
+POLL = ("workflows:read", "executions:read")  # G1 says the first, P3 the second (C6)
+_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+         "Access-Control-Allow-Headers": "Content-Type, Idempotency-Key"}
+
+
+def _reject(*args: Any, **kwargs: Any) -> Exception:
+    from .emulator import Reject
+
+    return Reject(*args, **kwargs)
+
+
+def endpoint(emu: WireflowEmulator, handler: Handler, *, scopes: tuple[str, ...] = (),
+             kind: str = "request", auth: bool = True) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, count against the rate window, run, and stamp the common headers."""
+    from .emulator import Reject
+
+    async def run(request: Request) -> Response:
+        request_id = emu.new_id("req_")
+        rate: dict[str, str] = {}
+        try:
+            account = None
+            if auth:
+                account = emu.authenticate(request, scopes)
+                rate = emu.spend(account, kind)
+            response = await handler(emu, request, account)
+        except Reject as rej:
+            response = emu.reject_response(rej)
+        for key, value in rate.items():
+            response.headers.setdefault(key, value)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    return run
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise _reject(400, "Invalid JSON body", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise _reject(400, "The body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _owned(emu: WireflowEmulator, request: Request, account: Account | None) -> Workflow:
+    workflow = emu.workflows.get(request.path_params["wid"])
+    if workflow is None or account is None or workflow.owner != account.key:
+        raise _reject(404, "Workflow not found", code="not_found")
+    return workflow
+
+
+def _checked_graph(request: Request, nodes: Any, edges: Any) -> tuple[list[Any], list[Any]]:
+    if not isinstance(nodes, list) or not isinstance(edges, list):
+        raise _reject(400, "Missing required fields: name, nodes, edges", code="missing_fields")
+    if not nodes and not edges:
+        raise _reject(400, "Cannot save workflow with 0 nodes and 0 edges. This appears to be a "
+                           "frontend bug. Reload the page.", code="empty_workflow")
+    if not nodes:
+        raise _reject(400, "At least one node must be provided", code="missing_fields")
+    if not all(isinstance(n, dict) and n.get("id") for n in nodes):
+        raise _reject(400, "All nodes must have an id", code="missing_fields")
+    if request.query_params.get("strict") != "false":
+        violations = lint(nodes, edges)
+        if violations:
+            raise _reject(422, f"Workflow graph failed validation ({len(violations)} errors). "
+                               f"{violations[0].message}", code="invalid_graph",
+                          violations=[v.as_dict() for v in violations], warnings=[], migrations=[])
+    return copy.deepcopy(nodes), [dict(e, id=e.get("id") or f"edge-{i}") for i, e in enumerate(edges)]
+
+
+def _set_value(node: dict[str, Any], key: str, value: Any) -> None:
+    data = node.setdefault("data", {})
+    data.setdefault("config", {})[key] = value
+    if isinstance(data.get("params"), dict):
+        data["params"][key] = value
+
+
+def _inject(nodes: list[dict[str, Any]], values: dict[str, Any]) -> None:
+    """``/run`` inputs (``{nodeId: value}``) or trigger data (``{prompt, images, <param>...}``)."""
+    by_id = {str(n.get("id")): n for n in nodes}
+    loose: dict[str, Any] = {}
+    for key, value in values.items():
+        node = by_id.get(key)
+        kind = node_kind(node) if node else None
+        if kind is not None and kind.value_param:
+            for name in (kind.value_param, *kind.value_aliases):
+                _set_value(node, name, value)  # type: ignore[arg-type]
+        else:
+            loose[key] = value
+    images = list(loose.pop("images", []) or [])
+    for node in executable(nodes):
+        kind = node_kind(node)
+        if kind is None:
+            continue
+        if kind.name == "input:text" and "prompt" in loose:
+            _set_value(node, "prompt", loose["prompt"])
+        elif kind.name == "input:image" and images:
+            url = images.pop(0)
+            for name in (kind.value_param or "imageUrl", *kind.value_aliases):
+                _set_value(node, name, url)
+        elif kind.billable:
+            for key, value in loose.items():
+                if key != "prompt":
+                    _set_value(node, key, value)
+
+
+# -- workflows ------------------------------------------------------------------------------
+
+async def list_workflows(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    active = request.query_params.get("isActive")
+    rows = [w for w in emu.workflows.values() if account and w.owner == account.key
+            and (active is None or str(w.is_active).lower() == active)]
+    rows.sort(key=lambda w: w.updated_at, reverse=True)
+    return JSONResponse(envelope(emu.options, [workflow_body(w, full=False) for w in rows]))
+
+
+async def create_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    assert account is not None
+    body = await _json(request)
+    if not body.get("name") or "nodes" not in body or "edges" not in body:
+        raise _reject(400, "Missing required fields: name, nodes, edges", code="missing_fields")
+    nodes, edges = _checked_graph(request, body["nodes"], body["edges"])
+    existing = emu.workflows.get(str(body.get("id"))) if body.get("id") else None
+    if existing is not None and existing.owner == account.key:  # G1: with an id, POST updates (C17)
+        workflow, status = existing, 200
+    else:
+        workflow = Workflow(id=emu.new_id("cm"), owner=account.key, name="", nodes=[], edges=[],
+                            created_at=emu.now_iso())
+        emu.workflows[workflow.id] = workflow
+        emu.counters.incr("workflows_created")
+        status = 201
+    workflow.name, workflow.nodes, workflow.edges = str(body["name"]), nodes, edges
+    workflow.description = str(body.get("description") or "")
+    workflow.tags = list(body.get("tags") or [])
+    workflow.is_active = bool(body.get("isActive", True))
+    workflow.webhook_id = body.get("webhookId") or workflow.webhook_id
+    workflow.updated_at = emu.now_iso()
+    if emu.options.envelope == "data":
+        payload: Any = {"data": {"id": workflow.id, "name": workflow.name},
+                        "meta": {"migrations": [], "warnings": []}}
+    else:
+        payload = workflow_body(workflow)
+    return JSONResponse(payload, status_code=status)
+
+
+async def get_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    return JSONResponse(envelope(emu.options, workflow_body(_owned(emu, request, account))))
+
+
+async def put_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    workflow = _owned(emu, request, account)
+    body = await _json(request)
+    if "linkPermission" in body:
+        raise _reject(400, "linkPermission cannot be written here; use POST /visibility", code="invalid_field")
+    base = body.get("baseUpdatedAt")
+    if base is not None and base != workflow.updated_at:
+        raise _reject(409, "The workflow changed since baseUpdatedAt", code="stale_write",
+                      currentUpdatedAt=workflow.updated_at, yourBaseUpdatedAt=base)
+    nodes, edges = _checked_graph(request, body.get("nodes", workflow.nodes), body.get("edges", workflow.edges))
+    workflow.nodes, workflow.edges = nodes, edges
+    for key, attr in (("name", "name"), ("description", "description"), ("tags", "tags"),
+                      ("isActive", "is_active")):
+        if key in body:
+            setattr(workflow, attr, body[key])
+    workflow.updated_at = emu.now_iso()
+    return JSONResponse(envelope(emu.options, workflow_body(workflow)))
+
+
+async def delete_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    workflow = _owned(emu, request, account)
+    del emu.workflows[workflow.id]
+    return JSONResponse(envelope(emu.options, {"id": workflow.id, "deleted": True}))
+
+
+async def estimate(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    assert account is not None
+    workflow = _owned(emu, request, account)
+    breakdown = credit_needs(workflow.nodes)
+    total = sum(e["credits"] for e in breakdown)
+    return JSONResponse({"data": {
+        "workflowId": workflow.id, "estimatedCredits": total, "estimatedProviderCostUsd": round(total * 0.01, 4),
+        "availableCredits": account.credits, "creditSource": f"user:{account.key[-4:]}",
+        "sufficient": account.credits >= total, "estimateComplete": True,
+        "breakdown": [{**e, "unknownIterations": False, "fanOutUncertainty": "none"} for e in breakdown],
+        "warnings": []}})
+
+
+# -- executions -----------------------------------------------------------------------------
+
+def _start_response(emu: WireflowEmulator, workflow: Workflow, account: Account, nodes: list[Any],
+                    edges: list[Any], *, run: bool) -> Response:
+    if not workflow.is_active:
+        raise _reject(400, "Workflow is not active", code="workflow_inactive")
+    emu.precheck(account, nodes)
+    execution = emu.start(workflow, account.key, nodes, edges)
+    if run:
+        body: Any = {"data": {"executionId": execution.id, "status": emu.options.status_text("RUNNING")}}
+        return JSONResponse(body, status_code=202)
+    return JSONResponse(execute_body(emu.options, execution), status_code=emu.options.execute_status,
+                        headers={"Location": f"/api/v1/workflows/executions/{execution.id}/poll"})
+
+
+async def execute(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    assert account is not None
+    workflow = _owned(emu, request, account)
+    key = request.headers.get("idempotency-key")
+    if (replayed := emu.replay(account.key, key)) is not None:
+        return replayed
+    body = await _json(request)
+    if isinstance(body.get("nodes"), list) and body["nodes"]:
+        nodes, edges = _checked_graph(request, body["nodes"], body.get("edges") or [])
+    else:  # {"nodes": [], "edges": []} (seed 000) or {"inputs": ...} (P1): the saved graph
+        nodes, edges = copy.deepcopy(workflow.nodes), copy.deepcopy(workflow.edges)
+    for extra in (body.get("inputs"), body.get("triggerData")):
+        if isinstance(extra, dict):
+            _inject(nodes, extra)
+    return emu.remember(account.key, key, _start_response(emu, workflow, account, nodes, edges, run=False))
+
+
+async def run(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    assert account is not None
+    workflow = _owned(emu, request, account)
+    key = request.headers.get("idempotency-key")
+    if (replayed := emu.replay(account.key, key)) is not None:
+        return replayed
+    body = await _json(request)
+    nodes, edges = copy.deepcopy(workflow.nodes), copy.deepcopy(workflow.edges)
+    if isinstance(body.get("inputs"), dict):
+        _inject(nodes, body["inputs"])
+    return emu.remember(account.key, key, _start_response(emu, workflow, account, nodes, edges, run=True))
+
+
+async def describe_run(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    workflow = _owned(emu, request, account)
+    inputs = []
+    for node in executable(workflow.nodes):
+        kind = node_kind(node)
+        if kind is not None and kind.category == "input":
+            inputs.append({"nodeId": node["id"], "label": (node.get("data") or {}).get("label") or node["id"],
+                           "type": "image" if kind.name == "input:image" else "text", "required": True})
+    return JSONResponse({"data": {
+        "workflowId": workflow.id, "workflowName": workflow.name, "inputs": inputs,
+        "endpoint": f"/api/v1/workflows/{workflow.id}/run", "method": "POST",
+        "example": {"inputs": {i["nodeId"]: f"<{i['type']}>" for i in inputs}}}})
+
+
+def poll_route(variant: str) -> Handler:
+    async def poll(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+        only = emu.options.only_poll_path
+        execution = emu.executions.get(request.path_params["eid"])
+        if (only is not None and only != variant) or execution is None or account is None \
+                or execution.owner != account.key:
+            raise _reject(404, "Execution not found", code="not_found")
+        return emu.poll_response(request, execution)
+
+    return poll
+
+
+# -- webhook, media, usage ----------------------------------------------------------------
+
+def _hooked(emu: WireflowEmulator, hook: str) -> Workflow:
+    for workflow in emu.workflows.values():
+        if hook in (workflow.webhook_id, workflow.id):  # "use the workflow's regular id" (P7)
+            return workflow
+    raise _reject(404, "Webhook not found", code="not_found", headers=dict(_CORS))
+
+
+async def trigger(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers=_CORS)
+    workflow = _hooked(emu, request.path_params["hook"])
+    if request.method == "GET":
+        return JSONResponse({"workflowId": workflow.id, "name": workflow.name, "isActive": workflow.is_active,
+                             "message": "Webhook is configured. Use POST to trigger execution."}, headers=_CORS)
+    scope, key = f"webhook:{workflow.id}", request.headers.get("idempotency-key")
+    if (replayed := emu.replay(scope, key)) is not None:
+        return replayed
+    if not workflow.is_active:
+        raise _reject(400, "Workflow is not active", code="workflow_inactive", headers=dict(_CORS))
+    nodes, edges = copy.deepcopy(workflow.nodes), copy.deepcopy(workflow.edges)
+    _inject(nodes, await _json(request))
+    emu.precheck(emu.account(workflow.owner), nodes)
+    execution = emu.start(workflow, workflow.owner, nodes, edges, initial_status="queued")
+    emu.counters.incr("webhook_triggers")
+    body = {"executionId": execution.id, "status": "queued", "message": "Workflow execution queued successfully"}
+    return emu.remember(scope, key, JSONResponse(body, status_code=202, headers=_CORS))
+
+
+async def upload(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    raw = await request.body()
+    if len(raw) > MAX_UPLOAD:
+        raise _reject(413, "File too large (25 MB max)", code="payload_too_large")
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("application/json"):
+        url = (await _json(request)).get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _reject(400, "Expected {\"url\": \"https://...\"} or a multipart file", code="missing_fields")
+        return JSONResponse({"data": {"url": url}})
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
+    for part in message.iter_parts() if message.is_multipart() else []:
+        if part.get_param("name", header="content-disposition") == "file":
+            data = part.get_payload(decode=True) or b""
+            path = emu.store_file(data, part.get_content_type())
+            emu.counters.incr("uploads")
+            return JSONResponse({"data": {"url": emu.file_url(request, path)}})
+    raise _reject(400, "Expected a multipart field named file", code="missing_fields")
+
+
+async def usage(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    assert account is not None
+    return JSONResponse(envelope(emu.options, {"credits": account.credits, "availableCredits": account.credits,
+                                               "plan": account.plan}))
+
+
+MAX_UPLOAD = 25 * 1024 * 1024
+
+
+def route_table(emu: WireflowEmulator) -> list[tuple[str, Any, list[str]]]:
+    def e(handler: Handler, scopes: tuple[str, ...] = (), kind: str = "request", auth: bool = True) -> Any:
+        return endpoint(emu, handler, scopes=scopes, kind=kind, auth=auth)
+
+    return [
+        ("/workflows/executions/{eid}/poll", e(poll_route("poll"), POLL), ["GET"]),
+        ("/workflows/executions/{eid}", e(poll_route("details"), POLL), ["GET"]),
+        ("/executions/{eid}/poll", e(poll_route("short"), POLL), ["GET"]),
+        ("/workflows", e(list_workflows, READ), ["GET"]),
+        ("/workflows", e(create_workflow, WRITE), ["POST"]),
+        ("/workflows/{wid}", e(get_workflow, READ), ["GET"]),
+        ("/workflows/{wid}", e(put_workflow, WRITE), ["PUT"]),
+        ("/workflows/{wid}", e(delete_workflow, WRITE), ["DELETE"]),
+        ("/workflows/{wid}/execute", e(execute, EXECUTE, kind="execution"), ["POST"]),
+        ("/workflows/{wid}/run", e(run, EXECUTE, kind="execution"), ["POST"]),
+        ("/workflows/{wid}/run", e(describe_run, READ), ["GET"]),
+        ("/workflows/{wid}/estimate", e(estimate, READ), ["POST"]),
+        ("/workflow/{hook}/trigger", e(trigger, auth=False), ["GET", "POST", "OPTIONS"]),
+        ("/media/upload", e(upload, WRITE), ["POST"]),
+        ("/developer/usage", e(usage, ("usage:read",)), ["GET"]),
+    ]
