@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,16 @@ from ._errors import (
     ImageGenError,
     InvalidRequestError,
     JobNotFoundError,
+    ProviderUnavailableError,
+    RateLimitError,
     UnknownProviderError,
 )
-from ._jobstore import JobStore, MemoryJobStore, SqliteJobStore
+from ._jobstore import JobStore, MemoryJobStore, RedisJobStore, SqliteJobStore
 from ._models import Attempt, Cost, ImageRequest, ImageResult, Job, split_job_id
 from ._plugins import PluginRegistry, registry as default_registry
 from ._provider import Provider
+from ._ratelimit import RateLimiter, RedisWindow
+from ._resilience import CircuitBreaker, RetryRecord, call_with_retries
 from ._routing import Plan, Target, resolve
 
 __all__ = ["AsyncClient"]
@@ -69,6 +74,8 @@ class AsyncClient:
         self._transports = dict(transports or {})
         self._instances: dict[str, Provider] = {}
         self._http: list[httpx.AsyncClient] = []
+        self.circuits = CircuitBreaker(self.config.circuit)
+        self.limiter = self._make_limiter()
         self._check_config()
 
     # -- configuration --------------------------------------------------------------------
@@ -78,8 +85,22 @@ class AsyncClient:
         if jobs.backend == "memory":
             return MemoryJobStore()
         if jobs.backend == "redis":
-            raise ConfigurationError("jobs.backend = \"redis\" is not available yet; use \"sqlite\"")
+            if not jobs.url:
+                raise ConfigurationError("jobs.backend = \"redis\" needs jobs.url = \"redis://...\"")
+            return RedisJobStore(jobs.url)
         return SqliteJobStore(Path(jobs.path).expanduser() if jobs.path else None)
+
+    def _make_limiter(self) -> RateLimiter:
+        limits = self.config.rate_limits
+        if limits.backend == "redis":
+            if not limits.url:
+                raise ConfigurationError("rate_limits.backend = \"redis\" needs rate_limits.url = \"redis://...\"")
+            return RateLimiter(RedisWindow(limits.url, prefix=limits.key_prefix))
+        return RateLimiter()
+
+    def circuit_state(self, name: str) -> dict[str, object]:
+        """The circuit breaker's view of a provider: state (closed/open/half_open), failures, retry_in_s."""
+        return self.circuits.state(name)
 
     def _plugin_of(self, name: str) -> type[Provider]:
         table = self.config.providers.get(name, {})
@@ -151,6 +172,35 @@ class AsyncClient:
         request = ImageRequest.build(prompt=prompt, operation="edit", images=images, mask=mask, **options)
         return await self._run(request)
 
+    async def generate_many(self, requests: Iterable[ImageRequest | str], *, concurrency: int = 4,
+                            on_result: Callable[[int, ImageResult | ImageGenError], None] | None = None,
+                            ) -> list[ImageResult | ImageGenError]:
+        """Run many requests, at most ``concurrency`` at a time.
+
+        A failure does not stop the batch: its slot in the returned list (in input order)
+        holds the error. ``on_result(index, outcome)`` is called as each one finishes.
+        """
+        if concurrency < 1:
+            raise InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
+        gate = asyncio.Semaphore(concurrency)
+        outcomes: list[ImageResult | ImageGenError | None] = []
+
+        async def one(index: int, item: ImageRequest | str) -> None:
+            async with gate:
+                try:
+                    request = item if isinstance(item, ImageRequest) else ImageRequest.build(prompt=item)
+                    outcome: ImageResult | ImageGenError = await self._run(request)
+                except ImageGenError as exc:
+                    outcome = exc
+            outcomes[index] = outcome
+            if on_result is not None:
+                on_result(index, outcome)
+
+        items = list(requests)
+        outcomes.extend([None] * len(items))
+        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        return outcomes  # type: ignore[return-value]
+
     async def estimate(self, request: ImageRequest | str, **options: Any) -> Cost:
         """Expected cost of ``request`` on its first provider, from the price book. No network call."""
         if isinstance(request, str):
@@ -215,6 +265,7 @@ class AsyncClient:
             await provider.aclose()
         for http in self._http:
             await http.aclose()
+        await self.limiter.aclose()
         self._instances.clear()
         self._http.clear()
 
@@ -244,6 +295,8 @@ class AsyncClient:
             raise provider.translate_error(exc) from exc
 
     async def _run(self, request: ImageRequest) -> ImageResult:
+        if request.idempotency_key is None:
+            request = request.model_copy(update={"idempotency_key": uuid.uuid4().hex})
         plan = self._plan(request)
         attempts: list[Attempt] = []
         started = time.monotonic()
@@ -254,7 +307,8 @@ class AsyncClient:
                 provider = self.provider(target.provider)
                 spec = self._model(provider, target, request)
                 warnings = provider.validate(request, spec)
-                result = await self._run_on(provider, spec, request, deadline)
+                self._check_circuit(target.provider)
+                result = await self._run_on(provider, spec, request, deadline, attempts)
             except ImageGenError as exc:
                 attempts.append(_failed_attempt(target, exc, time.monotonic() - t0))
                 if not plan.falls_through(exc):
@@ -274,12 +328,22 @@ class AsyncClient:
             + "; ".join(f"{a.provider}: {a.error_type}" for a in attempts),
             attempts=attempts)
 
+    def _check_circuit(self, name: str) -> None:
+        if not self.circuits.allow(name):
+            retry_in = self.circuits.state(name)["retry_in_s"] or 0.0
+            raise ProviderUnavailableError(
+                f"{name} is failing repeatedly, so its circuit is open; it will be tried again in "
+                f"{retry_in:.0f}s", provider=name, retryable=True)
+
     async def _run_on(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
-                      deadline: float) -> ImageResult:
-        """One provider, one model: split ``n`` into calls it accepts, run them, merge."""
+                      deadline: float, attempts: list[Attempt]) -> ImageResult:
+        """One provider, one model: split ``n`` into calls it accepts, run them (with retries), merge."""
         counts = _split_n(request.n, spec.max_images_per_call)
-        parts = [request.model_copy(update={"n": k}) for k in counts]
-        results = await asyncio.gather(*(self._call(provider, spec, p, deadline) for p in parts))
+        parts = [request.model_copy(update={"n": k, "idempotency_key": f"{request.idempotency_key}.{i}"
+                                            if i else request.idempotency_key})
+                 for i, k in enumerate(counts)]
+        results = await asyncio.gather(*(self._call_with_retries(provider, spec, p, deadline, attempts)
+                                         for p in parts))
         first = results[0]
         if len(results) == 1:
             return first
@@ -292,6 +356,41 @@ class AsyncClient:
             "metadata": {**first.metadata, "job_ids": [r.job_id for r in results]},
         })
 
+    async def _call_with_retries(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
+                                 deadline: float, attempts: list[Attempt]) -> ImageResult:
+        name = provider.instance_name
+
+        def on_retry(record: RetryRecord) -> None:
+            attempts.append(_failed_attempt(Target(name, spec.id), record.error, record.duration_s,
+                                            wait_s=record.wait_s))
+
+        async def once() -> ImageResult:
+            try:
+                async with self.limiter.slot(name, requests_per_minute=provider.settings.requests_per_minute,
+                                             max_concurrency=provider.settings.max_concurrency,
+                                             deadline=deadline):
+                    result = await self._call(provider, spec, request, deadline)
+            except ImageGenError as exc:
+                self.circuits.record_failure(name, exc)
+                if isinstance(exc, RateLimitError) and exc.retry_after:
+                    self.limiter.pause(name, exc.retry_after)
+                raise
+            self.circuits.record_success(name)
+            return result
+
+        return await call_with_retries(once, config=self.config.retry, deadline=deadline, on_retry=on_retry)
+
+    async def _resume(self, provider: Provider, request: ImageRequest, deadline: float) -> ImageResult | None:
+        """Finish a job already submitted for this logical request instead of paying for it twice."""
+        existing = self.jobs.find(request.idempotency_key) if request.idempotency_key else None
+        if existing is None or existing.provider != provider.instance_name:
+            return None
+        if existing.status == "succeeded" and existing.result is not None:
+            return existing.result
+        if existing.status in ("queued", "running"):
+            return await self._guard(provider, provider.wait(existing, deadline=deadline))
+        return None  # failed or cancelled: a fresh submission is what the caller wants
+
     async def _call(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
                     deadline: float) -> ImageResult:
         estimate = provider.estimate(request, spec)
@@ -299,8 +398,10 @@ class AsyncClient:
         def on_submit(job: Job) -> None:
             self.jobs.put(job.model_copy(update={"request": request, "model": spec.id}))
 
-        method = provider.edit if request.operation == "edit" else provider.generate
-        result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
+        result = await self._resume(provider, request, deadline)
+        if result is None:
+            method = provider.edit if request.operation == "edit" else provider.generate
+            result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
         if result.job_id:
             done = provider.job(split_job_id(result.job_id)[1], "succeeded", result=result)
             self._remember(done, self.jobs.get(result.job_id))
@@ -308,7 +409,7 @@ class AsyncClient:
         return result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
 
 
-def _failed_attempt(target: Target, exc: ImageGenError, duration: float) -> Attempt:
+def _failed_attempt(target: Target, exc: ImageGenError, duration: float, *, wait_s: float = 0.0) -> Attempt:
     return Attempt(
         provider=target.provider,
         model=target.model,
@@ -318,5 +419,6 @@ def _failed_attempt(target: Target, exc: ImageGenError, duration: float) -> Atte
         status_code=getattr(exc, "status_code", None),
         retryable=exc.retryable,
         retry_after=getattr(exc, "retry_after", None),
+        wait_s=wait_s,
         duration_s=duration,
     )

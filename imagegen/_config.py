@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._errors import ConfigurationError, MissingCredentialsError
+from ._ratelimit import RateLimitConfig
+from ._resilience import CircuitConfig, RetryConfig
 
 __all__ = ["BudgetConfig", "CacheConfig", "Config", "JobsConfig", "RouteConfig", "config_from_mapping",
            "find_config_file", "load_config", "resolve_secret"]
@@ -89,6 +91,9 @@ class Config(BaseSettings):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    circuit: CircuitConfig = Field(default_factory=CircuitConfig)
+    rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     #: Where the file came from, for error messages (not a config key).
     source: str | None = Field(default=None, exclude=True)
 

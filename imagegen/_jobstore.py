@@ -18,7 +18,7 @@ from typing import Protocol
 
 from ._models import Job
 
-__all__ = ["JobStore", "MemoryJobStore", "SqliteJobStore", "default_data_dir"]
+__all__ = ["JobStore", "MemoryJobStore", "RedisJobStore", "SqliteJobStore", "default_data_dir"]
 
 
 def default_data_dir() -> Path:
@@ -35,6 +35,12 @@ class JobStore(Protocol):
     def put(self, job: Job) -> None: ...
     def get(self, job_id: str) -> Job | None: ...
     def recent(self, limit: int = 50) -> list[Job]: ...
+    def find(self, idempotency_key: str) -> Job | None:
+        """The latest job submitted for this logical request (see ``ImageRequest.idempotency_key``)."""
+
+
+def _key_of(job: Job) -> str | None:
+    return job.request.idempotency_key if job.request is not None else None
 
 
 class MemoryJobStore:
@@ -57,13 +63,17 @@ class MemoryJobStore:
             jobs = sorted(self._jobs.values(), key=lambda j: j.updated_at, reverse=True)
         return jobs[:limit]
 
+    def find(self, idempotency_key: str) -> Job | None:
+        return next((j for j in self.recent(len(self._jobs)) if _key_of(j) == idempotency_key), None)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, provider TEXT NOT NULL, native_id TEXT NOT NULL, status TEXT NOT NULL,
-    body TEXT NOT NULL, updated_at TEXT NOT NULL
+    idem_key TEXT, body TEXT NOT NULL, updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
+CREATE INDEX IF NOT EXISTS jobs_idem_key ON jobs(idem_key);
 CREATE TABLE IF NOT EXISTS job_images (
     job_id TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (job_id, idx)
 );
@@ -96,9 +106,10 @@ class SqliteJobStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
-                "INSERT OR REPLACE INTO jobs (id, provider, native_id, status, body, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (job.id, job.provider, job.native_id, job.status, json.dumps(body), job.updated_at.isoformat()),
+                "INSERT OR REPLACE INTO jobs (id, provider, native_id, status, idem_key, body, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.provider, job.native_id, job.status, _key_of(job), json.dumps(body),
+                 job.updated_at.isoformat()),
             )
             conn.execute("DELETE FROM job_images WHERE job_id = ?", (job.id,))
             conn.executemany("INSERT INTO job_images (job_id, idx, data) VALUES (?, ?, ?)",
@@ -117,6 +128,12 @@ class SqliteJobStore:
             "SELECT id, body FROM jobs ORDER BY updated_at DESC LIMIT ?", (limit,)).fetchall()
         return [self._load(job_id, body) for job_id, body in rows]
 
+    def find(self, idempotency_key: str) -> Job | None:
+        row = self._connect().execute(
+            "SELECT id, body FROM jobs WHERE idem_key = ? ORDER BY updated_at DESC LIMIT 1",
+            (idempotency_key,)).fetchone()
+        return None if row is None else self._load(*row)
+
     def _load(self, job_id: str, body: str) -> Job:
         data = json.loads(body)
         if data.get("result"):
@@ -126,3 +143,35 @@ class SqliteJobStore:
                 image["data"] = base64.b64encode(blob).decode()
         # JSON mode, so every bytes field (result and request images) decodes from base64.
         return Job.model_validate_json(json.dumps(data))
+
+
+class RedisJobStore:
+    """Jobs in Redis, shared by a fleet: one JSON document per job, a sorted set for recency."""
+
+    def __init__(self, url: str, *, prefix: str = "imagegen:") -> None:
+        import redis  # the `redis` extra; imported only when configured
+
+        self._redis = redis.Redis.from_url(url)
+        self._prefix = prefix
+
+    def put(self, job: Job) -> None:
+        pipe = self._redis.pipeline()
+        pipe.set(f"{self._prefix}job:{job.id}", job.model_dump_json())
+        pipe.zadd(f"{self._prefix}jobs", {job.id: job.updated_at.timestamp()})
+        key = _key_of(job)
+        if key:
+            pipe.set(f"{self._prefix}jobkey:{key}", job.id)
+        pipe.execute()
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self._redis.get(f"{self._prefix}job:{job_id}")
+        return None if raw is None else Job.model_validate_json(raw)
+
+    def recent(self, limit: int = 50) -> list[Job]:
+        ids = self._redis.zrevrange(f"{self._prefix}jobs", 0, limit - 1)
+        jobs = (self.get(i.decode()) for i in ids)
+        return [j for j in jobs if j is not None]
+
+    def find(self, idempotency_key: str) -> Job | None:
+        job_id = self._redis.get(f"{self._prefix}jobkey:{idempotency_key}")
+        return None if job_id is None else self.get(job_id.decode())

@@ -160,6 +160,10 @@ class ImageRequest(BaseModel):
     cache: bool = True
     #: Overall deadline for the call, in seconds.
     timeout: float | None = None
+    #: Identifies one logical request across retries, so a provider that supports it
+    #: (Wireflow's ``Idempotency-Key``) never charges a retried call twice. The client
+    #: fills it in when it is not given.
+    idempotency_key: str | None = None
 
     @field_validator("prompt")
     @classmethod

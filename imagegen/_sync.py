@@ -70,6 +70,7 @@ class Client:
             raise
 
     generate = _blocking("generate")
+    generate_many = _blocking("generate_many")
     edit = _blocking("edit")
     submit = _blocking("submit")
     status = _blocking("status")
@@ -84,6 +85,9 @@ class Client:
     @property
     def jobs(self) -> Any:
         return self._async.jobs
+
+    def circuit_state(self, name: str) -> dict[str, object]:
+        return self._async.circuit_state(name)
 
     def provider(self, name: str) -> Any:
         return self._async.provider(name)

@@ -16,7 +16,7 @@ from imagegen import (
     UnsupportedFeatureError,
 )
 
-MEMORY = {"jobs": {"backend": "memory"}}
+MEMORY = {"jobs": {"backend": "memory"}, "retry": {"initial_backoff_s": 0.01, "max_backoff_s": 0.05}}
 
 
 @pytest.fixture
@@ -143,8 +143,10 @@ def test_route_falls_back_and_records_attempts(tinyplug):
         # Both share one plugin, so both refuse: every attempt is on the error.
         with pytest.raises(AllProvidersFailedError) as info:
             client.generate("[[unavailable]]")
+        # Each provider is retried (3 tries by default) before the route moves on.
         assert [(a.provider, a.error_type) for a in info.value.attempts] == [
-            ("primary", "ProviderUnavailableError"), ("backup", "ProviderUnavailableError")]
+            ("primary", "ProviderUnavailableError")] * 3 + [("backup", "ProviderUnavailableError")] * 3
+        assert [a.wait_s > 0 for a in info.value.attempts] == [True, True, False] * 2
         assert info.value.retryable
 
 
