@@ -309,6 +309,8 @@ async def trigger(emu: WireflowEmulator, request: Request, account: Account | No
     emu.precheck(emu.account(workflow.owner), nodes)
     execution = emu.start(workflow, workflow.owner, nodes, edges, initial_status="queued")
     emu.counters.incr("webhook_triggers")
+    if "authorization" in request.headers:
+        emu.counters.incr("webhook_triggers_with_authorization")
     body = {"executionId": execution.id, "status": "queued", "message": "Workflow execution queued successfully"}
     return emu.remember(scope, key, JSONResponse(body, status_code=202, headers=_CORS))
 
