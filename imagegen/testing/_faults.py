@@ -16,7 +16,9 @@ from typing import Literal, get_args
 
 __all__ = ["Fault", "FaultKind", "FaultPlan"]
 
-FaultKind = Literal["rate_limit", "server_error", "timeout", "drop", "truncate", "malformed", "html"]
+FaultKind = Literal[
+    "rate_limit", "server_error", "timeout", "drop", "truncate", "malformed", "html"
+]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
 # The kit's own routes stay reliable unless a plan's path regex names them: a test that counts
@@ -43,7 +45,7 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {', '.join(FAULT_KINDS)}")
+            raise ValueError(_unknown_kind(self.kind))
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"fault status must be an HTTP status code, got {self.status!r}")
         for name in ("retry_after", "delay"):
@@ -165,7 +167,7 @@ class FaultPlan:
         faults: dict[Fault, float] = {}
         for kind, rate in rates.items():
             if kind not in FAULT_KINDS:
-                raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}")
+                raise ValueError(_unknown_kind(kind))
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"rate for {kind} must be between 0 and 1, got {rate!r}")
             faults[_default_fault(kind, retry_after=retry_after, delay=timeout_delay)] = rate
@@ -196,7 +198,11 @@ class FaultPlan:
         return _parse_random(text)
 
     def pick(self, method: str, path: str) -> Fault | None:
-        """The fault to inject for this request, or ``None`` to let it through."""
+        """The fault to inject for this request, or ``None`` to let it through.
+
+        Each call may advance a script or draw a random number, so call it once per request.
+        The built-in plans filter on `path` only; `method` is passed for completeness.
+        """
         for rule in self._rules:
             fault = rule.pick(method, path)
             if fault is not None:
@@ -216,6 +222,10 @@ class FaultPlan:
         plan = cls()
         plan._rules = tuple(rules)
         return plan
+
+
+def _unknown_kind(kind: object) -> str:
+    return f"unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}"
 
 
 def _as_step(step: Fault | str | None) -> Fault | None:

@@ -75,7 +75,8 @@ class LatencyModel:
         try:
             scale = float(raw)
         except ValueError:
-            raise ValueError(f"{TIME_SCALE_ENV} must be a number such as 0.1, got {raw!r}") from None
+            message = f"{TIME_SCALE_ENV} must be a number such as 0.1, got {raw!r}"
+            raise ValueError(message) from None
         if scale < 0:
             raise ValueError(f"{TIME_SCALE_ENV} must be >= 0, got {raw!r}")
         return scale

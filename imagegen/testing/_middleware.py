@@ -106,6 +106,9 @@ class EmulatorMiddleware:
     async def render_drop(
         self, fault: Fault, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        # Closing a socket with unread request bytes makes the kernel send RST, and the client
+        # might then fail before it sees the partial response; read the request first.
+        await _read_body(receive)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(_DROP_PROMISED_LENGTH).encode()),
@@ -153,6 +156,13 @@ class EmulatorMiddleware:
         body = fault.body if fault.body is not None else _nginx_page(status).encode()
         response = HTMLResponse(body, status_code=status, headers={"server": "nginx"})
         await response(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def _sleep_unless_disconnected(delay: float, receive: Receive) -> bool:

@@ -27,7 +27,9 @@ def echo(_shared_echo: tuple[EchoEmulator, LoopbackServer]) -> EchoEmulator:
 
 
 @pytest.fixture
-def echo_server(echo: EchoEmulator, _shared_echo: tuple[EchoEmulator, LoopbackServer]) -> LoopbackServer:
+def echo_server(
+    echo: EchoEmulator, _shared_echo: tuple[EchoEmulator, LoopbackServer]
+) -> LoopbackServer:
     return _shared_echo[1]
 
 

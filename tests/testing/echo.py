@@ -17,7 +17,9 @@ class EchoEmulator(Emulator):
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/generate", self.generate, methods=["POST"]),
-            Route("/v1beta/models/{model}:generateContent", self.generate_content, methods=["POST"]),
+            Route(
+                "/v1beta/models/{model}:generateContent", self.generate_content, methods=["POST"]
+            ),
         ]
 
     async def generate(self, request: Request) -> Response:

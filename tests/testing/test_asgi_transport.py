@@ -37,7 +37,11 @@ async def test_drop_raises_the_same_transport_error_in_process() -> None:
 
 async def test_other_faults_in_process() -> None:
     plan = FaultPlan.script(
-        Fault("rate_limit", retry_after=1), "truncate", Fault("timeout", delay=0.05), "malformed", "html"
+        Fault("rate_limit", retry_after=1),
+        "truncate",
+        Fault("timeout", delay=0.05),
+        "malformed",
+        "html",
     )
     emulator = EchoEmulator(faults=plan)
     async with _client(emulator) as http:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from imagegen.testing import Emulator, Fault, FaultPlan, serve
 
@@ -43,7 +44,9 @@ def test_rate_limit_sends_429_with_retry_after(echo: EchoEmulator, http: httpx.C
     assert echo.counters.charges == []
 
 
-@pytest.mark.parametrize(("fault", "status"), [("server_error", 503), (Fault("server_error", status=500), 500)])
+@pytest.mark.parametrize(
+    ("fault", "status"), [("server_error", 503), (Fault("server_error", status=500), 500)]
+)
 def test_server_error_uses_the_vendor_envelope(
     echo: EchoEmulator, http: httpx.Client, fault: Fault | str, status: int
 ) -> None:
@@ -73,7 +76,8 @@ def test_timeout_trips_a_client_read_timeout(echo: EchoEmulator, http: httpx.Cli
 
 async def test_a_stalled_request_ends_when_its_client_disconnects() -> None:
     emulator = EchoEmulator(faults=FaultPlan.script(Fault("timeout", delay=30)))
-    scope = {"type": "http", "method": "POST", "path": "/generate", "headers": [], "query_string": b""}
+    scope = {"type": "http", "method": "POST", "path": "/generate", "headers": []}
+    scope["query_string"] = b""
     messages = iter([{"type": "http.request", "body": b"{}"}, {"type": "http.disconnect"}])
     sent: list[dict] = []
 
@@ -134,7 +138,9 @@ def test_truncate_can_target_file_downloads(echo: EchoEmulator, http: httpx.Clie
     Image.open(io.BytesIO(http.get(url).content)).load()
 
 
-def test_malformed_answers_200_with_an_unexpected_body(echo: EchoEmulator, http: httpx.Client) -> None:
+def test_malformed_answers_200_with_an_unexpected_body(
+    echo: EchoEmulator, http: httpx.Client
+) -> None:
     echo.faults = FaultPlan.script("malformed", Fault("malformed", body=b"[1, 2"))
     default, custom = _generate(http), _generate(http)
     assert default.status_code == 200 and default.json() == {"unexpected": "shape"}
@@ -165,8 +171,9 @@ def test_kit_routes_are_not_faulted_by_default(echo: EchoEmulator, http: httpx.C
 def test_random_plan_gives_the_same_statuses_for_the_same_seed() -> None:
     def statuses() -> list[int]:
         plan = FaultPlan.random({"server_error": 0.3, "rate_limit": 0.3, "malformed": 0.2}, seed=11)
-        with serve(EchoEmulator(faults=plan)) as server, httpx.Client(base_url=server.base_url) as http:
-            return [_generate(http).status_code for _ in range(20)]
+        with serve(EchoEmulator(faults=plan)) as server:
+            with httpx.Client(base_url=server.base_url) as http:
+                return [_generate(http).status_code for _ in range(20)]
 
     first = statuses()
     assert first == statuses()
@@ -178,9 +185,7 @@ class VendorEmulator(Emulator):
 
     name = "vendor"
 
-    def routes(self) -> list:
-        from starlette.routing import Route
-
+    def routes(self) -> list[BaseRoute]:
         return [Route("/go", self.go, methods=["POST"])]
 
     async def go(self, request: Request) -> Response:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from imagegen.testing import Emulator, FaultPlan, LoopbackServer, serve
+from imagegen.testing import Emulator, FaultPlan, LatencyModel, LoopbackServer, serve
 
 from .echo import EchoEmulator
 
@@ -76,7 +76,9 @@ def test_bad_fault_updates_are_400_and_keep_the_plan(
     assert echo.faults is plan
 
 
-def test_stored_files_are_served_with_type_and_length(echo: EchoEmulator, http: httpx.Client) -> None:
+def test_stored_files_are_served_with_type_and_length(
+    echo: EchoEmulator, http: httpx.Client
+) -> None:
     result = http.post("/generate", json={"width": 40, "height": 30}).json()
     assert result["url"].startswith(str(http.base_url).rstrip("/") + "/files/")
     response = http.get(result["url"])
@@ -114,9 +116,9 @@ def test_app_is_built_once_and_faults_are_read_per_request(echo: EchoEmulator) -
         assert httpx.post(server.base_url + "/generate", json={}).status_code == 503
 
 
-def test_latency_model_slows_the_handler_by_the_scaled_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    from imagegen.testing import LatencyModel
-
+def test_latency_model_slows_the_handler_by_the_scaled_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("IMAGEGEN_EMULATOR_TIME_SCALE", "0.002")
     emulator = EchoEmulator(latency=LatencyModel(base=10.0, per_megapixel=100.0))
     with serve(emulator) as server:

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from imagegen.testing import Emulator, LoopbackServer, serve
+from imagegen.testing import Emulator, Fault, FaultPlan, LoopbackServer, serve
 
 from .echo import EchoEmulator
 
@@ -91,8 +91,6 @@ def test_serves_a_plain_asgi_app() -> None:
 
 
 def test_stopping_with_a_request_in_flight_is_prompt() -> None:
-    from imagegen.testing import Fault, FaultPlan
-
     emulator = EchoEmulator(faults=FaultPlan.script(Fault("timeout", delay=60)))
     server = serve(emulator).start()
     with ThreadPoolExecutor(1) as pool:

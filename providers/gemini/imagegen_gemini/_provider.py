@@ -44,6 +44,7 @@ from imagegen import (
     Provider,
     ProviderError,
     ProviderSettings,
+    ProviderUnavailableError,
     UnsupportedFeatureError,
 )
 from imagegen._http import fetch_image
@@ -220,7 +221,8 @@ class GeminiProvider(Provider):
         except Exception as exc:
             raise self._translate(exc, spec) from exc
         try:
-            answer = _wire.read_answer(response, spec, provider=self.instance_name)
+            raw = response.sdk_http_response.body if response.sdk_http_response else None
+            answer = _wire.read_answer(raw or "", spec, provider=self.instance_name)
         except ImageGenError:
             raise
         except Exception as exc:
@@ -238,9 +240,9 @@ class GeminiProvider(Provider):
         try:
             fetched = await fetch_image(self.http, image.url, provider=self.instance_name,
                                         policy=self.download_policy())
-        except ProviderError as exc:
-            if exc.retryable:
-                raise
+        except ProviderUnavailableError:
+            raise  # transient: the router may retry
+        except ProviderError as exc:  # refused or not an image: the caller's input is at fault
             raise InvalidImageError(f"input image {index} ({image.url}) cannot be used: {exc.message}") from exc
         return fetched.data, fetched.mime_type
 

@@ -13,6 +13,7 @@ words and the usage it still reported.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,8 @@ def build_config(request: ImageRequest, spec: ModelSpec, *, timeout_ms: int) -> 
         thinking_config=thinking,
         tools=[types.Tool(google_search=types.GoogleSearch())] if options.get("google_search") else None,
         http_options=types.HttpOptions(timeout=timeout_ms),
+        # The raw body: the SDK's parsed answer drops finishMessage and serviceTier.
+        should_return_http_response=True,
     )
 
 
@@ -105,92 +108,96 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_answer(response: types.GenerateContentResponse, spec: ModelSpec, *, provider: str) -> Answer:
-    """Read images, text, usage and cost, or raise the refusal the answer stands for."""
-    usage = usage_of(response)
-    candidates = response.candidates or []
+def read_answer(body: str | bytes, spec: ModelSpec, *, provider: str) -> Answer:
+    """Read images, text, usage and cost from the raw JSON, or raise the refusal it stands for.
+
+    The raw body is read rather than the SDK's parsed object because the SDK drops fields a
+    caller needs: ``finishMessage`` (the model's own words on a blocked image) and
+    ``usageMetadata.serviceTier``. Unknown fields are ignored.
+    """
+    data = json.loads(body)  # JSONDecodeError (truncated, not JSON) is translated by the provider
+    if not isinstance(data, dict):
+        raise InvalidResponseError(f"{provider} answered JSON that is not an object", provider=provider)
+    usage = usage_of(data.get("usageMetadata"))
+    candidates = _dicts(data.get("candidates"))
     images: list[Image] = []
     text: list[str] = []
     signatures: list[str] = []
     warnings: list[str] = []
     thought_parts = 0
     for candidate in candidates:
-        for part in (candidate.content.parts if candidate.content else None) or []:
-            if part.thought_signature:
-                signatures.append(base64.b64encode(part.thought_signature).decode())
-            if part.thought:
+        content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
+        for part in _dicts(content.get("parts")):
+            if part.get("thoughtSignature"):
+                signatures.append(str(part["thoughtSignature"]))
+            if part.get("thought") is True:
                 thought_parts += 1  # interim images and thought summaries are not results
                 continue
-            if part.inline_data is not None and (part.inline_data.mime_type or "").startswith("image/"):
-                images.append(_image(part.inline_data, provider=provider, warnings=warnings))
-            elif part.text:
-                text.append(part.text)
-    first = candidates[0] if candidates else None
-    finish = _enum_text(first.finish_reason) if first else None
+            blob = part.get("inlineData")
+            if isinstance(blob, dict) and str(blob.get("mimeType", "")).lower().startswith("image/"):
+                images.append(_image(blob, provider=provider, warnings=warnings))
+            elif isinstance(part.get("text"), str) and part["text"]:
+                text.append(part["text"])
+    first = candidates[0] if candidates else {}
     metadata: dict[str, Any] = {
-        "response_id": response.response_id,
-        "model_version": response.model_version,
-        "finish_reason": finish,
+        "response_id": data.get("responseId"),
+        "model_version": data.get("modelVersion"),
+        "finish_reason": first.get("finishReason"),
         "thought_signatures": signatures,
     }
     if thought_parts:
         metadata["thought_parts"] = thought_parts
-    if first is not None and first.grounding_metadata is not None:
-        metadata["grounding"] = first.grounding_metadata.model_dump(mode="json", exclude_none=True)
+    if isinstance(first.get("groundingMetadata"), dict):
+        metadata["grounding"] = first["groundingMetadata"]
     if not images:
-        raise _refusal(response, usage, text, provider=provider)
-    return Answer(response_id=response.response_id, images=images, text=text, usage=usage,
+        raise _refusal(data, candidates, usage, text, provider=provider)
+    return Answer(response_id=data.get("responseId"), images=images, text=text, usage=usage,
                   cost=cost_of(usage, spec), metadata=metadata, warnings=warnings)
 
 
-def _image(blob: types.Blob, *, provider: str, warnings: list[str]) -> Image:
-    declared = (blob.mime_type or "").lower()
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _image(blob: dict[str, Any], *, provider: str, warnings: list[str]) -> Image:
+    declared = str(blob.get("mimeType", "")).lower()
     try:
-        image = Image.from_bytes(blob.data or b"", what=f"{provider} output image")
-    except InvalidImageError as exc:  # their bytes, not the caller's input
-        raise InvalidResponseError(f"{exc.message}", provider=provider) from exc
-    if declared and declared != image.mime_type:
+        data = base64.b64decode(blob.get("data") or "", validate=True)
+        image = Image.from_bytes(data, what=f"{provider} output image")
+    except (ValueError, InvalidImageError) as exc:  # their bytes, not the caller's input
+        raise InvalidResponseError(f"{provider} returned an unreadable image: {exc}", provider=provider) from exc
+    if declared != image.mime_type:
         warnings.append(f"{provider} declared {declared} but the bytes are {image.mime_type}; "
                         "the bytes were trusted")
     return image
 
 
-def _enum_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(getattr(value, "value", value)).upper()
-
-
-def _refusal(response: types.GenerateContentResponse, usage: Usage, text: list[str],
+def _refusal(data: dict[str, Any], candidates: list[dict[str, Any]], usage: Usage, text: list[str],
              *, provider: str) -> ProviderError:
     """HTTP 200 without an image: content policy, no image, or an unreadable answer."""
-    feedback = response.prompt_feedback
-    block = _enum_text(feedback.block_reason) if feedback else None
-    candidates = response.candidates or []
-    first = candidates[0] if candidates else None
-    finish = _enum_text(first.finish_reason) if first else None
-    finish_message = (first.finish_message if first else None) or (
-        feedback.block_reason_message if feedback else None)
+    feedback = data.get("promptFeedback") if isinstance(data.get("promptFeedback"), dict) else {}
+    block = feedback.get("blockReason")
+    first = candidates[0] if candidates else {}
+    finish = first.get("finishReason")
+    finish_message = first.get("finishMessage") or feedback.get("blockReasonMessage")
     words = " ".join(t.strip() for t in text if t.strip()) or None
     body = {"finish_reason": finish, "block_reason": block, "finish_message": finish_message,
-            "text": words, "usage": usage.model_dump(exclude_none=True),
-            "response_id": response.response_id}
+            "text": words, "usage": usage.model_dump(exclude_none=True), "response_id": data.get("responseId")}
     own_words = finish_message or words
-    said = f": {own_words}" if own_words else ""
+    said = f": {own_words.rstrip().rstrip('.')}" if own_words else ""
     if block:
         return ContentPolicyError(
             f"{provider} blocked the prompt (promptFeedback.blockReason {block}){said}. "
             "Rephrase the prompt; retrying the same prompt will not help.",
-            provider=provider, status_code=200, reason=block, provider_message=own_words, body=body)
+            provider=provider, status_code=200, reason=str(block), provider_message=own_words, body=body)
     if not candidates:
         return InvalidResponseError(
             f"{provider} answered HTTP 200 with neither candidates nor promptFeedback; "
             "the answer is not a generateContent response", provider=provider, status_code=200, body=body)
-    if finish in POLICY_REASONS:
+    if str(finish).upper() in POLICY_REASONS:
         return ContentPolicyError(
-            f"{provider} refused to return an image (finishReason {finish}){said}. "
-            "Rephrase the prompt; Google does not charge for blocked images.",
-            provider=provider, status_code=200, reason=finish, provider_message=own_words, body=body)
+            f"{provider} refused to return an image (finishReason {finish}){said}. Rephrase the prompt.",
+            provider=provider, status_code=200, reason=str(finish), provider_message=own_words, body=body)
     return NoImageReturnedError(
         f"{provider} returned no image (finishReason {finish or 'none'}){said}. "
         "Ask for an image explicitly in the prompt, or try another model.",
@@ -200,26 +207,24 @@ def _refusal(response: types.GenerateContentResponse, usage: Usage, text: list[s
 # -- usage -----------------------------------------------------------------------------------
 
 
-def usage_of(response: types.GenerateContentResponse) -> Usage:
-    meta = response.usage_metadata
-    if meta is None:
+def usage_of(meta: Any) -> Usage:
+    """``usageMetadata`` as imagegen's Usage; output counts candidates and thinking tokens."""
+    if not isinstance(meta, dict):
         return Usage()
-    candidates = meta.candidates_token_count or 0
-    image = sum(d.token_count or 0 for d in meta.candidates_tokens_details or []
-                if _enum_text(d.modality) == "IMAGE")
-    thoughts = meta.thoughts_token_count or 0
-    extra: dict[str, Any] = {"total_tokens": meta.total_token_count}
-    if meta.traffic_type is not None:
-        extra["traffic_type"] = _enum_text(meta.traffic_type)
-    return Usage(
-        input_tokens=meta.prompt_token_count or 0,
-        output_tokens=candidates + thoughts,
-        image_tokens=image,
-        text_tokens=max(0, candidates - image),
-        thoughts_tokens=thoughts,
-        extra=extra,
-    )
+    candidates = _count(meta.get("candidatesTokenCount"))
+    image = sum(_count(d.get("tokenCount")) for d in _dicts(meta.get("candidatesTokensDetails"))
+                if str(d.get("modality", "")).upper() == "IMAGE")
+    thoughts = _count(meta.get("thoughtsTokenCount"))
+    extra = {key: meta[camel] for key, camel in (("total_tokens", "totalTokenCount"),
+                                                   ("service_tier", "serviceTier"),
+                                                   ("traffic_type", "trafficType")) if camel in meta}
+    return Usage(input_tokens=_count(meta.get("promptTokenCount")), output_tokens=candidates + thoughts,
+                 image_tokens=image, text_tokens=max(0, candidates - image), thoughts_tokens=thoughts,
+                 extra=extra)
 
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ The kit's fault plan works too, in Google's envelope: ``rate_limit`` is a 429 wi
 a 503 ``UNAVAILABLE`` (or its status), ``timeout`` a 504 after the delay. `refusal_fault`
 scripts an HTTP-200 refusal through a plan: ``FaultPlan.script(refusal_fault("NO_IMAGE"))``.
 
-Options of `create_emulator`: ``api_keys`` (accepted keys; default any), ``pixel_scale``
+``received`` keeps the last request bodies as sent, for tests. Options of `create_emulator`: ``api_keys`` (accepted keys; default any), ``pixel_scale``
 (shrink images, e.g. for small cassettes), ``default_shape`` (``"observed"`` or ``"square"``
 when no ratio is sent), ``enforce_shutdowns`` (404 for models the Gemini API has retired).
 """
@@ -48,6 +48,7 @@ when no ratio is sent), ``enforce_shutdowns`` (404 for models the Gemini API has
 from __future__ import annotations
 
 import base64
+import collections
 import datetime as dt
 import hashlib
 import itertools
@@ -199,6 +200,8 @@ class GeminiEmulator(Emulator):
         self.default_shape = default_shape
         self.enforce_shutdowns = enforce_shutdowns
         self.today = today
+        #: The last request bodies received (parsed JSON, as sent), newest last; for assertions.
+        self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=16)
         self._ids = itertools.count(1)
         self._models = {name: spec for spec in load_catalog() for name in spec.names if name.startswith("gemini-")}
 
@@ -305,6 +308,7 @@ class GeminiEmulator(Emulator):
             raise _Reject(google_error(400, "Invalid JSON payload received. Unexpected token.")) from None
         if not isinstance(body, dict):
             raise _Reject(google_error(400, "Invalid JSON payload received. Expected an object."))
+        self.received.append(body)
         return _camelize(body)
 
     def _check(self, body: dict[str, Any], spec: ModelSpec, *, vertex: bool) -> dict[str, Any]:
@@ -490,11 +494,17 @@ def _check_parts(contents: Any) -> None:
             if data is None:
                 continue
             try:
-                base64.b64decode(data, validate=True)
-            except ValueError:
+                _b64decode(data)
+            except (ValueError, TypeError):
                 raise _Reject(google_error(
                     400, f"Invalid value at 'contents[{c}].parts[{p}].inline_data.data' (TYPE_BYTES), "
                          "Base64 decoding failed.")) from None
+
+
+def _b64decode(data: str) -> bytes:
+    """proto3 JSON bytes: standard or URL-safe base64, padded or not (google-genai sends URL-safe)."""
+    text = data.replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
 def _prompt_of(body: dict[str, Any]) -> tuple[str, int]:

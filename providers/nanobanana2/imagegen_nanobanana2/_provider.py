@@ -55,6 +55,7 @@ from imagegen._capabilities import load_models
 from imagegen._http import describe_body, fetch_image, parse_wait_hint, read_json, retry_after_from_headers
 
 from ._requests import build_call, check_options, wants_credit_check
+from ._webhooks import parse_webhook
 from ._wire import ErrorBody, Generation, parse_balance, parse_error_body, parse_generation
 
 __all__ = ["NanoBanana2Provider", "NanoBanana2Settings"]
@@ -158,8 +159,6 @@ class NanoBanana2Provider(Provider):
 
         ``imagegen_nanobanana2.job_from_webhook`` is the download-free variant.
         """
-        from ._webhooks import parse_webhook
-
         try:
             generation = parse_webhook(payload)
             if generation.status == "succeeded" and not generation.outputs:
@@ -254,7 +253,7 @@ class NanoBanana2Provider(Provider):
                 cause = httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request,
                                               response=response)
                 error = self.translate_error(cause)
-            wait = self._retry_wait(error, attempt)
+            wait = self._retry_wait(error, attempt, cause)
             if wait is None:
                 raise error from cause
             log.info("%s %s %s failed (%s); retry %d in %.2fs", self.instance_name, method, path,
@@ -262,7 +261,7 @@ class NanoBanana2Provider(Provider):
             await asyncio.sleep(wait)
             attempt += 1
 
-    def _retry_wait(self, error: ImageGenError, attempt: int) -> float | None:
+    def _retry_wait(self, error: ImageGenError, attempt: int, cause: BaseException) -> float | None:
         if attempt >= self.settings.max_retries:
             return None
         status = getattr(error, "status_code", None)
@@ -270,6 +269,8 @@ class NanoBanana2Provider(Provider):
                 or (status is not None and status >= 500)):
             return None
         hint = getattr(error, "retry_after", None)
+        if hint is None and isinstance(cause, httpx.HTTPStatusError):  # a 503 may carry Retry-After too
+            hint = retry_after_from_headers(cause.response.headers)
         if hint is not None:
             return None if hint > self.settings.retry_max_wait else hint
         backoff = self.settings.retry_backoff * (2 ** attempt + random.random())

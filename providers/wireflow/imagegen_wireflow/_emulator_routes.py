@@ -72,7 +72,7 @@ async def _json(request: Request) -> dict[str, Any]:
 
 def _owned(emu: WireflowEmulator, request: Request, account: Account | None) -> Workflow:
     workflow = emu.workflows.get(request.path_params["wid"])
-    if workflow is None or account is None or workflow.owner != account.key:
+    if workflow is None or not emu.owns(account, workflow.owner):
         raise _reject(404, "Workflow not found", code="not_found")
     return workflow
 
@@ -136,7 +136,7 @@ def _inject(nodes: list[dict[str, Any]], values: dict[str, Any]) -> None:
 
 async def list_workflows(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
     active = request.query_params.get("isActive")
-    rows = [w for w in emu.workflows.values() if account and w.owner == account.key
+    rows = [w for w in emu.workflows.values() if emu.owns(account, w.owner)
             and (active is None or str(w.is_active).lower() == active)]
     rows.sort(key=lambda w: w.updated_at, reverse=True)
     return JSONResponse(envelope(emu.options, [workflow_body(w, full=False) for w in rows]))
@@ -149,7 +149,7 @@ async def create_workflow(emu: WireflowEmulator, request: Request, account: Acco
         raise _reject(400, "Missing required fields: name, nodes, edges", code="missing_fields")
     nodes, edges = _checked_graph(request, body["nodes"], body["edges"])
     existing = emu.workflows.get(str(body.get("id"))) if body.get("id") else None
-    if existing is not None and existing.owner == account.key:  # G1: with an id, POST updates (C17)
+    if existing is not None and emu.owns(account, existing.owner):  # G1: with an id, POST updates (C17)
         workflow, status = existing, 200
     else:
         workflow = Workflow(id=emu.new_id("cm"), owner=account.key, name="", nodes=[], edges=[],
@@ -276,8 +276,7 @@ def poll_route(variant: str) -> Handler:
     async def poll(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
         only = emu.options.only_poll_path
         execution = emu.executions.get(request.path_params["eid"])
-        if (only is not None and only != variant) or execution is None or account is None \
-                or execution.owner != account.key:
+        if (only is not None and only != variant) or execution is None or not emu.owns(account, execution.owner):
             raise _reject(404, "Execution not found", code="not_found")
         return emu.poll_response(request, execution)
 
@@ -310,6 +309,8 @@ async def trigger(emu: WireflowEmulator, request: Request, account: Account | No
     emu.precheck(emu.account(workflow.owner), nodes)
     execution = emu.start(workflow, workflow.owner, nodes, edges, initial_status="queued")
     emu.counters.incr("webhook_triggers")
+    if "authorization" in request.headers:
+        emu.counters.incr("webhook_triggers_with_authorization")
     body = {"executionId": execution.id, "status": "queued", "message": "Workflow execution queued successfully"}
     return emu.remember(scope, key, JSONResponse(body, status_code=202, headers=_CORS))
 

@@ -104,6 +104,8 @@ class Account:
     plan: str
     scopes: tuple[str, ...] = _ALL_SCOPES
     expired: bool = False
+    #: keys of one user see each other's workflows and executions
+    user: str = ""
     #: kind -> (window start, count)
     windows: dict[str, tuple[float, int]] = field(default_factory=dict)
 

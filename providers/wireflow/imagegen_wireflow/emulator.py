@@ -149,7 +149,7 @@ class WireflowEmulator(Emulator):
             raise Reject(401, "Missing Authorization header", code="missing_authorization")
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme != "Bearer" or not token:
+        if scheme != "Bearer" or not token or any(ch.isspace() for ch in token):
             raise Reject(401, "Invalid API key format. Expected: Bearer sk-...", code="invalid_api_key_format")
         known = self.options.keys
         if token in self.options.invalid_keys or (known is not None and token not in known):
@@ -168,8 +168,13 @@ class WireflowEmulator(Emulator):
                 key=key, credits=float(info.get("credits", self.options.credits)),
                 plan=info.get("plan", self.options.plan),
                 scopes=tuple(info.get("scopes", Account.__dataclass_fields__["scopes"].default)),
-                expired=bool(info.get("expired", key in self.options.expired_keys)))
+                expired=bool(info.get("expired", key in self.options.expired_keys)),
+                user=str(info.get("user", key)))
         return self.accounts[key]
+
+    def owns(self, account: Account | None, owner_key: str) -> bool:
+        """Whether ``account``'s user owns what the key ``owner_key`` created."""
+        return account is not None and self.account(owner_key).user == account.user
 
     def spend(self, account: Account, kind: str) -> dict[str, str]:
         """Count one call against its fixed window; the X-RateLimit-* headers, or a 429."""

@@ -88,6 +88,8 @@ class WireflowSettings(ProviderSettings):
     poll_schedule: tuple[float, float, float] | None = None
     #: Retries of one call after 429/5xx/dropped connections (same Idempotency-Key).
     max_retries: int = 3
+    #: First retry delay when the server gives no hint; doubles per retry, capped at 8 s.
+    retry_backoff_s: float = 0.5
     #: Longest wait for a rate-limit slot or a server's wait hint before raising RateLimitError.
     max_rate_wait_s: float = 120.0
     #: Remember workflow ids in ``<data dir>/wireflow/workflows.json`` for other processes.
@@ -311,7 +313,7 @@ class WireflowProvider(Provider):
                 if attempt >= self.settings.max_retries or not (idempotent or refused):
                     raise
                 wait = getattr(exc, "retry_after", None)
-                wait = min(8.0, 0.25 * 2 ** attempt) if wait is None else wait
+                wait = min(8.0, self.settings.retry_backoff_s * 2 ** attempt) if wait is None else wait
                 if wait > self.settings.max_rate_wait_s:
                     raise
                 attempt += 1

@@ -18,7 +18,7 @@ KEY = "sk-test-key"
 
 def settings(server: LoopbackServer, **extra: Any) -> dict[str, Any]:
     return {"base_url": server.base_url, "api_key": KEY, "poll_schedule": FAST_POLLS,
-            "executions_per_minute": 1000, **extra}
+            "executions_per_minute": 1000, "retry_backoff_s": 0.01, **extra}
 
 
 def config(server: LoopbackServer, **extra: Any) -> dict[str, Any]:
