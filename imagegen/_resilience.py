@@ -44,8 +44,8 @@ class RetryConfig(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=20)
     initial_backoff_s: float = Field(default=0.5, ge=0)
     max_backoff_s: float = Field(default=30.0, ge=0)
-    #: Waits (hints included) longer than this are not slept: the call moves on.
-    max_wait_s: float = Field(default=120.0, ge=0)
+    #: Waits (hints included) longer than this are not slept: the call moves on (or fails).
+    max_wait_s: float = Field(default=60.0, ge=0)
 
 
 class CircuitConfig(BaseModel):

@@ -7,18 +7,16 @@
 ``imagegen._http.fetch_image``; sizes come from the bytes.
 
 Retries: the vendor's guide asks clients to retry 429, 503 and other 5xx answers with
-exponential backoff plus jitter (at most 30 s per wait, 3 retries) and to honour
-``Retry-After``. The provider does so for every call (settings ``max_retries``,
-``retry_backoff``, ``retry_max_wait``); a wait hint longer than ``retry_max_wait`` is
-not slept through but raised as ``RateLimitError`` for the caller or route to handle.
-Only answers that mean "not processed" are retried: HTTP 429/5xx and failed connects.
+exponential backoff plus jitter and to honour ``Retry-After``. That is what imagegen's
+router does for every provider (``[retry]`` in the config), so this module makes each
+call once and reports a typed, retryable error with the server's wait hint; a retried
+polled job is resumed by its idempotency key rather than submitted again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from functools import cache
 from importlib.resources import files
 from typing import Any, ClassVar
@@ -71,12 +69,6 @@ class NanoBanana2Settings(ProviderSettings):
 
     #: Check ``/credits/balance`` against the estimate before every submit.
     check_credits: bool = False
-    #: Retries of a call answered 429/5xx or not connected (the vendor's guide says 3).
-    max_retries: int = Field(default=3, ge=0, le=10)
-    #: Base of the exponential backoff, in seconds: ``backoff * 2**attempt`` plus jitter.
-    retry_backoff: float = Field(default=1.0, ge=0)
-    #: Longest single wait between retries, in seconds (the guide's cap is 30).
-    retry_max_wait: float = Field(default=30.0, ge=0)
     #: Seconds before the first status poll; later polls back off to 10 s.
     poll_interval: float | None = Field(default=None, gt=0)
 
@@ -238,43 +230,12 @@ class NanoBanana2Provider(Provider):
         return headers
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One API call with the guide's retry policy; non-2xx answers become typed errors."""
-        url = self.base_url + path
-        attempt = 0
-        while True:
-            try:
-                response = await self.http.request(method, url, headers=self._headers(), **kwargs)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
-                error: ImageGenError = self.translate_error(exc)
-                cause: BaseException = exc
-            else:
-                if response.is_success:
-                    return response
-                cause = httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request,
-                                              response=response)
-                error = self.translate_error(cause)
-            wait = self._retry_wait(error, attempt, cause)
-            if wait is None:
-                raise error from cause
-            log.info("%s %s %s failed (%s); retry %d in %.2fs", self.instance_name, method, path,
-                     type(error).__name__, attempt + 1, wait)
-            await asyncio.sleep(wait)
-            attempt += 1
-
-    def _retry_wait(self, error: ImageGenError, attempt: int, cause: BaseException) -> float | None:
-        if attempt >= self.settings.max_retries:
-            return None
-        status = getattr(error, "status_code", None)
-        if not (isinstance(error, RateLimitError) or (status is None and isinstance(error, ProviderUnavailableError))
-                or (status is not None and status >= 500)):
-            return None
-        hint = getattr(error, "retry_after", None)
-        if hint is None and isinstance(cause, httpx.HTTPStatusError):  # a 503 may carry Retry-After too
-            hint = retry_after_from_headers(cause.response.headers)
-        if hint is not None:
-            return None if hint > self.settings.retry_max_wait else hint
-        backoff = self.settings.retry_backoff * (2 ** attempt + random.random())
-        return min(backoff, self.settings.retry_max_wait)
+        """One API call; a non-2xx answer becomes a typed error (the router retries)."""
+        response = await self.http.request(method, self.base_url + path, headers=self._headers(), **kwargs)
+        if response.is_success:
+            return response
+        cause = httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request, response=response)
+        raise self.translate_error(cause) from cause
 
     # -- the one error-translation point --------------------------------------------------------
 

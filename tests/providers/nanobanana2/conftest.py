@@ -13,16 +13,19 @@ from imagegen.testing import synth_image
 from imagegen_nanobanana2.emulator import NanoBanana2Emulator, create_emulator
 
 API_KEY = "nb2_test_key"
-#: Retry and poll settings that keep the suite fast; behaviour is the same as the defaults.
-FAST = {"retry_backoff": 0.01, "poll_interval": 0.01}
+#: Poll settings that keep the suite fast; behaviour is the same as the defaults.
+FAST = {"poll_interval": 0.01}
+#: The router's retry policy, with short backoffs (3 tries, as the vendor's guide asks).
+FAST_RETRY = {"initial_backoff_s": 0.01, "max_backoff_s": 0.05}
 
 
 def provider_table(server: LoopbackServer, **settings: Any) -> dict[str, Any]:
     return {"base_url": server.base_url, "api_key": API_KEY, **FAST, **settings}
 
 
-def config(server: LoopbackServer, **settings: Any) -> dict[str, Any]:
-    return {"providers": {"nanobanana2": provider_table(server, **settings)}, "jobs": {"backend": "memory"}}
+def config(server: LoopbackServer, *, max_retries: int = 2, **settings: Any) -> dict[str, Any]:
+    return {"providers": {"nanobanana2": provider_table(server, **settings)}, "jobs": {"backend": "memory"},
+            "retry": {**FAST_RETRY, "max_attempts": max_retries + 1}}
 
 
 def make_emulator(**options: Any) -> NanoBanana2Emulator:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[3]
 CASSETTES = ROOT / "cassettes" / "nanobanana2"
 REPLAY_BASE_URL = "http://127.0.0.1:8701"
 API_KEY = "nb2_recording_key"
-SETTINGS = {"poll_interval": 0.01, "retry_backoff": 0.01}
+SETTINGS = {"poll_interval": 0.01}
 
 
 def _png() -> bytes:
@@ -67,7 +67,8 @@ def record(name: str, target: Path = CASSETTES) -> Path:
     recorder = vcr.VCR(filter_headers=["authorization"], filter_query_parameters=["key", "api_key"],
                        record_mode="all", decode_compressed_response=True)
     with serve(emulator) as server:
-        config = {"providers": {"nanobanana2": {"base_url": server.base_url, "api_key": API_KEY, **SETTINGS}},
+        config = {"retry": {"initial_backoff_s": 0.01, "max_backoff_s": 0.05},
+                  "providers": {"nanobanana2": {"base_url": server.base_url, "api_key": API_KEY, **SETTINGS}},
                   "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
         with recorder.use_cassette(str(path)), Client(config) as client:
             try:

@@ -24,7 +24,7 @@ def write_config(tmp_path: Path, base_url: str) -> Path:
         f'api_key = "env:{ENV_KEY}"\n'
         f'base_url = "{base_url}"\n'
         "poll_interval = 0.01\n"
-        "retry_backoff = 0.01\n"
+        "\n[retry]\ninitial_backoff_s = 0.01\n"
         "\n[jobs]\nbackend = \"sqlite\"\n"
         f'path = "{(tmp_path / "jobs.db").as_posix()}"\n'
         "\n[cache]\nbackend = \"off\"\n",

@@ -30,8 +30,9 @@ GENERATE = "POST /api/v1/generate"
 
 
 def run(start, *, faults=None, settings=None, prompt="a fox", **emulator_options):
+    """One generate call; no router retries unless ``settings`` asks (error mapping is under test)."""
     emulator, server = start(faults=faults, **emulator_options)
-    with Client(config(server, **(settings or {}))) as client:
+    with Client(config(server, **{"max_retries": 0, **(settings or {})})) as client:
         try:
             return emulator, client.generate(prompt, provider="nanobanana2"), None
         except ImageGenError as exc:
@@ -92,7 +93,7 @@ def test_json_message_key_is_read(start):
 
 
 def test_429_then_success_honours_retry_after_header(start):
-    emulator, res, exc = run(start, faults=script(Fault("rate_limit", retry_after=0)))
+    emulator, res, exc = run(start, faults=script(Fault("rate_limit", retry_after=0)), settings={"max_retries": 2})
     assert exc is None and res.images
     assert emulator.counters.calls[GENERATE] == 2 and emulator.counters.faults == {"rate_limit": 1}
 
@@ -106,27 +107,31 @@ def test_429_wait_hint_from_header_or_body(start, hint):
 
 
 def test_429_longer_than_max_wait_is_raised_at_once(start):
-    emulator, _, exc = run(start, faults=script(Fault("rate_limit", retry_after=60)))
-    assert isinstance(exc, RateLimitError) and exc.retry_after == 60
+    emulator, _, exc = run(start, faults=script(Fault("rate_limit", retry_after=90)), settings={"max_retries": 2})
+    assert isinstance(exc, RateLimitError) and exc.retry_after == 90
     assert emulator.counters.calls[GENERATE] == 1
 
 
 def test_429_retries_are_bounded(start):
-    emulator, _, exc = run(start, faults=script(*[Fault("rate_limit", retry_after=0)] * 5))
+    emulator, _, exc = run(start, faults=script(*[Fault("rate_limit", retry_after=0)] * 5),
+                           settings={"max_retries": 2})
     assert isinstance(exc, RateLimitError)
-    assert emulator.counters.calls[GENERATE] == 4  # the first try and 3 retries
+    assert emulator.counters.calls[GENERATE] == 3  # the router's default: 3 tries in all
 
 
 def test_5xx_without_hint_backs_off_then_succeeds(start):
-    emulator, res, exc = run(start, faults=script(Fault("server_error"), Fault("server_error", status=500)))
+    emulator, res, exc = run(start, faults=script(Fault("server_error"), Fault("server_error", status=500)),
+                             settings={"max_retries": 2})
     assert exc is None and res.images and emulator.counters.calls[GENERATE] == 3
 
 
 def test_status_poll_retries_429(start):
-    emulator, res, exc = run(start, mode="async",
+    """A 429 on a poll is retried by resuming the submitted job: nothing is generated twice."""
+    emulator, res, exc = run(start, mode="async", settings={"max_retries": 2},
                              faults=script(Fault("rate_limit", retry_after=0), path=r"/status/"))
     assert exc is None and res.images
     assert emulator.counters.calls["GET /api/v1/status/{job_id}"] == 3
+    assert emulator.counters.calls[GENERATE] == 1
 
 
 def test_html_error_page(start):

@@ -1,0 +1,104 @@
+"""Fallback, retries and circuit breaking, against the real provider emulators over loopback."""
+
+import time
+
+import pytest
+
+from imagegen import AllProvidersFailedError, Client, ProviderUnavailableError
+from imagegen.testing import Fault, FaultPlan
+
+from .conftest import providers_config
+
+FAST_RETRY = {"initial_backoff_s": 0.01, "max_backoff_s": 0.05}
+
+
+def route_config(gemini_emulator, nb2_emulator, **extra):
+    return {"providers": providers_config(gemini=gemini_emulator, nb2=nb2_emulator),
+            "routes": {"reliable": {"chain": ["gemini", "nb2"]}}, "default": "reliable",
+            "jobs": {"backend": "memory"}, "retry": FAST_RETRY, **extra}
+
+
+def test_primary_failing_with_503_falls_back_to_the_second(gemini_emulator, nb2_emulator):
+    gemini_emulator.emulator.faults = FaultPlan.random({"server_error": 1.0})
+    with Client(route_config(gemini_emulator, nb2_emulator)) as client:
+        result = client.generate("a red fox")
+    assert result.provider == "nb2" and result.images
+    assert [(a.provider, a.outcome) for a in result.attempts] == [("gemini", "failed")] * 3 + [("nb2", "succeeded")]
+    assert {a.status_code for a in result.attempts[:3]} == {503}
+    assert gemini_emulator.emulator.counters.faults.get("server_error") == 3
+    assert not gemini_emulator.emulator.counters.charges
+
+
+def test_rate_limit_hint_is_waited_then_succeeds(gemini_emulator, nb2_emulator):
+    nb2_emulator.emulator.faults = FaultPlan.script(Fault("rate_limit", retry_after=2))
+    with Client(route_config(gemini_emulator, nb2_emulator)) as client:
+        started = time.monotonic()
+        result = client.generate("a red fox", provider="nb2")
+        elapsed = time.monotonic() - started
+    assert result.provider == "nb2"
+    assert result.attempts[0].error_type == "RateLimitError" and result.attempts[0].wait_s == 2.0
+    assert 1.9 <= elapsed < 6
+    assert len(nb2_emulator.emulator.counters.charges) == 1
+
+
+def test_a_hint_past_the_deadline_moves_on_at_once(gemini_emulator, nb2_emulator):
+    gemini_emulator.emulator.faults = FaultPlan.script(Fault("rate_limit", retry_after=600))
+    with Client(route_config(gemini_emulator, nb2_emulator)) as client:
+        started = time.monotonic()
+        result = client.generate("a red fox", timeout=30)
+    assert time.monotonic() - started < 5
+    assert [a.provider for a in result.attempts] == ["gemini", "nb2"]
+    assert result.attempts[0].retry_after == 600
+
+
+def test_everything_failing_reports_every_attempt(gemini_emulator, nb2_emulator):
+    for server in (gemini_emulator, nb2_emulator):
+        server.emulator.faults = FaultPlan.random({"server_error": 1.0})
+    with Client(route_config(gemini_emulator, nb2_emulator)) as client:
+        with pytest.raises(AllProvidersFailedError) as info:
+            client.generate("a red fox")
+    assert [a.provider for a in info.value.attempts] == ["gemini"] * 3 + ["nb2"] * 3
+    assert all(a.error_type == "ProviderUnavailableError" for a in info.value.attempts)
+
+
+def test_circuit_opens_skips_then_probes_and_closes(gemini_emulator, nb2_emulator):
+    gemini = gemini_emulator.emulator
+    gemini.faults = FaultPlan.random({"server_error": 1.0})
+    config = route_config(gemini_emulator, nb2_emulator, circuit={"failure_threshold": 3, "cooldown_s": 0.5},
+                          retry={**FAST_RETRY, "max_attempts": 1})
+    with Client(config) as client:
+        for _ in range(3):
+            assert client.generate("fox").provider == "nb2"
+        assert client.circuit_state("gemini")["state"] == "open"
+        calls = gemini.counters.get("total")
+        skipped = client.generate("fox")
+        assert skipped.attempts[0].outcome == "failed" and "circuit is open" in skipped.attempts[0].error
+        assert gemini.counters.get("total") == calls  # not even tried
+        with pytest.raises(ProviderUnavailableError, match="circuit is open"):
+            client.generate("fox", provider="gemini")
+
+        time.sleep(0.6)
+        gemini.faults = FaultPlan()
+        assert client.generate("fox").provider == "gemini"  # the probe
+        assert client.circuit_state("gemini") == {"state": "closed", "failures": 0, "retry_in_s": None}
+
+
+def test_a_failed_probe_reopens_the_circuit(gemini_emulator, nb2_emulator):
+    gemini_emulator.emulator.faults = FaultPlan.random({"server_error": 1.0})
+    config = route_config(gemini_emulator, nb2_emulator, circuit={"failure_threshold": 1, "cooldown_s": 0.2},
+                          retry={**FAST_RETRY, "max_attempts": 1})
+    with Client(config) as client:
+        client.generate("fox")
+        assert client.circuit_state("gemini")["state"] == "open"
+        time.sleep(0.3)
+        client.generate("fox")  # probe fails
+        assert client.circuit_state("gemini")["state"] == "open"
+
+
+def test_refusals_do_not_trip_the_circuit(gemini_emulator, nb2_emulator):
+    config = route_config(gemini_emulator, nb2_emulator, circuit={"failure_threshold": 1, "cooldown_s": 60})
+    with Client(config) as client:
+        result = client.generate("a fox [[IMAGE_SAFETY]]")
+        assert result.provider == "nb2"
+        assert result.attempts[0].error_type == "ContentPolicyError"
+        assert client.circuit_state("gemini")["state"] == "closed"
