@@ -180,7 +180,7 @@ def _show_result(result: Any, out: Path, as_json: bool) -> None:
 
 
 def _register_more() -> None:
-    from . import _extra  # noqa: F401  (providers, emulate, demo commands)
+    from . import _batch, _extra  # noqa: F401  (batch, jobs, providers, emulate, demo commands)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from .._errors import ConfigurationError, ImageGenError
 from .._plugins import registry
-from . import ConfigOpt, JsonOpt, OutOpt, app, fail, make_client
+from . import ConfigOpt, JsonOpt, OptionOpt, OutOpt, app, fail, make_client, parse_options
 from ._output import emit, result_payload
 
 
@@ -66,16 +66,29 @@ def emulate(provider: str,
             faults: Annotated[Optional[str], typer.Option(
                 "--faults", help='Fault plan, e.g. "rate_limit=0.2,server_error=0.1,seed=7".')] = None,
             time_scale: Annotated[Optional[float], typer.Option(
-                "--time-scale", help="Multiply the emulator's latencies (0.01 = 100x faster).")] = None) -> None:
-    """Run a provider's emulator on a local port (for tests, benchmarks and demos)."""
-    from ..testing import FaultPlan, run_forever
+                "--time-scale", help="Multiply the emulator's latencies (0.01 = 100x faster).")] = None,
+            latency: Annotated[Optional[float], typer.Option(
+                "--latency", help="Answer every generation in this many seconds (replaces the default model).")] = None,
+            option: OptionOpt = None) -> None:
+    """Run a provider's emulator on a local port (for tests, benchmarks and demos).
+
+    ``--option KEY=VALUE`` passes emulator options, e.g. ``--option mode=async`` for
+    nanobanana2 or ``--option dialect=scripts`` for wireflow.
+    """
+    from ..testing import FaultPlan, LatencyModel, run_forever
 
     if time_scale is not None:
         os.environ["IMAGEGEN_EMULATOR_TIME_SCALE"] = str(time_scale)
     try:
-        emulator = _emulator_for(provider, faults=FaultPlan.parse(faults) if faults else None)
+        extra = parse_options(option)
+        if latency is not None:
+            extra["latency"] = LatencyModel(base=latency)
+        emulator = _emulator_for(provider, faults=FaultPlan.parse(faults) if faults else None, **extra)
     except ImageGenError as exc:
         raise fail(exc, False) from None
+    except (TypeError, ValueError) as exc:
+        typer.secho(f"bad emulator option: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"{provider} emulator on http://{host}:{port}  (Ctrl-C to stop)")
     run_forever(emulator, host=host, port=port)
 
@@ -87,6 +100,7 @@ def demo(provider: Annotated[str, typer.Option("--provider", "-p")] = "gemini",
     from .. import Client
     from ..testing import serve
 
+    out.mkdir(parents=True, exist_ok=True)
     try:
         emulator = _emulator_for(provider)
         with serve(emulator) as server:

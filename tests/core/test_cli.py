@@ -1,6 +1,7 @@
 """The CLI in a real subprocess, through a real installed plugin."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -96,3 +97,29 @@ def test_human_output(config, tmp_path):
     proc = run("generate", "x", "--out", str(tmp_path), config=config)
     assert proc.returncode == 0
     assert "provider tinyplug" in proc.stdout and "32x32 image/png" in proc.stdout
+
+
+def test_batch_writes_results_as_they_come_and_resumes(config, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# a comment\na fox\na hare\n[[refuse]] a wolf\n\na bear\n")
+    out = tmp_path / "batch"
+    first = run("batch", str(prompts), "--concurrency", "2", "--out", str(out), "--json", config=config)
+    assert first.returncode == 3  # one item failed, the others went on
+    summary = json.loads(first.stdout)
+    assert (summary["total"], summary["succeeded"], summary["failed"], summary["skipped"]) == (4, 3, 1, 0)
+    lines = [json.loads(line) for line in (out / "batch.jsonl").read_text().splitlines()]
+    assert sorted(line["index"] for line in lines) == [0, 1, 2, 3]
+    failed = [line for line in lines if line["status"] == "failed"]
+    assert failed[0]["prompt"] == "[[refuse]] a wolf" and failed[0]["error"]["type"] == "ContentPolicyError"
+    assert all(Path(line["images"][0]["path"]).exists() for line in lines if line["status"] == "succeeded")
+
+    again = json.loads(run("batch", str(prompts), "--out", str(out), "--json", config=config).stdout)
+    assert (again["skipped"], again["succeeded"], again["failed"]) == (3, 0, 1)
+
+
+def test_jobs_lists_recent_jobs(config, tmp_path):
+    made = json.loads(run("generate", "listed", "--json", "--out", str(tmp_path), config=config).stdout)
+    listed = json.loads(run("jobs", "--json", config=config).stdout)["jobs"]
+    assert listed[0]["job_id"] == made["job_id"] and listed[0]["prompt"] == "listed"
+    assert listed[0]["status"] == "succeeded" and listed[0]["images"] == 1
+    assert "recent jobs" in run("jobs", config=config).stdout

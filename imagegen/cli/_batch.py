@@ -1,0 +1,146 @@
+"""``imagegen batch`` and ``imagegen jobs``.
+
+A batch writes one JSON line per finished prompt to ``<out>/batch.jsonl`` as results
+arrive. Run the same command again after an interruption and it skips what already
+succeeded; every prompt carries an idempotency key derived from the prompts file and
+its line, so a job that was submitted but not finished is resumed from the job store
+instead of being paid for twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .._errors import ImageGenError, InvalidRequestError
+from .._models import ImageRequest, ImageResult
+from . import (
+    EXIT_PROVIDER,
+    ConfigOpt,
+    JsonOpt,
+    OutOpt,
+    ProviderOpt,
+    RatioOpt,
+    SizeOpt,
+    app,
+    fail,
+    make_client,
+)
+from ._output import emit, save_images
+
+RESULTS_NAME = "batch.jsonl"
+
+
+def read_prompts(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"cannot read prompts file {path}: {exc}") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def finished_lines(results: Path) -> dict[int, dict[str, Any]]:
+    """Indexes already done in an earlier run (the last line for an index wins)."""
+    done: dict[int, dict[str, Any]] = {}
+    if results.exists():
+        for line in results.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            done[record["index"]] = record
+    return {i: r for i, r in done.items() if r.get("status") == "succeeded"}
+
+
+def batch_key(prompts_file: Path, index: int, prompt: str) -> str:
+    digest = hashlib.sha256(f"{prompts_file.resolve()}\n{index}\n{prompt}".encode()).hexdigest()
+    return f"batch-{digest[:24]}"
+
+
+@app.command()
+def batch(prompts: Path,
+          concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Requests at once.")] = 4,
+          provider: ProviderOpt = None, size: SizeOpt = None, aspect_ratio: RatioOpt = None,
+          out: OutOpt = Path("imagegen-batch"), as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Generate one image per line of PROMPTS; resumable, failures do not stop the batch."""
+    try:
+        lines = read_prompts(prompts)
+        out.mkdir(parents=True, exist_ok=True)
+        results = out / RESULTS_NAME
+        done = finished_lines(results)
+        fields = {k: v for k, v in {"provider": provider, "size": size, "aspect_ratio": aspect_ratio}.items() if v}
+        pending = [(i, p) for i, p in enumerate(lines) if i not in done]
+        requests = [ImageRequest.build(prompt=p, idempotency_key=batch_key(prompts, i, p), **fields)
+                    for i, p in pending]
+        with make_client(config) as client:
+            counts = _run_batch(client, pending, requests, concurrency, out, results, as_json)
+    except ImageGenError as exc:
+        raise fail(exc, as_json) from None
+    summary = {"total": len(lines), "skipped": len(done), **counts, "results_file": str(results)}
+    if as_json:
+        emit(summary)
+    else:
+        typer.echo(f"{summary['succeeded']} succeeded, {summary['failed']} failed, "
+                   f"{summary['skipped']} already done; results in {results}")
+    if counts["failed"]:
+        raise typer.Exit(EXIT_PROVIDER)
+
+
+def _run_batch(client: Any, pending: list[tuple[int, str]], requests: list[ImageRequest], concurrency: int,
+               out: Path, results: Path, quiet: bool) -> dict[str, int]:
+    from rich.progress import Progress
+
+    counts = {"succeeded": 0, "failed": 0}
+    lock = threading.Lock()
+    with Progress(disable=quiet, transient=False) as progress, results.open("a", encoding="utf-8") as sink:
+        task = progress.add_task("generating", total=len(requests))
+
+        def record(position: int, outcome: ImageResult | ImageGenError) -> None:
+            index, prompt = pending[position]
+            line: dict[str, Any] = {"index": index, "prompt": prompt}
+            if isinstance(outcome, ImageGenError):
+                line.update(status="failed", error=outcome.to_dict())
+            else:
+                line.update(status="succeeded", job_id=outcome.job_id, provider=outcome.provider,
+                            cost_usd=outcome.cost.usd, images=save_images(outcome, out))
+            with lock:
+                sink.write(json.dumps(line) + "\n")
+                sink.flush()
+                counts[line["status"]] += 1
+                progress.advance(task)
+
+        client.generate_many(requests, concurrency=concurrency, on_result=record)
+    return counts
+
+
+@app.command()
+def jobs(limit: Annotated[int, typer.Option("--limit", "-n")] = 20, as_json: JsonOpt = False,
+         config: ConfigOpt = None) -> None:
+    """List recent jobs from the job store."""
+    try:
+        with make_client(config) as client:
+            recent = client.jobs.recent(limit)
+    except ImageGenError as exc:
+        raise fail(exc, as_json) from None
+    rows = [{"job_id": j.id, "provider": j.provider, "model": j.model, "status": j.status,
+             "prompt": j.request.prompt if j.request else None, "updated_at": j.updated_at.isoformat(),
+             "images": len(j.result.images) if j.result else 0} for j in recent]
+    if as_json:
+        emit({"jobs": rows})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="recent jobs")
+    for column in ("job_id", "status", "provider", "model", "images", "updated_at", "prompt"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c] if row[c] is not None else "-")[:60] for c in
+                        ("job_id", "status", "provider", "model", "images", "updated_at", "prompt")))
+    Console(soft_wrap=True).print(table)
+
