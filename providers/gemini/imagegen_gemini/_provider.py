@@ -299,8 +299,9 @@ class GeminiProvider(Provider):
             return _wire.error_from_api(exc, provider=name, model=model, replacement=replacement)
         if type(exc).__module__.startswith("google.auth"):
             return MissingCredentialsError(
-                f"{name}: Vertex AI with a project needs Google credentials ({type(exc).__name__}); run "
-                "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
+                f"{name}: Vertex AI with a project needs Google credentials ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); run `gcloud auth application-default login` or set "
+                "GOOGLE_APPLICATION_CREDENTIALS")
         if isinstance(exc, json.JSONDecodeError):
             return InvalidResponseError(
                 f"{name} answered with a body that is not complete JSON (truncated or not JSON: {exc.msg} "
