@@ -221,8 +221,12 @@ class GeminiProvider(Provider):
         except Exception as exc:
             raise self._translate(exc, spec) from exc
         try:
-            raw = response.sdk_http_response.body if response.sdk_http_response else None
-            answer = _wire.read_answer(raw or "", spec, provider=self.instance_name)
+            # Parse the raw body, then drop every other copy of it before decoding images: a 4K
+            # answer is megabytes of base64 (see benchmarks/gemini_memory.py).
+            http_response, response.sdk_http_response = response.sdk_http_response, None
+            data = _wire.parse_body(http_response.body if http_response else None, provider=self.instance_name)
+            del http_response, response
+            answer = _wire.read_answer(data, spec, provider=self.instance_name)
         except ImageGenError:
             raise
         except Exception as exc:
