@@ -184,10 +184,10 @@ class WireflowEmulator(Emulator):
         else:
             limit = opts.requests_per_minute or PLAN_LIMITS.get(account.plan, (60.0, 10.0))[0]
         now = time.time()
-        start = math.floor(now / opts.window_s) * opts.window_s
-        window_start, count = account.windows.get(kind, (start, 0))
-        if window_start != start:
-            count = 0
+        # A fixed window opened by the key's first call in it (the spec leaves this UNKNOWN).
+        start, count = account.windows.get(kind, (now, 0))
+        if now >= start + opts.window_s:
+            start, count = now, 0
         reset = start + opts.window_s
         headers = {"X-RateLimit-Limit": f"{limit:g}", "X-RateLimit-Reset": str(math.ceil(reset))}
         if count >= limit:
