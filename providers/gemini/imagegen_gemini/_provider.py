@@ -93,6 +93,8 @@ class GeminiProvider(Provider):
     name = "gemini"
     display_name = "Google Gemini (Nano Banana)"
     Settings = GeminiSettings
+    # GEMINI_API_KEY first, as Google's docs name it. (google-genai alone prefers GOOGLE_API_KEY
+    # when both are set; imagegen passes the key explicitly, so only this order applies.)
     api_key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     # Checked in __init__: Vertex AI with a project authenticates with Google credentials.
     requires_api_key = False
