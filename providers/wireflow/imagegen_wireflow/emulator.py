@@ -309,6 +309,9 @@ class WireflowEmulator(Emulator):
     def poll_response(self, request: Request, execution: Execution) -> Response:
         status = self.status_of(execution)
         self.counters.incr("polls")
+        execution.polls += 1
+        if execution.seen_done_at is None and execution.phase() == "done":
+            execution.seen_done_at = time.time()
         base = str(request.base_url).rstrip("/")
 
         def absolute(path: str) -> str:
