@@ -33,10 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from imagegen import AsyncClient, PollSchedule  # noqa: E402
-from imagegen.testing import LatencyModel, serve  # noqa: E402
-from imagegen_wireflow.emulator import create_emulator, default_latency  # noqa: E402
-from imagegen_wireflow.provider import WireflowProvider  # noqa: E402
+from imagegen_wireflow.emulator import create_emulator, default_latency
+from imagegen_wireflow.provider import WireflowProvider
+
+from imagegen import AsyncClient, PollSchedule
+from imagegen.testing import LatencyModel, serve
 
 SIZES = {"1K": 1.048576, "4K": 16.777216}  # megapixels of a 1:1 output
 DOCUMENTED = WireflowProvider.poll_schedule
@@ -121,20 +122,20 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Command: `{command}` (took {time.monotonic() - started:.0f} s; 2 cores).",
         "",
-        "Latency model: the emulator's default for Nano Banana 2, `6 s + 0.6 s/MP`, jitter +-35 % "
+        ("Latency model: the emulator's default for Nano Banana 2, `6 s + 0.6 s/MP`, jitter +-35 % "
         "(1K about 4.3-8.9 s, 4K about 10.4-21.6 s). Schedule: the documented one, first poll after 1 s, "
         "x1.5 per poll, capped at 10 s; the fixed 6 s poll of Wireflow's client scripts (G3) for comparison. "
         "Delay = time between the execution finishing and the first poll that shows it. Loopback rows run "
         "real jobs through AsyncClient, the provider and the emulator with every time scaled by the time "
-        "scale and scaled back here, so a few ms of loopback round trip count as about 1/scale times more.",
+        "scale and scaled back here, so a few ms of loopback round trip count as about 1/scale times more."),
         "",
         *lines,
         "",
-        "Reading: the documented schedule spends about 4 polls on a 1K job and 6 on a 4K job, and sees "
+        ("Reading: the documented schedule spends about 4 polls on a 1K job and 6 on a 4K job, and sees "
         "the end about 2 s (1K) to 3.7 s (4K) late on average; its long tail at 4K comes from the 10 s cap. "
         "Fewer polls than the fixed 6 s poll is not what it buys: it buys earlier sight of short jobs. "
         "On the Free plan (10 requests/min) a single job's polls fit; a batch is paced by the "
-        "provider's limiter instead of earning 429s.",
+        "provider's limiter instead of earning 429s."),
         "",
     ])
     print(report)

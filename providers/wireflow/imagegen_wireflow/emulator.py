@@ -40,7 +40,11 @@ from starlette.routing import BaseRoute, Route
 from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
 
 from ._catalog import load_catalog
-from ._emulator_render import envelope, error_body, execute_body, iso, poll_body, workflow_body
+from ._emulator_render import (
+    error_body,
+    iso,
+    poll_body,
+)
 from ._emulator_state import (
     Account,
     EmulatorOptions,
@@ -49,7 +53,6 @@ from ._emulator_state import (
     credit_needs,
     executable,
     images_per_run,
-    lint,
     node_kind,
     node_values,
     output_size,

@@ -21,10 +21,10 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import vcr
+from imagegen_wireflow.emulator import create_emulator
 
 from imagegen import Client, ImageGenError
 from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
-from imagegen_wireflow.emulator import create_emulator
 
 ROOT = Path(__file__).resolve().parents[3]
 CASSETTES = ROOT / "cassettes" / "wireflow"

@@ -10,7 +10,14 @@ import yaml
 
 from imagegen import AsyncClient, Client, ImageGenError, ImageResult
 
-from .record_cassettes import API_KEY, CASSETTES, REPLAY_BASE_URL, SCENARIOS, config, recorder
+from .record_cassettes import (
+    API_KEY,
+    CASSETTES,
+    REPLAY_BASE_URL,
+    SCENARIOS,
+    config,
+    recorder,
+)
 
 CONFIG = config(REPLAY_BASE_URL, "sk-wireflow-replay-key")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from imagegen_wireflow.provider import WireflowAPIError
 
 from imagegen import (
     AuthenticationError,
@@ -23,7 +24,6 @@ from imagegen import (
     RateLimitError,
 )
 from imagegen.testing import Fault, FaultPlan
-from imagegen_wireflow.provider import WireflowAPIError
 
 from .conftest import KEY, config
 

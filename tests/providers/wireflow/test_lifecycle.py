@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from imagegen_wireflow._graph import build_graph
+from imagegen_wireflow.provider import WireflowProvider
 
 from imagegen import ImageRequest, InvalidRequestError
 from imagegen._jobstore import default_data_dir
 from imagegen.testing import synth_image
-from imagegen_wireflow._graph import build_graph
-from imagegen_wireflow.provider import WireflowProvider
 
 from .conftest import FAST_POLLS, KEY
 
@@ -188,7 +188,7 @@ def _config_file(tmp_path: Path, env: Any) -> Path:
 
 def _run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "WIREFLOW_API_KEY": KEY}
-    done = subprocess.run(args, capture_output=True, text=True, timeout=60, env=environ, **kwargs)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, env=environ, check=False, **kwargs)
     assert done.returncode == 0, done.stderr
     return done
 
