@@ -93,6 +93,8 @@ class GeminiProvider(Provider):
     name = "gemini"
     display_name = "Google Gemini (Nano Banana)"
     Settings = GeminiSettings
+    # GEMINI_API_KEY first, as Google's docs name it. (google-genai alone prefers GOOGLE_API_KEY
+    # when both are set; imagegen passes the key explicitly, so only this order applies.)
     api_key_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     # Checked in __init__: Vertex AI with a project authenticates with Google credentials.
     requires_api_key = False
@@ -221,8 +223,12 @@ class GeminiProvider(Provider):
         except Exception as exc:
             raise self._translate(exc, spec) from exc
         try:
-            raw = response.sdk_http_response.body if response.sdk_http_response else None
-            answer = _wire.read_answer(raw or "", spec, provider=self.instance_name)
+            # Parse the raw body, then drop every other copy of it before decoding images: a 4K
+            # answer is megabytes of base64 (see benchmarks/gemini_memory.py).
+            http_response, response.sdk_http_response = response.sdk_http_response, None
+            data = _wire.parse_body(http_response.body if http_response else None, provider=self.instance_name)
+            del http_response, response
+            answer = _wire.read_answer(data, spec, provider=self.instance_name)
         except ImageGenError:
             raise
         except Exception as exc:
@@ -299,8 +305,9 @@ class GeminiProvider(Provider):
             return _wire.error_from_api(exc, provider=name, model=model, replacement=replacement)
         if type(exc).__module__.startswith("google.auth"):
             return MissingCredentialsError(
-                f"{name}: Vertex AI with a project needs Google credentials ({type(exc).__name__}); run "
-                "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
+                f"{name}: Vertex AI with a project needs Google credentials ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); run `gcloud auth application-default login` or set "
+                "GOOGLE_APPLICATION_CREDENTIALS")
         if isinstance(exc, json.JSONDecodeError):
             return InvalidResponseError(
                 f"{name} answered with a body that is not complete JSON (truncated or not JSON: {exc.msg} "

@@ -43,8 +43,8 @@ from imagegen._http import parse_wait_hint
 
 from ._pricing import cost_of
 
-__all__ = ["DEFAULT_MODALITIES", "Answer", "build_config", "build_contents", "error_from_api", "read_answer",
-           "usage_of"]
+__all__ = ["DEFAULT_MODALITIES", "Answer", "build_config", "build_contents", "error_from_api", "parse_body",
+           "read_answer", "usage_of"]
 
 #: Text and image: the model's own words (captions, refusals) reach the caller as ``text``.
 DEFAULT_MODALITIES = ("TEXT", "IMAGE")
@@ -108,16 +108,20 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_answer(body: str | bytes, spec: ModelSpec, *, provider: str) -> Answer:
-    """Read images, text, usage and cost from the raw JSON, or raise the refusal it stands for.
-
-    The raw body is read rather than the SDK's parsed object because the SDK drops fields a
-    caller needs: ``finishMessage`` (the model's own words on a blocked image) and
-    ``usageMetadata.serviceTier``. Unknown fields are ignored.
-    """
-    data = json.loads(body)  # JSONDecodeError (truncated, not JSON) is translated by the provider
+def parse_body(body: str | bytes | None, *, provider: str) -> dict[str, Any]:
+    """The raw JSON answer. It is read rather than the SDK's parsed object because the SDK drops
+    fields a caller needs: ``finishMessage`` (the model's own words on a blocked image) and
+    ``usageMetadata.serviceTier``. A JSONDecodeError (truncated, not JSON) is translated by the
+    provider."""
+    data = json.loads(body or "")
     if not isinstance(data, dict):
         raise InvalidResponseError(f"{provider} answered JSON that is not an object", provider=provider)
+    return data
+
+
+def read_answer(data: dict[str, Any], spec: ModelSpec, *, provider: str) -> Answer:
+    """Read images, text, usage and cost from the parsed answer, or raise the refusal it stands
+    for. Unknown fields are ignored. Each image's base64 text is released once decoded."""
     usage = usage_of(data.get("usageMetadata"))
     candidates = _dicts(data.get("candidates"))
     images: list[Image] = []
@@ -162,7 +166,9 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 def _image(blob: dict[str, Any], *, provider: str, warnings: list[str]) -> Image:
     declared = str(blob.get("mimeType", "")).lower()
     try:
-        data = base64.b64decode(blob.get("data") or "", validate=True)
+        encoded, blob["data"] = blob.get("data") or "", None
+        data = base64.b64decode(encoded, validate=True)
+        del encoded
         image = Image.from_bytes(data, what=f"{provider} output image")
     except (ValueError, InvalidImageError) as exc:  # their bytes, not the caller's input
         raise InvalidResponseError(f"{provider} returned an unreadable image: {exc}", provider=provider) from exc

@@ -40,9 +40,10 @@ The kit's fault plan works too, in Google's envelope: ``rate_limit`` is a 429 wi
 a 503 ``UNAVAILABLE`` (or its status), ``timeout`` a 504 after the delay. `refusal_fault`
 scripts an HTTP-200 refusal through a plan: ``FaultPlan.script(refusal_fault("NO_IMAGE"))``.
 
-``received`` keeps the last request bodies as sent, for tests. Options of `create_emulator`: ``api_keys`` (accepted keys; default any), ``pixel_scale``
-(shrink images, e.g. for small cassettes), ``default_shape`` (``"observed"`` or ``"square"``
-when no ratio is sent), ``enforce_shutdowns`` (404 for models the Gemini API has retired).
+``received`` keeps the last request bodies as sent, for tests. Options of `create_emulator`:
+``api_keys`` (accepted keys; default any), ``pixel_scale`` (shrink images, e.g. for small
+cassettes), ``default_shape`` (``"observed"`` or ``"square"`` when no ratio is sent),
+``enforce_shutdowns`` (404 for models the Gemini API has retired).
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ import hashlib
 import itertools
 import json
 import math
-import re
 from typing import Any
 
 from starlette.requests import Request
@@ -65,120 +65,30 @@ from imagegen import ModelSpec, Usage
 from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
 
 from ._catalog import ANY_SIZE, expected_pixels, load_catalog, tokens_per_image
+from ._emulator_shapes import (
+    CONFIG_FIELDS,
+    ERRORS,
+    IMAGE_CONFIG_FIELDS,
+    MARKER,
+    PROTO_RATIOS,
+    SIZE_SPELLINGS,
+    TOP_FIELDS,
+    VERTEX_IMAGE_CONFIG_FIELDS,
+    Reject,
+    camelize,
+    check_fields,
+    check_parts,
+    google_error,
+    prompt_of,
+    quota_error,
+    refusal_body,
+    refusal_fault,
+    refusal_kind,
+    vertexify,
+)
 from ._pricing import cost_of
 
 __all__ = ["GeminiEmulator", "create_emulator", "google_error", "refusal_fault"]
-
-_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-           409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
-           501: "NOT_IMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
-#: The proto-level list every model shares; each model then checks its own subset.
-PROTO_RATIOS = ("1:1", "1:4", "1:8", "2:3", "3:2", "3:4", "4:1", "4:3", "4:5", "5:4", "8:1", "9:16", "16:9", "21:9")
-_SIZE_SPELLINGS = {"1K": "1K", "2K": "2K", "4K": "4K", "512": "512", "512P": "512", "512PX": "512"}
-_TOP_FIELDS = {"contents", "generationConfig", "tools", "toolConfig", "safetySettings", "systemInstruction",
-               "cachedContent", "labels", "model"}
-_CONFIG_FIELDS = {"responseModalities", "imageConfig", "candidateCount", "seed", "thinkingConfig",
-                  "temperature", "topP", "topK", "maxOutputTokens", "stopSequences", "responseMimeType",
-                  "presencePenalty", "frequencyPenalty", "mediaResolution", "responseLogprobs", "logprobs"}
-_IMAGE_CONFIG_FIELDS = {"aspectRatio", "imageSize"}
-_VERTEX_IMAGE_CONFIG_FIELDS = _IMAGE_CONFIG_FIELDS | {"personGeneration", "prominentPeople", "imageOutputOptions"}
-_MARKER = re.compile(r"\[\[([A-Z_]+)(?::([A-Za-z_]+))?(?::([0-9.]+))?\]\]")
-_SAFETY_MESSAGE = ("Unable to show the generated image. The image was filtered out because it violated Google's "
-                   "Generative AI Prohibited Use policy. You will not be charged for blocked images. Try "
-                   "rephrasing the prompt. If you think this was an error, send feedback.")
-_PROHIBITED_MESSAGE = ("Unable to show the generated image. The image was filtered out because it violated "
-                       "Google's Responsible AI practices. You will not be charged for blocked images. Try "
-                       "rephrasing the prompt. If you think this was an error, send feedback. "
-                       "Support code: 11030041.")
-_QUOTA_MESSAGE = ("You exceeded your current quota, please check your plan and billing details. For more "
-                  "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n"
-                  "* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_requests, "
-                  "limit: 10, model: {model}\nPlease retry in {delay}s.")
-_ERRORS: dict[str, tuple[int, str, str]] = {
-    "capacity": (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-    "prepayment": (429, "RESOURCE_EXHAUSTED", "Your prepayment credits are depleted. Please go to AI Studio at "
-                   "https://ai.studio/projects to manage your project and billing."),
-    "internal": (500, "INTERNAL", "An internal error has occurred. Please retry or report in "
-                 "https://developers.generativeai.google/guide/troubleshooting"),
-    "unavailable": (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
-    "deadline": (504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
-    "location": (400, "FAILED_PRECONDITION", "User location is not supported for the API use."),
-    "permission": (403, "PERMISSION_DENIED", "The caller does not have permission"),
-}
-
-
-class _Reject(Exception):
-    """An error answer decided while handling a request."""
-
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
-def google_error(code: int, message: str, *, status: str | None = None,
-                 details: list[dict[str, Any]] | None = None) -> JSONResponse:
-    """Google's error envelope: ``{"error": {"code", "message", "status", "details"?}}``."""
-    error: dict[str, Any] = {"code": code, "message": message, "status": status or _STATUS.get(code, "UNKNOWN")}
-    if details:
-        error["details"] = details
-    return JSONResponse({"error": error}, status_code=code, media_type="application/json; charset=UTF-8")
-
-
-def quota_error(model: str, delay: float) -> JSONResponse:
-    """A quota 429 as the spec records it: QuotaFailure, Help and RetryInfo, no Retry-After."""
-    internal = "gemini-2.5-flash-preview-image" if model.startswith("gemini-2.5") else model
-    shown = f"{delay:g}"
-    details = [
-        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
-            "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
-            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
-            "quotaDimensions": {"location": "global", "model": internal}, "quotaValue": "10"}]},
-        {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
-            "description": "Learn more about Gemini API quotas",
-            "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
-        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{shown}s"},
-    ]
-    return google_error(429, _QUOTA_MESSAGE.format(model=internal, delay=shown), details=details)
-
-
-def refusal_body(kind: str, *, model: str = "gemini-3-pro-image", response_id: str = "emulated-refusal",
-                 usage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON of an HTTP-200 answer without an image (``kind``: a finish or block reason)."""
-    usage = usage or {"promptTokenCount": 8, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 8}],
-                      "totalTokenCount": 8}
-    top = {"usageMetadata": usage, "modelVersion": model, "responseId": response_id}
-    if kind.startswith("BLOCK"):
-        reason = kind.partition(":")[2] or "PROHIBITED_CONTENT"
-        return {"promptFeedback": {"blockReason": reason}, **top}
-    if kind == "TEXT_ONLY":
-        text = ("I cannot fulfill this request. I can't create images that depict this; I can help with "
-                "a different picture instead.")
-        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}
-    elif kind == "IMAGE_PROHIBITED_CONTENT":
-        candidate = {"content": {"role": "model"}, "finishReason": kind, "finishMessage": _PROHIBITED_MESSAGE}
-    elif kind == "IMAGE_SAFETY":
-        candidate = {"content": {}, "finishReason": kind, "finishMessage": _SAFETY_MESSAGE}
-    else:
-        candidate = {"content": {}, "finishReason": kind}
-    return {"candidates": [{**candidate, "index": 0}], **top}
-
-
-def refusal_fault(kind: str = "IMAGE_SAFETY", **fields: Any) -> Fault:
-    """A kit `Fault` that answers HTTP 200 with a refusal (see `refusal_body`), for fault plans."""
-    return Fault("malformed", body=json.dumps(refusal_body(kind, **fields)).encode())
-
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(word[:1].upper() + word[1:] for word in rest)
-
-
-def _camelize(value: Any) -> Any:
-    """proto3 JSON accepts snake_case too; the emulator reads everything as lowerCamelCase."""
-    if isinstance(value, dict):
-        return {(_camel(k) if "_" in k and not k.startswith("@") else k): _camelize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_camelize(v) for v in value]
-    return value
 
 
 class GeminiEmulator(Emulator):
@@ -220,7 +130,7 @@ class GeminiEmulator(Emulator):
         if status == 429 and fault is not None and fault.retry_after is not None:
             return quota_error("gemini", fault.retry_after)
         if status == 429:
-            return google_error(429, _ERRORS["capacity"][2])
+            return google_error(429, ERRORS["capacity"][2])
         return google_error(status, message)
 
     def rate_limit_headers(self, fault: Fault) -> dict[str, str]:
@@ -243,15 +153,15 @@ class GeminiEmulator(Emulator):
             version = request.path_params["version"]
             model_id = request.path_params["model"].removeprefix("models/")
             if version not in versions:
-                raise _Reject(google_error(404, f"Method not found for API version {version}."))
+                raise Reject(google_error(404, f"Method not found for API version {version}."))
             self._authenticate(request, api)
             spec = self._model(model_id, version, vertex=api != "gemini")
             body = await self._body(request)
             config = self._check(body, spec, vertex=api != "gemini")
-            prompt, input_images = _prompt_of(body)
+            prompt, input_images = prompt_of(body)
             self._scripted_error(prompt, spec)
             answer, megapixels, usd = self._answer(prompt, input_images, config, spec, vertex=api != "gemini")
-        except _Reject as reject:
+        except Reject as reject:
             return reject.response
         await self.latency.sleep(megapixels)
         if usd:
@@ -268,13 +178,13 @@ class GeminiEmulator(Emulator):
         if api == "vertex-project":
             auth = request.headers.get("authorization", "")
             if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-                raise _Reject(google_error(401, "Request had invalid authentication credentials. Expected OAuth 2 "
+                raise Reject(google_error(401, "Request had invalid authentication credentials. Expected OAuth 2 "
                                                 "access token, login cookie or other valid authentication "
                                                 "credential."))
             return
         key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
         if not key:
-            raise _Reject(google_error(403, "Method doesn't allow unregistered callers (callers without established "
+            raise Reject(google_error(403, "Method doesn't allow unregistered callers (callers without established "
                                             "identity). Please use API Key or other form of API consumer identity "
                                             "to call this API."))
         if self.api_keys is not None and key not in self.api_keys:
@@ -284,19 +194,19 @@ class GeminiEmulator(Emulator):
                 {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
                  "message": "API key not valid. Please pass a valid API key."},
             ]
-            raise _Reject(google_error(400, "API key not valid. Please pass a valid API key.", details=details))
+            raise Reject(google_error(400, "API key not valid. Please pass a valid API key.", details=details))
 
     def _model(self, model_id: str, version: str, *, vertex: bool) -> ModelSpec:
         spec = self._models.get(model_id)
         if spec is None:
-            raise _Reject(google_error(
+            raise Reject(google_error(
                 404, f"models/{model_id} is not found for API version {version}, or is not supported for "
                      "generateContent. Call ModelService.ListModels to see the list of available models and their "
                      "supported methods."))
         shutdown = spec.extra.get("shutdown")
         if self.enforce_shutdowns and not vertex and shutdown and shutdown <= (self.today or dt.date.today()):
             replacement = spec.extra.get("replacement", "a current model")
-            raise _Reject(google_error(
+            raise Reject(google_error(
                 404, f"This model models/{model_id} is no longer available to new users. Please update your "
                      f"code to use {replacement}."))
         return spec
@@ -305,62 +215,62 @@ class GeminiEmulator(Emulator):
         try:
             body = json.loads(await request.body())
         except ValueError:
-            raise _Reject(google_error(400, "Invalid JSON payload received. Unexpected token.")) from None
+            raise Reject(google_error(400, "Invalid JSON payload received. Unexpected token.")) from None
         if not isinstance(body, dict):
-            raise _Reject(google_error(400, "Invalid JSON payload received. Expected an object."))
+            raise Reject(google_error(400, "Invalid JSON payload received. Expected an object."))
         self.received.append(body)
-        return _camelize(body)
+        return camelize(body)
 
     def _check(self, body: dict[str, Any], spec: ModelSpec, *, vertex: bool) -> dict[str, Any]:
         """Validate as the API does; return the effective image settings."""
-        _unknown(body, _TOP_FIELDS, "")
+        check_fields(body, TOP_FIELDS, "")
         if not body.get("contents"):
-            raise _Reject(google_error(400, "* GenerateContentRequest.contents: contents is not specified\n"))
-        _check_parts(body["contents"])
+            raise Reject(google_error(400, "* GenerateContentRequest.contents: contents is not specified\n"))
+        check_parts(body["contents"])
         config = body.get("generationConfig") or {}
-        _unknown(config, _CONFIG_FIELDS, "generation_config")
+        check_fields(config, CONFIG_FIELDS, "generation_config")
         modalities = config.get("responseModalities")
         for index, value in enumerate(modalities or []):
             if value not in ("TEXT", "IMAGE", "AUDIO"):
-                raise _Reject(google_error(
+                raise Reject(google_error(
                     400, f"Invalid value at 'generation_config.response_modalities[{index}]' "
                          f"(type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig.Modality), "
                          f"\"{value}\""))
         image_config = config.get("imageConfig") or {}
-        allowed = _VERTEX_IMAGE_CONFIG_FIELDS if vertex else _IMAGE_CONFIG_FIELDS
-        _unknown(image_config, allowed, "generation_config.image_config")
+        allowed = VERTEX_IMAGE_CONFIG_FIELDS if vertex else IMAGE_CONFIG_FIELDS
+        check_fields(image_config, allowed, "generation_config.image_config")
         ratio = image_config.get("aspectRatio")
         if ratio is not None and ratio not in PROTO_RATIOS:
             listed = ", ".join(f"'{r}'" for r in PROTO_RATIOS[:-1])
-            raise _Reject(google_error(400, f"aspect_ratio must be one of {listed}, or '{PROTO_RATIOS[-1]}'."))
+            raise Reject(google_error(400, f"aspect_ratio must be one of {listed}, or '{PROTO_RATIOS[-1]}'."))
         if ratio is not None and ratio not in spec.aspect_ratios:
-            raise _Reject(google_error(400, f"Aspect ratio {ratio} is not supported for this model."))
+            raise Reject(google_error(400, f"Aspect ratio {ratio} is not supported for this model."))
         size = image_config.get("imageSize")
-        if size is not None and size not in _SIZE_SPELLINGS:
-            raise _Reject(google_error(
+        if size is not None and size not in SIZE_SPELLINGS:
+            raise Reject(google_error(
                 400, f"Invalid image size {size}. Supported values are: 1K, 2K, 4K, 512, 512P, 512PX."))
-        size = _SIZE_SPELLINGS.get(size) if size is not None else None
+        size = SIZE_SPELLINGS.get(size) if size is not None else None
         if not spec.sizes:
             size = None  # 2.5 Flash Image accepts any valid spelling and ignores it
         elif size is not None and size not in spec.sizes:
-            raise _Reject(google_error(400, f"Image size {size} is not supported for this model."))
+            raise Reject(google_error(400, f"Image size {size} is not supported for this model."))
         if int(config.get("candidateCount") or 1) > 1:
-            raise _Reject(google_error(400, "Multiple candidates is not enabled for this model."))
+            raise Reject(google_error(400, "Multiple candidates is not enabled for this model."))
         thinking = config.get("thinkingConfig") or {}
         return {"ratio": ratio, "size": size or spec.default_size, "modalities": modalities,
                 "include_thoughts": bool(thinking.get("includeThoughts"))}
 
     def _scripted_error(self, prompt: str, spec: ModelSpec) -> None:
-        for name, kind, number in _MARKER.findall(prompt):
+        for name, kind, number in MARKER.findall(prompt):
             if name != "ERROR":
                 continue
             kind = kind.lower()
             if kind == "quota":
-                raise _Reject(quota_error(spec.id, float(number) if number else 34.0))
-            if kind not in _ERRORS:
-                raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use quota or one of {', '.join(_ERRORS)}")
-            code, status, message = _ERRORS[kind]
-            raise _Reject(google_error(code, message, status=status))
+                raise Reject(quota_error(spec.id, float(number) if number else 34.0))
+            if kind not in ERRORS:
+                raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use quota or one of {', '.join(ERRORS)}")
+            code, status, message = ERRORS[kind]
+            raise Reject(google_error(code, message, status=status))
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -381,7 +291,7 @@ class GeminiEmulator(Emulator):
         """The JSON answer, the megapixels generated (for latency) and the USD to charge."""
         response_id = self._next_id()
         extra = spec.extra["emulator"]
-        markers = {name if not kind else f"{name}:{kind}" for name, kind, _ in _MARKER.findall(prompt)}
+        markers = {name if not kind else f"{name}:{kind}" for name, kind, _ in MARKER.findall(prompt)}
         prompt_tokens = max(1, math.ceil(len(prompt) / 4))
         image_prompt_tokens = input_images * int(spec.extra.get("input_tokens_per_image", 258))
         thoughts = int(extra["thoughts_tokens"])
@@ -390,14 +300,14 @@ class GeminiEmulator(Emulator):
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}]
             + ([{"modality": "IMAGE", "tokenCount": image_prompt_tokens}] if input_images else []),
         }
-        refusal = _refusal_kind(markers)
+        refusal = refusal_kind(markers)
         if refusal is not None:
             if thoughts and not refusal.startswith("BLOCK"):
                 usage["thoughtsTokenCount"] = thoughts
             usage["totalTokenCount"] = usage["promptTokenCount"] + usage.get("thoughtsTokenCount", 0)
             body = refusal_body(refusal, model=spec.id, response_id=response_id, usage=usage)
             if vertex:
-                _vertexify(body)
+                vertexify(body)
             return body, 0.0, 0.0
         parts, images, text_tokens = self._parts(prompt, markers, config, spec, response_id)
         width, height = self._pixels(spec, config)
@@ -412,7 +322,7 @@ class GeminiEmulator(Emulator):
         body = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
                 "usageMetadata": usage, "modelVersion": spec.id, "responseId": response_id}
         if vertex:
-            _vertexify(body)
+            vertexify(body)
         billed = Usage(input_tokens=usage["promptTokenCount"], output_tokens=candidates + thoughts,
                        image_tokens=image_tokens)
         return body, images * width * height / 1e6, cost_of(billed, spec).usd or 0.0
@@ -447,76 +357,6 @@ class GeminiEmulator(Emulator):
                 if "inlineData" in part:
                     part["thoughtSignature"] = self._signature(response_id, index)
         return parts, count, text_tokens
-
-
-def _refusal_kind(markers: set[str]) -> str | None:
-    for marker in ("BLOCK_PROMPT", "TEXT_ONLY", "NO_IMAGE", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"):
-        if marker in markers:
-            return "BLOCK" if marker == "BLOCK_PROMPT" else marker
-    for marker in sorted(markers):
-        name, _, reason = marker.partition(":")
-        if name == "BLOCK" and reason:
-            return f"BLOCK:{reason}"
-        if name == "FINISH" and reason:
-            return reason
-    return None
-
-
-def _vertexify(body: dict[str, Any]) -> None:
-    """Vertex AI answers carry no ``index`` on candidates and report ``trafficType``."""
-    for candidate in body.get("candidates", []):
-        candidate.pop("index", None)
-    usage = body.get("usageMetadata", {})
-    usage.pop("serviceTier", None)
-    usage["trafficType"] = "ON_DEMAND"
-
-
-def _unknown(obj: Any, known: set[str], where: str) -> None:
-    if not isinstance(obj, dict):
-        raise _Reject(google_error(400, f"Invalid JSON payload received. Expected an object at '{where}'."))
-    for key in obj:
-        if key not in known:
-            at = f" at '{where}'" if where else ""
-            raise _Reject(google_error(
-                400, f"Invalid JSON payload received. Unknown name \"{key}\"{at}: Cannot find field.",
-                details=[{"@type": "type.googleapis.com/google.rpc.BadRequest",
-                          "fieldViolations": [{"field": f"{where}.{key}".strip("."),
-                                               "description": f"Invalid JSON payload received. Unknown name "
-                                                              f"\"{key}\"{at}: Cannot find field."}]}]))
-
-
-def _check_parts(contents: Any) -> None:
-    if not isinstance(contents, list):
-        raise _Reject(google_error(400, "Invalid JSON payload received. 'contents' must be a list."))
-    for c, content in enumerate(contents):
-        for p, part in enumerate((content or {}).get("parts") or []):
-            data = (part.get("inlineData") or {}).get("data") if isinstance(part, dict) else None
-            if data is None:
-                continue
-            try:
-                _b64decode(data)
-            except (ValueError, TypeError):
-                raise _Reject(google_error(
-                    400, f"Invalid value at 'contents[{c}].parts[{p}].inline_data.data' (TYPE_BYTES), "
-                         "Base64 decoding failed.")) from None
-
-
-def _b64decode(data: str) -> bytes:
-    """proto3 JSON bytes: standard or URL-safe base64, padded or not (google-genai sends URL-safe)."""
-    text = data.replace("-", "+").replace("_", "/")
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-def _prompt_of(body: dict[str, Any]) -> tuple[str, int]:
-    """The text of the last user turn, and how many inline images the request carries."""
-    contents = body["contents"]
-    user_turns = [c for c in contents if (c or {}).get("role", "user") == "user"] or contents
-    text = " ".join(str(p.get("text", "")) for p in (user_turns[-1] or {}).get("parts") or [] if isinstance(p, dict))
-    images = sum(1 for c in contents for p in (c or {}).get("parts") or []
-                 if isinstance(p, dict) and p.get("inlineData"))
-    if not text.strip() and not images:
-        raise _Reject(google_error(400, "Request has empty input."))
-    return text, images
 
 
 def create_emulator(*, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,

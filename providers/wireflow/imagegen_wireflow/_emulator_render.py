@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from ._emulator_state import EmulatorOptions, Execution, Workflow, executable, node_kind, node_values
+from ._emulator_state import (
+    EmulatorOptions,
+    Execution,
+    Workflow,
+    executable,
+    node_kind,
+    node_values,
+)
 
 __all__ = ["envelope", "error_body", "execute_body", "iso", "poll_body", "workflow_body"]
 
@@ -17,7 +24,7 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: 
 
 def iso(epoch: float | None = None) -> str:
     """``2025-03-15T10:30:00.000Z``: milliseconds and Z, as the docs show."""
-    moment = datetime.fromtimestamp(time.time() if epoch is None else epoch, timezone.utc)
+    moment = datetime.fromtimestamp(time.time() if epoch is None else epoch, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

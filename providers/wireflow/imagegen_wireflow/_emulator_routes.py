@@ -13,7 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ._emulator_render import envelope, execute_body, workflow_body
-from ._emulator_state import Account, Workflow, credit_needs, executable, lint, node_kind
+from ._emulator_state import (
+    Account,
+    Workflow,
+    credit_needs,
+    executable,
+    lint,
+    node_kind,
+)
 
 if TYPE_CHECKING:
     from .emulator import WireflowEmulator

@@ -145,6 +145,9 @@ class Execution:
     finished: bool = False
     credits_charged: float = 0.0
     error: str | None = None
+    #: polls answered, and when a poll first showed the end (benchmarks read these)
+    polls: int = 0
+    seen_done_at: float | None = None
 
     def phase(self, now: float | None = None) -> str:
         now = time.time() if now is None else now

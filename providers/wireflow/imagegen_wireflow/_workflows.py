@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = ["WorkflowCache", "cache_key"]
@@ -61,7 +61,7 @@ class WorkflowCache:
     def put(self, key: str, workflow_id: str) -> None:
         with self._lock:
             self._memory[key] = workflow_id
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         self._update(lambda data: data.__setitem__(key, {"id": workflow_id, "created_at": now}))
 
     def forget(self, key: str) -> None:

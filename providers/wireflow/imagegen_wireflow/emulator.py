@@ -40,7 +40,11 @@ from starlette.routing import BaseRoute, Route
 from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
 
 from ._catalog import load_catalog
-from ._emulator_render import envelope, error_body, execute_body, iso, poll_body, workflow_body
+from ._emulator_render import (
+    error_body,
+    iso,
+    poll_body,
+)
 from ._emulator_state import (
     Account,
     EmulatorOptions,
@@ -49,7 +53,6 @@ from ._emulator_state import (
     credit_needs,
     executable,
     images_per_run,
-    lint,
     node_kind,
     node_values,
     output_size,
@@ -184,10 +187,10 @@ class WireflowEmulator(Emulator):
         else:
             limit = opts.requests_per_minute or PLAN_LIMITS.get(account.plan, (60.0, 10.0))[0]
         now = time.time()
-        start = math.floor(now / opts.window_s) * opts.window_s
-        window_start, count = account.windows.get(kind, (start, 0))
-        if window_start != start:
-            count = 0
+        # A fixed window opened by the key's first call in it (the spec leaves this UNKNOWN).
+        start, count = account.windows.get(kind, (now, 0))
+        if now >= start + opts.window_s:
+            start, count = now, 0
         reset = start + opts.window_s
         headers = {"X-RateLimit-Limit": f"{limit:g}", "X-RateLimit-Reset": str(math.ceil(reset))}
         if count >= limit:
@@ -309,6 +312,9 @@ class WireflowEmulator(Emulator):
     def poll_response(self, request: Request, execution: Execution) -> Response:
         status = self.status_of(execution)
         self.counters.incr("polls")
+        execution.polls += 1
+        if execution.seen_done_at is None and execution.phase() == "done":
+            execution.seen_done_at = time.time()
         base = str(request.base_url).rstrip("/")
 
         def absolute(path: str) -> str:

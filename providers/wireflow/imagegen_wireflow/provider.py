@@ -58,7 +58,12 @@ from imagegen._models import make_job_id
 from ._catalog import load_catalog, model_specs
 from ._graph import Graph, ParamLocation, build_graph
 from ._protocol import error_from, execution_id_from, parse_poll
-from ._ratelimit import EXECUTIONS_PER_MINUTE, PLAN_LIMITS, RateLimitTooLong, WindowLimiter
+from ._ratelimit import (
+    EXECUTIONS_PER_MINUTE,
+    PLAN_LIMITS,
+    RateLimitTooLong,
+    WindowLimiter,
+)
 from ._workflows import WorkflowCache, cache_key
 
 __all__ = ["WireflowAPIError", "WireflowProvider", "WireflowSettings"]

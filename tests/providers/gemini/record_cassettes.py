@@ -1,0 +1,122 @@
+"""Record the gemini cassettes from the emulator, through the real provider and Client.
+
+    python -m tests.providers.gemini.record_cassettes      (or run this file)
+
+Writes ``cassettes/gemini/<scenario>.yaml``: a success per model family, an edit with two
+references, each refusal shape, and a quota 429 followed by a success. The ``x-goog-api-key``
+header and any ``key=`` parameter are filtered out, and the emulator's random loopback port is
+rewritten to ``REPLAY_BASE_URL`` so replays use a fixed base URL. Images are shrunk
+(``pixel_scale``) to keep each file small.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+import vcr
+
+from imagegen import AsyncClient, Client, ImageGenError, ImageResult, RateLimitError
+from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
+from imagegen_gemini.emulator import create_emulator
+
+ROOT = Path(__file__).resolve().parents[3]
+CASSETTES = ROOT / "cassettes" / "gemini"
+REPLAY_BASE_URL = "http://127.0.0.1:8701"
+API_KEY = "gemini-recording-key"
+PIXEL_SCALE = 0.05
+
+
+def config(base_url: str, api_key: str) -> dict[str, Any]:
+    return {"providers": {"gemini": {"base_url": base_url, "api_key": api_key}},
+            "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
+
+
+def _generate(model: str, prompt: str = "a red fox in the snow", **kwargs: Any) -> Callable[[Client], Any]:
+    return lambda c: c.generate(prompt, provider="gemini", model=model, **kwargs)
+
+
+def _edit(c: Client) -> Any:
+    references = [synth_image(48, 48, "png", seed=21), synth_image(40, 30, "jpeg", seed=22)]
+    return c.edit("put the fox from the first image into the second", images=references, provider="gemini",
+                  model="gemini-3-pro-image", aspect_ratio="4:3")
+
+
+def _retry_once_on_rate_limit(c: Client | AsyncClient) -> Any:
+    # Works whether or not the client's router retries by itself: both exchanges are played.
+    def call() -> Any:
+        return c.generate("a red fox", provider="gemini", model="gemini-3-pro-image")
+
+    if isinstance(c, AsyncClient):
+        async def run() -> ImageResult:
+            try:
+                return await call()
+            except RateLimitError:
+                return await call()
+
+        return run()
+    try:
+        return call()
+    except RateLimitError:
+        return call()
+
+
+#: scenario -> (emulator fault plan or None, the call to make, expected outcome class name)
+SCENARIOS: dict[str, tuple[FaultPlan | None, Callable[[Client], Any], str]] = {
+    "generate_flash_25": (None, _generate("gemini-2.5-flash-image", aspect_ratio="1:1"), "ImageResult"),
+    "generate_pro_3": (None, _generate("gemini-3-pro-image", aspect_ratio="16:9", size="2K"), "ImageResult"),
+    "generate_flash_31": (None, _generate("gemini-3.1-flash-image", aspect_ratio="1:4", size="512"), "ImageResult"),
+    "generate_flash_lite_31": (None, _generate("gemini-3.1-flash-lite-image"), "ImageResult"),
+    "generate_nano_banana_21": (None, _generate("gemini-nano-banana-2.1", aspect_ratio="21:9"), "ImageResult"),
+    "edit_two_references": (None, _edit, "ImageResult"),
+    "refusal_image_safety": (None, _generate("gemini-3-pro-image", "a scene [[IMAGE_SAFETY]]"),
+                             "ContentPolicyError"),
+    "refusal_image_prohibited_content": (None, _generate("gemini-3-pro-image", "x [[IMAGE_PROHIBITED_CONTENT]]"),
+                                         "ContentPolicyError"),
+    "refusal_block_prompt": (None, _generate("gemini-3-pro-image", "x [[BLOCK_PROMPT]]"), "ContentPolicyError"),
+    "refusal_no_image": (None, _generate("gemini-nano-banana-2.1", "x [[NO_IMAGE]]"), "NoImageReturnedError"),
+    "refusal_text_only": (None, _generate("gemini-2.5-flash-image", "x [[TEXT_ONLY]]"), "NoImageReturnedError"),
+    "rate_limit_then_success": (FaultPlan.script(Fault("rate_limit", retry_after=0)), _retry_once_on_rate_limit,
+                                "ImageResult"),
+}
+#: HTTP exchanges in each cassette (every scenario is one call, except the 429 one).
+EXCHANGES = {name: 2 if name == "rate_limit_then_success" else 1 for name in SCENARIOS}
+
+
+def recorder(record_mode: str) -> vcr.VCR:
+    return vcr.VCR(filter_headers=["x-goog-api-key", "authorization"], filter_query_parameters=["key"],
+                   record_mode=record_mode, decode_compressed_response=True)
+
+
+def record(name: str, target: Path = CASSETTES) -> Path:
+    faults, call, _ = SCENARIOS[name]
+    emulator = create_emulator(latency=LatencyModel.none(), pixel_scale=PIXEL_SCALE, faults=faults,
+                               api_keys={API_KEY})
+    path = target / f"{name}.yaml"
+    path.unlink(missing_ok=True)
+    with serve(emulator) as server:
+        with recorder("all").use_cassette(str(path)), Client(config(server.base_url, API_KEY)) as client:
+            try:
+                call(client)
+            except ImageGenError:
+                pass  # refusal scenarios record the answer that refuses
+        recorded_host = server.base_url.removeprefix("http://")
+        text = path.read_text(encoding="utf-8").replace(recorded_host, REPLAY_BASE_URL.removeprefix("http://"))
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def main() -> None:
+    CASSETTES.mkdir(parents=True, exist_ok=True)
+    for name in SCENARIOS:
+        path = record(name)
+        print(f"{path.relative_to(ROOT)}  {path.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()

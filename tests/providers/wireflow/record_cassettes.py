@@ -1,0 +1,93 @@
+"""Record the wireflow cassettes from the emulator, through the real provider and Client.
+
+    python -m tests.providers.wireflow.record_cassettes      (or run this file)
+
+Writes ``cassettes/wireflow/<scenario>.yaml``: text-to-image, an edit with a reference
+image (upload included), insufficient credits (402), a 429 on execute then success, and a
+failed execution. Each successful or failed run keeps its whole poll sequence (RUNNING ...
+then COMPLETED/FAILED), recorded with tiny poll delays. The Authorization header is filtered
+out and the emulator's random loopback port is rewritten to ``REPLAY_BASE_URL``; output
+images are shrunk to 48 px so each file stays small.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+import vcr
+from imagegen_wireflow.emulator import create_emulator
+
+from imagegen import Client, ImageGenError
+from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
+
+ROOT = Path(__file__).resolve().parents[3]
+CASSETTES = ROOT / "cassettes" / "wireflow"
+REPLAY_BASE_URL = "http://127.0.0.1:8702"
+API_KEY = "sk-wireflow-recording-key"
+POLLS = [0.05, 1.5, 0.1]
+
+
+def config(base_url: str, api_key: str) -> dict[str, Any]:
+    settings = {"base_url": base_url, "api_key": api_key, "poll_schedule": POLLS, "persist_workflows": False,
+                "executions_per_minute": 100, "retry_backoff_s": 0.01}
+    return {"providers": {"wireflow": settings}, "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
+
+
+def _text_to_image(c: Any) -> Any:
+    return c.generate("a red fox in the snow", provider="wireflow", aspect_ratio="16:9", size="1K")
+
+
+def _edit(c: Any) -> Any:
+    return c.edit("make the sky purple", images=[synth_image(40, 30, "png", seed=7)], provider="wireflow",
+                  model="nano_banana_pro", aspect_ratio="4:3")
+
+
+#: scenario -> (emulator options, the call, expected outcome class, expected polls)
+SCENARIOS: dict[str, tuple[dict[str, Any], Callable[[Any], Any], str, bool]] = {
+    "text_to_image": ({}, _text_to_image, "ImageResult", True),
+    "edit_reference_image": ({"dialect": "scripts"}, _edit, "ImageResult", True),
+    "insufficient_credits": ({"credits": 5}, _text_to_image, "InsufficientCreditsError", False),
+    "rate_limit_then_success": ({"faults": FaultPlan.script(Fault("rate_limit", retry_after=0),
+                                                            path="/execute$")},
+                                _text_to_image, "ImageResult", True),
+    "failed_execution": ({"outcome": "failed"}, _text_to_image, "JobFailedError", True),
+}
+
+
+def recorder(record_mode: str) -> vcr.VCR:
+    return vcr.VCR(filter_headers=["authorization"], filter_query_parameters=["key", "api_key"],
+                   record_mode=record_mode, decode_compressed_response=True)
+
+
+def record(name: str, target: Path = CASSETTES) -> Path:
+    options, call, _, _ = SCENARIOS[name]
+    emulator = create_emulator(latency=LatencyModel(base=0.25, scale=1.0), output_max_side=48, **options)
+    path = target / f"{name}.yaml"
+    path.unlink(missing_ok=True)
+    with serve(emulator) as server:
+        with recorder("all").use_cassette(str(path)), Client(config(server.base_url, API_KEY)) as client:
+            try:
+                call(client)
+            except ImageGenError:
+                pass  # the error scenarios record the answer that fails
+        recorded_host = server.base_url.removeprefix("http://")
+        text = path.read_text(encoding="utf-8").replace(recorded_host, REPLAY_BASE_URL.removeprefix("http://"))
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def main() -> None:
+    CASSETTES.mkdir(parents=True, exist_ok=True)
+    for name in SCENARIOS:
+        path = record(name)
+        print(f"{path.relative_to(ROOT)}  {path.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
