@@ -91,8 +91,9 @@ class WireflowSettings(ProviderSettings):
     poll_path: str = "/workflows/executions/{id}/poll"
     #: ``[initial, factor, cap]`` seconds; default the documented 1 s, x1.5, 10 s.
     poll_schedule: tuple[float, float, float] | None = None
-    #: Retries of one call after 429/5xx/dropped connections (same Idempotency-Key).
-    max_retries: int = 3
+    #: HTTP-level retries of one call after 429/5xx/dropped connections (same Idempotency-Key).
+    #: Off by default: imagegen's router retries whole calls (``[retry]``) with the same key.
+    max_retries: int = 0
     #: First retry delay when the server gives no hint; doubles per retry, capped at 8 s.
     retry_backoff_s: float = 0.5
     #: Longest wait for a rate-limit slot or a server's wait hint before raising RateLimitError.
@@ -196,7 +197,9 @@ class WireflowProvider(Provider):
         content = request.model_dump(mode="json", include={"prompt", "operation", "aspect_ratio", "size", "n",
                                                            "seed", "output_format"})
         content.update(model=spec.id, images=[image.sha256 for image in request.images])
-        nonce = request.options.get("idempotency_key") or uuid.uuid4().hex
+        # The router gives every logical request an idempotency key and keeps it across its
+        # retries, so a retried execute carries the same Idempotency-Key.
+        nonce = request.options.get("idempotency_key") or request.idempotency_key or uuid.uuid4().hex
         digest = hashlib.sha256((json.dumps(content, sort_keys=True) + "\0" + nonce).encode()).hexdigest()
         return f"imagegen-{digest[:40]}"
 

@@ -17,9 +17,14 @@ API_KEY = "test-key"
 
 
 def config(base_url: str, **settings: Any) -> dict[str, Any]:
-    """A code-only config with one ``gemini`` provider pointed at ``base_url``."""
+    """A code-only config with one ``gemini`` provider pointed at ``base_url``.
+
+    The router's retries are off: these tests check what each answer is translated into
+    (retries and fallback are tested in tests/routing).
+    """
     provider = {"base_url": base_url, "api_key": API_KEY, **settings}
-    return {"providers": {"gemini": provider}, "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
+    return {"providers": {"gemini": provider}, "jobs": {"backend": "memory"}, "cache": {"backend": "off"},
+            "retry": {"max_attempts": 1}}
 
 
 def png_bytes(width: int = 64, height: int = 48, colour: str = "red", fmt: str = "PNG") -> bytes:
