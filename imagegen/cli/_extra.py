@@ -100,6 +100,9 @@ def demo(provider: Annotated[str, typer.Option("--provider", "-p")] = "gemini",
     from .. import Client
     from ..testing import serve
 
+    if out.exists() and not out.is_dir():
+        typer.secho(f"--out {out} is a file; give a directory", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     out.mkdir(parents=True, exist_ok=True)
     try:
         emulator = _emulator_for(provider)
