@@ -102,3 +102,22 @@ def test_refusals_do_not_trip_the_circuit(gemini_emulator, nb2_emulator):
         assert result.provider == "nb2"
         assert result.attempts[0].error_type == "ContentPolicyError"
         assert client.circuit_state("gemini")["state"] == "closed"
+
+
+def test_a_retried_wireflow_execute_reuses_its_idempotency_key():
+    """The first execute runs but its answer is cut short; the router's retry must not run it twice."""
+    from imagegen_wireflow.emulator import create_emulator
+    from imagegen.testing import LatencyModel, serve
+
+    emulator = create_emulator(latency=LatencyModel.none(),
+                               faults=FaultPlan.script(Fault("truncate"), path=r"/execute$"))
+    with serve(emulator) as server:
+        config = {"providers": providers_config(wireflow=server), "jobs": {"backend": "memory"},
+                  "retry": FAST_RETRY}
+        config["providers"]["wireflow"]["poll_schedule"] = [0.01, 1.5, 0.05]
+        with Client(config) as client:
+            result = client.generate("a fox", provider="wireflow")
+    assert result.images
+    assert [a.error_type for a in result.attempts] == ["InvalidResponseError", None]
+    assert emulator.counters.get("executions") == 1, emulator.counters.snapshot()
+    assert emulator.counters.faults == {"truncate": 1}
