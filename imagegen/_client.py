@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from ._cache import CacheBackend, Coalescer, DiskCache, MemoryCache, RedisCache, cache_key
 from ._capabilities import ModelSpec
 from ._config import Config, config_from_mapping, load_config, resolve_secret
 from ._errors import (
@@ -28,6 +29,7 @@ from ._errors import (
     UnknownProviderError,
 )
 from ._jobstore import JobStore, MemoryJobStore, RedisJobStore, SqliteJobStore
+from ._ledger import BudgetLimits, Ledger
 from ._models import Attempt, Cost, ImageRequest, ImageResult, Job, split_job_id
 from ._plugins import PluginRegistry, registry as default_registry
 from ._provider import Provider
@@ -76,6 +78,11 @@ class AsyncClient:
         self._http: list[httpx.AsyncClient] = []
         self.circuits = CircuitBreaker(self.config.circuit)
         self.limiter = self._make_limiter()
+        self.cache: CacheBackend | None = self._make_cache()
+        self.ledger: Ledger | None = self._make_ledger()
+        self._coalescer = Coalescer()
+        budget = self.config.budget
+        self._limits = BudgetLimits(budget.daily_usd, budget.monthly_usd, budget.total_usd)
         self._check_config()
 
     # -- configuration --------------------------------------------------------------------
@@ -89,6 +96,28 @@ class AsyncClient:
                 raise ConfigurationError("jobs.backend = \"redis\" needs jobs.url = \"redis://...\"")
             return RedisJobStore(jobs.url)
         return SqliteJobStore(Path(jobs.path).expanduser() if jobs.path else None)
+
+    def _make_cache(self) -> CacheBackend | None:
+        cache = self.config.cache
+        if cache.backend == "off":
+            return None
+        if cache.backend == "memory":
+            return MemoryCache(ttl_s=cache.ttl_s, max_bytes=cache.max_bytes)
+        if cache.backend == "redis":
+            if not cache.url:
+                raise ConfigurationError("cache.backend = \"redis\" needs cache.url = \"redis://...\"")
+            return RedisCache(cache.url, ttl_s=cache.ttl_s)
+        return DiskCache(Path(cache.path).expanduser() if cache.path else None, ttl_s=cache.ttl_s,
+                         max_bytes=cache.max_bytes)
+
+    def _make_ledger(self) -> Ledger | None:
+        ledger = self.config.ledger
+        if ledger.backend == "off":
+            if any(BudgetLimits(**self.config.budget.model_dump()).windows(0.0)):
+                raise ConfigurationError("a budget needs the ledger: remove ledger.backend = \"off\"")
+            return None
+        return Ledger(":memory:" if ledger.backend == "memory" else
+                      (Path(ledger.path).expanduser() if ledger.path else None))
 
     def _make_limiter(self) -> RateLimiter:
         limits = self.config.rate_limits
@@ -158,7 +187,22 @@ class AsyncClient:
         return resolve(self.config, wanted, known_plugins=set(self.registry.providers()))
 
     def _model(self, provider: Provider, target: Target, request: ImageRequest) -> ModelSpec:
-        return provider.model_spec(target.model or request.model)
+        """The model to use, with the config's price overrides (``[prices]``) applied."""
+        spec = provider.model_spec(target.model or request.model)
+        name = provider.instance_name
+        override = self.config.prices.get(f"{name}/{spec.id}") or self.config.prices.get(name)
+        if override is None:
+            return spec
+        changes = override.model_dump(exclude={"currency"}, exclude_none=True)
+        if spec.price is not None:
+            if "rates" in changes:
+                changes["rates"] = {**spec.price.rates, **changes["rates"]}
+            price = spec.price.model_copy(update=changes)
+        else:
+            from ._capabilities import Price
+
+            price = Price.model_validate({"as_of": changes.pop("as_of", None) or "1970-01-01", **changes})
+        return spec.model_copy(update={"price": price})
 
     # -- public interface -----------------------------------------------------------------
 
@@ -200,6 +244,17 @@ class AsyncClient:
         outcomes.extend([None] * len(items))
         await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
         return outcomes  # type: ignore[return-value]
+
+    async def estimate_many(self, requests: Iterable[ImageRequest | str]) -> Cost:
+        """Expected cost of a whole batch; ``breakdown`` holds USD per provider/model."""
+        total = Cost(usd=0.0, estimated=True)
+        for item in requests:
+            request = item if isinstance(item, ImageRequest) else ImageRequest.build(prompt=item)
+            cost = await self.estimate(request)
+            target = self._plan(request).targets[0]
+            model = request.model or target.model or self.provider(target.provider).model_spec().id
+            total = total + cost.model_copy(update={"breakdown": {f"{target.provider}/{model}": cost.usd or 0.0}})
+        return total
 
     async def estimate(self, request: ImageRequest | str, **options: Any) -> Cost:
         """Expected cost of ``request`` on its first provider, from the price book. No network call."""
@@ -307,8 +362,7 @@ class AsyncClient:
                 provider = self.provider(target.provider)
                 spec = self._model(provider, target, request)
                 warnings = provider.validate(request, spec)
-                self._check_circuit(target.provider)
-                result = await self._run_on(provider, spec, request, deadline, attempts)
+                result = await self._run_cached(provider, spec, request, deadline, attempts)
             except ImageGenError as exc:
                 attempts.append(_failed_attempt(target, exc, time.monotonic() - t0))
                 if not plan.falls_through(exc):
@@ -327,6 +381,29 @@ class AsyncClient:
             f"every provider of route {plan.name!r} failed: "
             + "; ".join(f"{a.provider}: {a.error_type}" for a in attempts),
             attempts=attempts)
+
+    async def _run_cached(self, provider: Provider, spec: ModelSpec, request: ImageRequest, deadline: float,
+                          attempts: list[Attempt]) -> ImageResult:
+        """Serve from the cache, share an identical call already running, or call the provider."""
+        name = provider.instance_name
+        cache = self.cache
+        if cache is None or not request.cache or {name, f"{name}/{spec.id}"} & set(self.config.cache.bypass):
+            self._check_circuit(name)
+            return await self._run_on(provider, spec, request, deadline, attempts)
+        key = cache_key(request, provider=name, model=spec.id)
+        hit = await asyncio.to_thread(cache.get, key)
+        if hit is None:
+            self._check_circuit(name)
+            result, shared = await self._coalescer.run(
+                key, lambda: self._run_on(provider, spec, request, deadline, attempts))
+            if not shared:
+                await asyncio.to_thread(cache.put, key, result)
+                return result
+            hit = result.model_copy(update={"cached": True, "cost": Cost(usd=0.0, credits=0.0, estimated=False)})
+        if self.ledger is not None:
+            self.ledger.record(provider=name, model=spec.id, usd=0.0, credits=0.0, job_id=hit.job_id,
+                               cached=True, estimated=False)
+        return hit
 
     def _check_circuit(self, name: str) -> None:
         if not self.circuits.allow(name):
@@ -398,15 +475,40 @@ class AsyncClient:
         def on_submit(job: Job) -> None:
             self.jobs.put(job.model_copy(update={"request": request, "model": spec.id}))
 
-        result = await self._resume(provider, request, deadline)
-        if result is None:
-            method = provider.edit if request.operation == "edit" else provider.generate
-            result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
+        reservation = self._reserve(provider, spec, estimate)
+        try:
+            result = await self._resume(provider, request, deadline)
+            if result is None:
+                method = provider.edit if request.operation == "edit" else provider.generate
+                result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
+        except BaseException:
+            if reservation is not None:
+                self.ledger.release(reservation)  # type: ignore[union-attr]
+            raise
         if result.job_id:
             done = provider.job(split_job_id(result.job_id)[1], "succeeded", result=result)
             self._remember(done, self.jobs.get(result.job_id))
         cost = result.cost if not result.cost.estimated else estimate
+        self._settle(provider, spec, reservation, cost, result.job_id)
         return result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
+
+    def _reserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
+        """Hold the estimate against the budgets before any network call (raises BudgetExceededError)."""
+        if self.ledger is None or not self._limits.windows(time.time()):
+            return None
+        return self.ledger.reserve(provider=provider.instance_name, model=spec.id, usd=estimate.usd or 0.0,
+                                   limits=self._limits)
+
+    def _settle(self, provider: Provider, spec: ModelSpec, reservation: str | None, cost: Cost,
+                job_id: str | None) -> None:
+        if self.ledger is None:
+            return
+        charge = {"usd": cost.usd or 0.0, "credits": cost.credits, "job_id": job_id, "cached": False,
+                  "estimated": cost.estimated}
+        if reservation is not None:
+            self.ledger.settle(reservation, **charge)
+        else:
+            self.ledger.record(provider=provider.instance_name, model=spec.id, **charge)
 
 
 def _failed_attempt(target: Target, exc: ImageGenError, duration: float, *, wait_s: float = 0.0) -> Attempt:

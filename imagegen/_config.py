@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,8 @@ from ._errors import ConfigurationError, MissingCredentialsError
 from ._ratelimit import RateLimitConfig
 from ._resilience import CircuitConfig, RetryConfig
 
-__all__ = ["BudgetConfig", "CacheConfig", "Config", "JobsConfig", "RouteConfig", "config_from_mapping",
+__all__ = ["BudgetConfig", "CacheConfig", "Config", "JobsConfig", "LedgerConfig", "PriceOverride", "RouteConfig",
+           "config_from_mapping",
            "find_config_file", "load_config", "resolve_secret"]
 
 _SECRET_KEYS = ("api_key",)
@@ -41,13 +43,40 @@ class RouteConfig(BaseModel):
 
 
 class CacheConfig(BaseModel):
+    """``[cache]``: where results are kept so identical requests are not paid for twice."""
+
     model_config = ConfigDict(extra="forbid")
 
     backend: Literal["memory", "disk", "redis", "off"] = "disk"
     url: str | None = None
     path: str | None = None
-    ttl_s: float | None = None
-    max_bytes: int | None = None
+    ttl_s: float | None = Field(default=None, gt=0)
+    max_bytes: int | None = Field(default=2 * 1024**3, gt=0)
+    #: Providers (``"gemini"``) or models (``"gemini/gemini-3-pro-image"``) always asked afresh.
+    bypass: list[str] = Field(default_factory=list)
+
+
+class LedgerConfig(BaseModel):
+    """``[ledger]``: where every charged call is recorded (and budgets are checked)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["sqlite", "memory", "off"] = "sqlite"
+    path: str | None = None
+
+
+class PriceOverride(BaseModel):
+    """``[prices."provider/model"]`` (or ``[prices.provider]``): your negotiated prices, in USD."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    currency: Literal["USD"] = "USD"
+    per_image_usd: dict[str, float] | None = None
+    credits_per_image: dict[str, float] | None = None
+    usd_per_credit: float | None = None
+    rates: dict[str, float] | None = None
+    source: str = "config override"
+    as_of: date | None = None
 
 
 class BudgetConfig(BaseModel):
@@ -91,6 +120,8 @@ class Config(BaseSettings):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    prices: dict[str, PriceOverride] = Field(default_factory=dict)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)

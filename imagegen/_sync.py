@@ -77,6 +77,7 @@ class Client:
     wait = _blocking("wait")
     cancel = _blocking("cancel")
     estimate = _blocking("estimate")
+    estimate_many = _blocking("estimate_many")
 
     @property
     def config(self) -> Any:
@@ -85,6 +86,14 @@ class Client:
     @property
     def jobs(self) -> Any:
         return self._async.jobs
+
+    @property
+    def cache(self) -> Any:
+        return self._async.cache
+
+    @property
+    def ledger(self) -> Any:
+        return self._async.ledger
 
     def circuit_state(self, name: str) -> dict[str, object]:
         return self._async.circuit_state(name)

@@ -8,7 +8,11 @@ accident. Each test gets its own data directory and no user config file.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
+import subprocess
+import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -76,3 +80,33 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
                 "IMAGEGEN_LOAD_PLUGINS", "IMAGEGEN_DISABLE_PLUGINS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(home)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a free loopback port (scripts/test installs it)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed; run `bash scripts/test`, which installs it")
+    port = _free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)

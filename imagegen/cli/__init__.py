@@ -154,17 +154,31 @@ def wait(job_id: str, timeout: Annotated[float, typer.Option("--timeout")] = 120
 
 
 @app.command()
-def estimate(prompt: str, provider: ProviderOpt = None, model: ModelOpt = None,
-             aspect_ratio: RatioOpt = None, size: SizeOpt = None, n: NOpt = 1, option: OptionOpt = None,
+def estimate(prompt: Annotated[Optional[str], typer.Argument()] = None, provider: ProviderOpt = None,
+             model: ModelOpt = None, aspect_ratio: RatioOpt = None, size: SizeOpt = None, n: NOpt = 1,
+             option: OptionOpt = None,
+             prompts: Annotated[Optional[Path], typer.Option("--prompts", help="A batch: one prompt per line.")] = None,
              as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Estimate the cost of a request from the price book (no network call)."""
+    """Estimate the cost of a request, or of a whole batch, from the price book (no network call)."""
+    from .._models import ImageRequest
+
     try:
         fields = _request_fields(provider, model, aspect_ratio, size, n, None, None, option, None, False)
+        if (prompt is None) == (prompts is None):
+            raise InvalidRequestError("give a PROMPT or --prompts FILE (not both)")
         with make_client(config) as client:
-            cost = client.estimate(prompt, **fields)
+            if prompts is not None:
+                from ._batch import read_prompts
+
+                batch = [ImageRequest.build(prompt=p, **fields) for p in read_prompts(prompts)]
+                cost = client.estimate_many(batch)
+            else:
+                cost = client.estimate(prompt, **fields)
     except ImageGenError as exc:
         raise fail(exc, as_json) from None
-    payload = {"cost": {"usd": cost.usd, "credits": cost.credits, "estimated": cost.estimated}}
+    payload: dict[str, Any] = {"cost": {"usd": cost.usd, "credits": cost.credits, "estimated": cost.estimated}}
+    if prompts is not None:
+        payload["breakdown"] = cost.breakdown
     if as_json:
         emit(payload)
     else:
@@ -180,7 +194,8 @@ def _show_result(result: Any, out: Path, as_json: bool) -> None:
 
 
 def _register_more() -> None:
-    from . import _batch, _extra  # noqa: F401  (batch, jobs, providers, emulate, demo commands)
+    from . import _batch, _cost, _extra  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo)
+    from . import _bench  # noqa: F401  (record, bench)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ FAST_RETRY = {"initial_backoff_s": 0.01, "max_backoff_s": 0.05}
 def route_config(gemini_emulator, nb2_emulator, **extra):
     return {"providers": providers_config(gemini=gemini_emulator, nb2=nb2_emulator),
             "routes": {"reliable": {"chain": ["gemini", "nb2"]}}, "default": "reliable",
-            "jobs": {"backend": "memory"}, "retry": FAST_RETRY, **extra}
+            "jobs": {"backend": "memory"}, "cache": {"backend": "off"}, "retry": FAST_RETRY, **extra}
 
 
 def test_primary_failing_with_503_falls_back_to_the_second(gemini_emulator, nb2_emulator):
@@ -112,7 +112,7 @@ def test_a_retried_wireflow_execute_reuses_its_idempotency_key():
     emulator = create_emulator(latency=LatencyModel.none(),
                                faults=FaultPlan.script(Fault("truncate"), path=r"/execute$"))
     with serve(emulator) as server:
-        config = {"providers": providers_config(wireflow=server), "jobs": {"backend": "memory"},
+        config = {"providers": providers_config(wireflow=server), "jobs": {"backend": "memory"}, "cache": {"backend": "off"},
                   "retry": FAST_RETRY}
         config["providers"]["wireflow"]["poll_schedule"] = [0.01, 1.5, 0.05]
         with Client(config) as client:

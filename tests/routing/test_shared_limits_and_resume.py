@@ -33,7 +33,7 @@ WORKER = textwrap.dedent("""
 def test_two_processes_share_one_requests_per_minute_limit(gemini_emulator, redis_url):
     providers = providers_config(gemini=gemini_emulator)
     providers["gemini"]["requests_per_minute"] = 10
-    config = {"providers": providers, "jobs": {"backend": "memory"},
+    config = {"providers": providers, "jobs": {"backend": "memory"}, "cache": {"backend": "off"},
               "rate_limits": {"backend": "redis", "url": redis_url, "key_prefix": f"t{time.time_ns()}:"}}
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(config), "8"],
                                 stdout=subprocess.PIPE, text=True) for _ in range(2)]
@@ -45,7 +45,7 @@ def test_two_processes_share_one_requests_per_minute_limit(gemini_emulator, redi
 
 def test_redis_job_store_round_trip(redis_url, gemini_emulator):
     store = RedisJobStore(redis_url, prefix=f"t{time.time_ns()}:")
-    config = {"providers": providers_config(gemini=gemini_emulator)}
+    config = {"providers": providers_config(gemini=gemini_emulator), "cache": {"backend": "off"}}
     with Client(config, job_store=store) as client:
         result = client.generate("kept in redis", provider="gemini", idempotency_key="order-7")
     with Client(config, job_store=store) as other:
@@ -70,7 +70,7 @@ def test_a_process_killed_mid_wait_is_resumed_without_a_second_charge(tmp_path):
     emulator = create_emulator(latency=LatencyModel(base=3.0))
     with serve(emulator) as server:
         config = {"providers": providers_config(wireflow=server),
-                  "jobs": {"backend": "sqlite", "path": str(tmp_path / "jobs.db")}}
+                  "jobs": {"backend": "sqlite", "path": str(tmp_path / "jobs.db")}, "cache": {"backend": "off"}}
         first = subprocess.Popen([sys.executable, "-c", RESUMER, json.dumps(config)], stdout=subprocess.PIPE)
         with Client(config) as watcher:
             deadline = time.monotonic() + 20

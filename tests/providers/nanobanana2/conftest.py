@@ -25,7 +25,7 @@ def provider_table(server: LoopbackServer, **settings: Any) -> dict[str, Any]:
 
 def config(server: LoopbackServer, *, max_retries: int = 2, **settings: Any) -> dict[str, Any]:
     return {"providers": {"nanobanana2": provider_table(server, **settings)}, "jobs": {"backend": "memory"},
-            "retry": {**FAST_RETRY, "max_attempts": max_retries + 1}}
+            "retry": {**FAST_RETRY, "max_attempts": max_retries + 1}, "cache": {"backend": "off"}}
 
 
 def make_emulator(**options: Any) -> NanoBanana2Emulator:

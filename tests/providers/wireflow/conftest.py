@@ -25,7 +25,7 @@ def settings(server: LoopbackServer, **extra: Any) -> dict[str, Any]:
 
 def config(server: LoopbackServer, **extra: Any) -> dict[str, Any]:
     return {"providers": {"wireflow": settings(server, **extra)}, "jobs": {"backend": "memory"},
-            "retry": {"max_attempts": 1}}
+            "retry": {"max_attempts": 1}, "cache": {"backend": "off"}}
 
 
 class Env:

@@ -1,0 +1,189 @@
+"""The cost ledger and budgets.
+
+Every charged call is recorded — time, provider, model, job id, USD, credits, cached
+or not, estimated or reported. Budgets (daily, monthly, total, in USD) are enforced
+before any network call by *reserving* the call's estimate in the same store, in one
+transaction with the check; the reservation is settled to the actual cost after the
+call, or released if nothing was charged. So concurrent calls — in one process or in
+many sharing the SQLite file — cannot overspend together.
+
+A reservation left behind by a crashed process stops counting after an hour.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._errors import BudgetExceededError
+
+__all__ = ["BudgetLimits", "Ledger", "LedgerEntry"]
+
+STALE_RESERVATION_S = 3600.0
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    daily_usd: float | None = None
+    monthly_usd: float | None = None
+    total_usd: float | None = None
+
+    def windows(self, now: float) -> list[tuple[str, float, float]]:
+        """(name, start timestamp, limit) for every configured limit; periods are UTC."""
+        moment = datetime.fromtimestamp(now, timezone.utc)
+        day = moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        month = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+        candidates = [("daily", day, self.daily_usd), ("monthly", month, self.monthly_usd),
+                      ("total", 0.0, self.total_usd)]
+        return [(name, start, limit) for name, start, limit in candidates if limit is not None]
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    id: str
+    at: float
+    provider: str
+    model: str | None
+    job_id: str | None
+    usd: float
+    credits: float | None
+    cached: bool
+    estimated: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "at": datetime.fromtimestamp(self.at, timezone.utc).isoformat(),
+                "provider": self.provider, "model": self.model, "job_id": self.job_id, "usd": self.usd,
+                "credits": self.credits, "cached": self.cached, "estimated": self.estimated}
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    id TEXT PRIMARY KEY, at REAL NOT NULL, state TEXT NOT NULL, provider TEXT NOT NULL, model TEXT,
+    job_id TEXT, usd REAL NOT NULL, credits REAL, cached INTEGER NOT NULL, estimated INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_at ON ledger(at);
+"""
+
+
+class Ledger:
+    """A SQLite ledger (``":memory:"`` for a throwaway one), shared by every process using the file."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        if path is None:
+            from ._jobstore import default_data_dir
+
+            path = default_data_dir() / "ledger.sqlite3"
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._shared: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        self._db().executescript(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        if self.path == ":memory:":  # one connection, or each thread would see its own empty ledger
+            if self._shared is None:
+                self._shared = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            return self._shared
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._local.conn = conn
+        return conn
+
+    def reserve(self, *, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> str:
+        """Hold ``usd`` against every budget, or raise BudgetExceededError; returns the reservation id."""
+        now = time.time()
+        entry_id = uuid.uuid4().hex
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for name, start, limit in limits.windows(now):
+                    spent = self._spent_since(start, now)
+                    if spent + usd > limit + 1e-12:
+                        raise BudgetExceededError(
+                            f"this call's estimated ${usd:.4f} would take {name} spend to ${spent + usd:.4f}, "
+                            f"over the {name} budget of ${limit:.2f}; raise budget.{name}_usd or wait",
+                            limit_usd=limit, spent_usd=spent, estimate_usd=usd)
+                db.execute("INSERT INTO ledger VALUES (?, ?, 'reserved', ?, ?, NULL, ?, NULL, 0, 1)",
+                           (entry_id, now, provider, model, usd))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return entry_id
+
+    def _spent_since(self, start: float, now: float) -> float:
+        row = self._db().execute(
+            "SELECT COALESCE(SUM(usd), 0) FROM ledger WHERE at >= ? AND (state = 'settled' OR "
+            "(state = 'reserved' AND at >= ?))", (start, now - STALE_RESERVATION_S)).fetchone()
+        return float(row[0])
+
+    def _already_charged(self, job_id: str | None, cached: bool) -> bool:
+        """A resumed job finishing again must not be charged twice."""
+        if job_id is None or cached:
+            return False
+        row = self._db().execute("SELECT 1 FROM ledger WHERE job_id = ? AND state = 'settled' AND cached = 0",
+                                 (job_id,)).fetchone()
+        return row is not None
+
+    def settle(self, entry_id: str, *, usd: float, credits: float | None, job_id: str | None,
+               cached: bool, estimated: bool) -> None:
+        """Turn a reservation into the charge that actually happened."""
+        with self._lock:
+            if self._already_charged(job_id, cached):
+                self.release(entry_id)
+                return
+            self._db().execute(
+                "UPDATE ledger SET state = 'settled', usd = ?, credits = ?, job_id = ?, cached = ?, estimated = ? "
+                "WHERE id = ?", (usd, credits, job_id, int(cached), int(estimated), entry_id))
+
+    def release(self, entry_id: str) -> None:
+        """Drop a reservation for a call that charged nothing."""
+        with self._lock:
+            self._db().execute("DELETE FROM ledger WHERE id = ? AND state = 'reserved'", (entry_id,))
+
+    def record(self, *, provider: str, model: str | None, usd: float, credits: float | None,
+               job_id: str | None, cached: bool, estimated: bool) -> None:
+        """Record a charge (or a zero-cost cache hit) that needed no reservation."""
+        with self._lock:
+            if self._already_charged(job_id, cached):
+                return
+            self._db().execute("INSERT INTO ledger VALUES (?, ?, 'settled', ?, ?, ?, ?, ?, ?, ?)",
+                               (uuid.uuid4().hex, time.time(), provider, model, job_id, usd, credits,
+                                int(cached), int(estimated)))
+
+    def entries(self, *, since: float | None = None) -> list[LedgerEntry]:
+        rows = self._db().execute(
+            "SELECT id, at, provider, model, job_id, usd, credits, cached, estimated FROM ledger "
+            "WHERE state = 'settled' AND at >= ? ORDER BY at", (since or 0.0,)).fetchall()
+        return [LedgerEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), bool(r[8])) for r in rows]
+
+    def total_usd(self, *, since: float | None = None) -> float:
+        return round(sum(e.usd for e in self.entries(since=since)), 9)
+
+    def summary(self, *, by: str = "day", since: float | None = None) -> list[dict[str, Any]]:
+        """Spend grouped by ``day``, ``provider`` or ``model`` (with calls, USD, credits, cache hits)."""
+        groups: dict[tuple[str, ...], dict[str, Any]] = {}
+        for entry in self.entries(since=since):
+            day = datetime.fromtimestamp(entry.at, timezone.utc).date().isoformat()
+            key = {"day": (day,), "provider": (entry.provider,),
+                   "model": (entry.provider, entry.model or "-")}[by]
+            row = groups.setdefault(key, {"key": "/".join(key), "calls": 0, "usd": 0.0, "credits": 0.0,
+                                          "cached": 0, "estimated": 0})
+            row["calls"] += 1
+            row["usd"] = round(row["usd"] + entry.usd, 9)
+            row["credits"] = round(row["credits"] + (entry.credits or 0.0), 9)
+            row["cached"] += int(entry.cached)
+            row["estimated"] += int(entry.estimated)
+        return [groups[k] for k in sorted(groups)]

@@ -1,0 +1,108 @@
+"""``imagegen cache stats|clear|prune`` and ``imagegen cost``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .._errors import ConfigurationError, ImageGenError
+from . import ConfigOpt, JsonOpt, app, fail, make_client
+from ._output import emit
+
+cache_app = typer.Typer(help="Inspect and manage the result cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+def _cache_of(client: Any) -> Any:
+    if client.cache is None:
+        raise ConfigurationError("the cache is off (cache.backend = \"off\")")
+    return client.cache
+
+
+def _cache_command(action: str, as_json: bool, config: Path | None) -> None:
+    try:
+        with make_client(config) as client:
+            cache = _cache_of(client)
+            done = {"clear": "cleared", "prune": "pruned"}
+            payload = cache.stats() if action == "stats" else {done[action]: getattr(cache, action)()}
+    except ImageGenError as exc:
+        raise fail(exc, as_json) from None
+    if as_json:
+        emit(payload)
+    else:
+        typer.echo("  ".join(f"{k}={v}" for k, v in payload.items()))
+
+
+@cache_app.command("stats")
+def cache_stats(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Entries, bytes, hits and misses."""
+    _cache_command("stats", as_json, config)
+
+
+@cache_app.command("clear")
+def cache_clear(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Remove every cached result."""
+    _cache_command("clear", as_json, config)
+
+
+@cache_app.command("prune")
+def cache_prune(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Remove expired results and shrink the cache under its size cap."""
+    _cache_command("prune", as_json, config)
+
+
+@app.command()
+def cost(by: Annotated[str, typer.Option("--by", help="day, provider or model")] = "day",
+         days: Annotated[Optional[float], typer.Option("--days", help="Only the last N days.")] = None,
+         chart: Annotated[Optional[Path], typer.Option("--chart", help="Write a PNG chart here.")] = None,
+         as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Report spend from the ledger, by day, provider or model."""
+    if by not in ("day", "provider", "model"):
+        raise fail(ConfigurationError("--by takes day, provider or model"), as_json)
+    since = time.time() - days * 86400 if days is not None else None
+    try:
+        with make_client(config) as client:
+            if client.ledger is None:
+                raise ConfigurationError("the ledger is off (ledger.backend = \"off\")")
+            rows = client.ledger.summary(by=by, since=since)
+    except ImageGenError as exc:
+        raise fail(exc, as_json) from None
+    total = round(sum(r["usd"] for r in rows), 9)
+    if chart is not None:
+        _write_chart(rows, by, chart)
+    if as_json:
+        emit({"by": by, "rows": rows, "total_usd": total, "chart": str(chart) if chart else None})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"spend by {by}")
+    for column in (by, "calls", "USD", "credits", "cache hits", "estimated"):
+        table.add_column(column, justify="left" if column == by else "right")
+    for row in rows:
+        table.add_row(row["key"], str(row["calls"]), f"{row['usd']:.4f}", f"{row['credits']:g}",
+                      str(row["cached"]), str(row["estimated"]))
+    table.add_row("total", str(sum(r["calls"] for r in rows)), f"{total:.4f}", "", "", "")
+    Console(soft_wrap=True).print(table)
+
+
+def _write_chart(rows: list[dict[str, Any]], by: str, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigurationError("--chart needs matplotlib: pip install \"imagegen[bench]\"") from None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar([r["key"] for r in rows], [r["usd"] for r in rows], color="#3b7dd8")
+    ax.set_ylabel("USD")
+    ax.set_title(f"imagegen spend by {by}")
+    ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
