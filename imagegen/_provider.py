@@ -89,6 +89,8 @@ class Provider:
     #: Seconds for one HTTP request when the settings give none.
     default_timeout: ClassVar[float] = 60.0
     poll_schedule: ClassVar[PollSchedule] = PollSchedule()
+    #: Failed status polls in a row (429, 5xx, broken answers) that ``wait`` rides out.
+    max_poll_errors: ClassVar[int] = 8
     #: ``"module:factory"`` returning an ``imagegen.testing.Emulator`` for ``imagegen emulate``.
     emulator: ClassVar[str | None] = None
 
@@ -173,8 +175,16 @@ class Provider:
         return await self.generate(request, spec, deadline=deadline, on_submit=on_submit)
 
     async def wait(self, job: Job, *, deadline: float) -> ImageResult:
-        """Poll ``job`` on ``poll_schedule`` until it ends; raise on failure or at the deadline."""
+        """Poll ``job`` on ``poll_schedule`` until it ends; raise on failure or at the deadline.
+
+        A poll that fails with a retryable error (429, 5xx, a dropped or unreadable answer)
+        is polled again, after the server's wait hint if it gave one: the job is already
+        paid for and polls are free, whereas giving up here would send the caller's router
+        to submit (and pay) again. ``max_poll_errors`` failures in a row end the wait.
+        """
         delays = self.poll_schedule.delays()
+        errors = 0
+        wait_hint: float | None = None
         while not job.done:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -182,8 +192,17 @@ class Provider:
                     f"job {job.id} did not finish in time; it may still finish: "
                     f"call status({job.id!r}) or wait({job.id!r}) later",
                     provider=self.instance_name, job_id=job.id)
-            await asyncio.sleep(min(next(delays), remaining))
-            job = await self.status(job.native_id)
+            delay = next(delays) if wait_hint is None else wait_hint
+            await asyncio.sleep(min(delay, remaining))
+            try:
+                job = await self.status(job.native_id)
+            except ProviderError as exc:
+                errors += 1
+                if not exc.retryable or errors >= self.max_poll_errors:
+                    raise
+                wait_hint = getattr(exc, "retry_after", None)
+                continue
+            errors, wait_hint = 0, None
         return self.result_of(job)
 
     def result_of(self, job: Job) -> ImageResult:

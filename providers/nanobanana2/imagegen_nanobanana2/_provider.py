@@ -35,6 +35,7 @@ from imagegen import (
     InsufficientCreditsError,
     InvalidImageError,
     InvalidRequestError,
+    InvalidResponseError,
     Job,
     JobNotFoundError,
     ModelSpec,
@@ -54,7 +55,7 @@ from imagegen._http import describe_body, fetch_image, parse_wait_hint, read_jso
 
 from ._requests import build_call, check_options, wants_credit_check
 from ._webhooks import parse_webhook
-from ._wire import ErrorBody, Generation, parse_balance, parse_error_body, parse_generation
+from ._wire import ErrorBody, Generation, parse_balance, parse_error_body, parse_generation, salvage_job_id
 
 __all__ = ["NanoBanana2Provider", "NanoBanana2Settings"]
 
@@ -133,8 +134,15 @@ class NanoBanana2Provider(Provider):
                 response = await self._request("POST", call.path, json=call.json)
             else:
                 response = await self._request("POST", call.path, data=call.data, files=call.files)
-            generation = parse_generation(read_json(response, provider=self.instance_name))
-            return await self._job_of(generation, spec, submitted=True)
+            try:
+                body = read_json(response, provider=self.instance_name)
+            except InvalidResponseError:
+                if (salvaged := salvage_job_id(response.content)) is None:
+                    raise
+                log.warning("%s: the answer to a submit was cut short; following job %s by polling",
+                            self.instance_name, salvaged)
+                return self.job(salvaged, "queued", model=spec.id, metadata={"salvaged_from_truncated_answer": True})
+            return await self._job_of(parse_generation(body), spec, submitted=True)
         except Exception as exc:
             raise self.translate_error(exc) from exc
 

@@ -11,6 +11,7 @@ and camelCase spellings are both accepted, and unknown fields are ignored.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "map_status",
     "parse_error_body",
     "parse_generation",
+    "salvage_job_id",
 ]
 
 # Vendor status -> imagegen status. Peers spell the same states differently (spec §11.7),
@@ -246,3 +248,19 @@ def parse_balance(data: Any) -> float:
     if value is None:
         raise KeyError("the balance answer has no numeric 'balance'")
     return value
+
+
+# The id as the first field of the object, complete with its closing quote, in the charset
+# job ids use: anything less certain is not taken for an id.
+_LEADING_ID = re.compile(rb'\A\s*\{\s*"(?:id|job_id|jobId)"\s*:\s*"([A-Za-z0-9_.:-]{1,200})"')
+
+
+def salvage_job_id(body: bytes) -> str | None:
+    """The job id at the head of a submit answer that was cut short, if it survived.
+
+    The service bills a job when it accepts it; an answer cut off in transit would otherwise
+    lose the id, and a retry would pay for the same image again. With the id, the job can be
+    polled to its result instead.
+    """
+    match = _LEADING_ID.match(body[:1024])
+    return match.group(1).decode() if match else None

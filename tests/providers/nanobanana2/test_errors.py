@@ -149,7 +149,10 @@ def test_html_with_200_is_invalid_response(start):
     assert isinstance(exc, InvalidResponseError) and "HTML page" in exc.message
 
 
-@pytest.mark.parametrize("fault", [Fault("malformed"), Fault("malformed", body=b"[1, 2"), Fault("truncate")])
+# A truncated submit answer whose job id survived is followed by polling instead
+# (tests/soak/test_fault_recovery.py); a body cut before the id is still refused.
+@pytest.mark.parametrize("fault", [Fault("malformed"), Fault("malformed", body=b"[1, 2"),
+                                   Fault("malformed", body=b'{"id": "gen_1')])
 def test_unparsable_or_unexpected_bodies_are_invalid_response(start, fault):
     _, _, exc = run(start, faults=script(fault))
     assert isinstance(exc, InvalidResponseError)
