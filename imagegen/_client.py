@@ -9,13 +9,12 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
-from ._cache import CacheBackend, Coalescer, DiskCache, MemoryCache, RedisCache, cache_key
+from ._cache import CacheBackend, Coalescer, cache_key
 from ._capabilities import ModelSpec
 from ._config import Config, config_from_mapping, load_config, resolve_secret
 from ._errors import (
@@ -28,14 +27,14 @@ from ._errors import (
     RateLimitError,
     UnknownProviderError,
 )
-from ._jobstore import JobStore, MemoryJobStore, RedisJobStore, SqliteJobStore
-from ._ledger import BudgetLimits, Ledger
+from ._jobstore import JobStore
+from ._ledger import BudgetLimits, Ledger, RedisLedger
 from ._models import Attempt, Cost, ImageRequest, ImageResult, Job, split_job_id
 from ._plugins import PluginRegistry, registry as default_registry
 from ._provider import Provider
-from ._ratelimit import RateLimiter, RedisWindow
 from ._resilience import CircuitBreaker, RetryRecord, call_with_retries
 from ._routing import Plan, Target, resolve
+from ._services import make_cache, make_job_store, make_ledger, make_limiter
 
 __all__ = ["AsyncClient"]
 
@@ -72,60 +71,20 @@ class AsyncClient:
         else:
             self.config = load_config(config)
         self.registry = registry or default_registry
-        self.jobs = job_store or self._make_job_store()
+        self.jobs = job_store or make_job_store(self.config)
         self._transports = dict(transports or {})
         self._instances: dict[str, Provider] = {}
         self._http: list[httpx.AsyncClient] = []
         self.circuits = CircuitBreaker(self.config.circuit)
-        self.limiter = self._make_limiter()
-        self.cache: CacheBackend | None = self._make_cache()
-        self.ledger: Ledger | None = self._make_ledger()
+        self.limiter = make_limiter(self.config)
+        self.cache: CacheBackend | None = make_cache(self.config)
+        self.ledger: Ledger | RedisLedger | None = make_ledger(self.config)
         self._coalescer = Coalescer()
         budget = self.config.budget
         self._limits = BudgetLimits(budget.daily_usd, budget.monthly_usd, budget.total_usd)
         self._check_config()
 
     # -- configuration --------------------------------------------------------------------
-
-    def _make_job_store(self) -> JobStore:
-        jobs = self.config.jobs
-        if jobs.backend == "memory":
-            return MemoryJobStore()
-        if jobs.backend == "redis":
-            if not jobs.url:
-                raise ConfigurationError("jobs.backend = \"redis\" needs jobs.url = \"redis://...\"")
-            return RedisJobStore(jobs.url)
-        return SqliteJobStore(Path(jobs.path).expanduser() if jobs.path else None)
-
-    def _make_cache(self) -> CacheBackend | None:
-        cache = self.config.cache
-        if cache.backend == "off":
-            return None
-        if cache.backend == "memory":
-            return MemoryCache(ttl_s=cache.ttl_s, max_bytes=cache.max_bytes)
-        if cache.backend == "redis":
-            if not cache.url:
-                raise ConfigurationError("cache.backend = \"redis\" needs cache.url = \"redis://...\"")
-            return RedisCache(cache.url, ttl_s=cache.ttl_s)
-        return DiskCache(Path(cache.path).expanduser() if cache.path else None, ttl_s=cache.ttl_s,
-                         max_bytes=cache.max_bytes)
-
-    def _make_ledger(self) -> Ledger | None:
-        ledger = self.config.ledger
-        if ledger.backend == "off":
-            if any(BudgetLimits(**self.config.budget.model_dump()).windows(0.0)):
-                raise ConfigurationError("a budget needs the ledger: remove ledger.backend = \"off\"")
-            return None
-        return Ledger(":memory:" if ledger.backend == "memory" else
-                      (Path(ledger.path).expanduser() if ledger.path else None))
-
-    def _make_limiter(self) -> RateLimiter:
-        limits = self.config.rate_limits
-        if limits.backend == "redis":
-            if not limits.url:
-                raise ConfigurationError("rate_limits.backend = \"redis\" needs rate_limits.url = \"redis://...\"")
-            return RateLimiter(RedisWindow(limits.url, prefix=limits.key_prefix))
-        return RateLimiter()
 
     def circuit_state(self, name: str) -> dict[str, object]:
         """The circuit breaker's view of a provider: state (closed/open/half_open), failures, retry_in_s."""

@@ -61,8 +61,10 @@ class LedgerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["sqlite", "memory", "off"] = "sqlite"
+    backend: Literal["sqlite", "memory", "redis", "off"] = "sqlite"
     path: str | None = None
+    url: str | None = None
+    key_prefix: str = "imagegen:ledger:"
 
 
 class PriceOverride(BaseModel):

@@ -12,6 +12,7 @@ A reservation left behind by a crashed process stops counting after an hour.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 
 from ._errors import BudgetExceededError
 
-__all__ = ["BudgetLimits", "Ledger", "LedgerEntry"]
+__all__ = ["BudgetLimits", "Ledger", "LedgerEntry", "RedisLedger", "summarize"]
 
 STALE_RESERVATION_S = 3600.0
 
@@ -174,16 +175,106 @@ class Ledger:
 
     def summary(self, *, by: str = "day", since: float | None = None) -> list[dict[str, Any]]:
         """Spend grouped by ``day``, ``provider`` or ``model`` (with calls, USD, credits, cache hits)."""
-        groups: dict[tuple[str, ...], dict[str, Any]] = {}
-        for entry in self.entries(since=since):
-            day = datetime.fromtimestamp(entry.at, timezone.utc).date().isoformat()
-            key = {"day": (day,), "provider": (entry.provider,),
-                   "model": (entry.provider, entry.model or "-")}[by]
-            row = groups.setdefault(key, {"key": "/".join(key), "calls": 0, "usd": 0.0, "credits": 0.0,
-                                          "cached": 0, "estimated": 0})
-            row["calls"] += 1
-            row["usd"] = round(row["usd"] + entry.usd, 9)
-            row["credits"] = round(row["credits"] + (entry.credits or 0.0), 9)
-            row["cached"] += int(entry.cached)
-            row["estimated"] += int(entry.estimated)
-        return [groups[k] for k in sorted(groups)]
+        return summarize(self.entries(since=since), by=by)
+
+
+def summarize(entries: list[LedgerEntry], *, by: str = "day") -> list[dict[str, Any]]:
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    for entry in entries:
+        day = datetime.fromtimestamp(entry.at, timezone.utc).date().isoformat()
+        key = {"day": (day,), "provider": (entry.provider,), "model": (entry.provider, entry.model or "-")}[by]
+        row = groups.setdefault(key, {"key": "/".join(key), "calls": 0, "usd": 0.0, "credits": 0.0,
+                                      "cached": 0, "estimated": 0})
+        row["calls"] += 1
+        row["usd"] = round(row["usd"] + entry.usd, 9)
+        row["credits"] = round(row["credits"] + (entry.credits or 0.0), 9)
+        row["cached"] += int(entry.cached)
+        row["estimated"] += int(entry.estimated)
+    return [groups[k] for k in sorted(groups)]
+
+
+_RESERVE_LUA = """
+for i, key in ipairs(KEYS) do
+  local spent = tonumber(redis.call('GET', key) or '0')
+  if spent + tonumber(ARGV[1]) > tonumber(ARGV[i + 1]) + 1e-12 then
+    return {i, tostring(spent)}
+  end
+end
+for _, key in ipairs(KEYS) do redis.call('INCRBYFLOAT', key, ARGV[1]) end
+return {0, '0'}
+"""
+
+
+class RedisLedger:
+    """The ledger in Redis, for fleets: entries in a sorted set, spend per period in counters.
+
+    ``reserve`` checks and adds to every period counter in one Lua script, so app
+    servers sharing the Redis cannot overspend a budget together. A reservation
+    left by a crashed process stays counted until its period ends (unlike SQLite's
+    one-hour expiry): a fleet errs on the side of not overspending.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "imagegen:ledger:") -> None:
+        import redis  # the `redis` extra; imported only when configured
+
+        self._redis = redis.Redis.from_url(url)
+        self._reserve = self._redis.register_script(_RESERVE_LUA)
+        self.prefix = prefix
+
+    def _period_keys(self, at: float) -> dict[str, str]:
+        moment = datetime.fromtimestamp(at, timezone.utc)
+        return {"daily": f"{self.prefix}spent:day:{moment:%Y-%m-%d}",
+                "monthly": f"{self.prefix}spent:month:{moment:%Y-%m}", "total": f"{self.prefix}spent:total"}
+
+    def reserve(self, *, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> str:
+        now = time.time()
+        windows = limits.windows(now)
+        keys = self._period_keys(now)
+        failed, spent = self._reserve(keys=[keys[name] for name, _, _ in windows],
+                                      args=[usd, *[limit for _, _, limit in windows]])
+        if failed:
+            name, _, limit = windows[int(failed) - 1]
+            spent = float(spent)
+            raise BudgetExceededError(
+                f"this call's estimated ${usd:.4f} would take {name} spend to ${spent + usd:.4f}, over the "
+                f"{name} budget of ${limit:.2f}; raise budget.{name}_usd or wait",
+                limit_usd=limit, spent_usd=spent, estimate_usd=usd)
+        return json.dumps({"at": now, "usd": usd, "provider": provider, "model": model})
+
+    def _adjust(self, at: float, delta: float) -> None:
+        pipe = self._redis.pipeline()
+        for key in self._period_keys(at).values():
+            pipe.incrbyfloat(key, delta)
+        pipe.execute()
+
+    def settle(self, entry_id: str, *, usd: float, credits: float | None, job_id: str | None,
+               cached: bool, estimated: bool) -> None:
+        held = json.loads(entry_id)
+        self._adjust(held["at"], usd - held["usd"])
+        self._append(provider=held["provider"], model=held["model"], usd=usd, credits=credits, job_id=job_id,
+                     cached=cached, estimated=estimated)
+
+    def release(self, entry_id: str) -> None:
+        held = json.loads(entry_id)
+        self._adjust(held["at"], -held["usd"])
+
+    def record(self, *, provider: str, model: str | None, usd: float, credits: float | None,
+               job_id: str | None, cached: bool, estimated: bool) -> None:
+        if usd:
+            self._adjust(time.time(), usd)
+        self._append(provider=provider, model=model, usd=usd, credits=credits, job_id=job_id, cached=cached,
+                     estimated=estimated)
+
+    def _append(self, **fields: Any) -> None:
+        entry = LedgerEntry(id=uuid.uuid4().hex, at=time.time(), **fields)
+        self._redis.zadd(self.prefix + "entries", {json.dumps(entry.__dict__): entry.at})
+
+    def entries(self, *, since: float | None = None) -> list[LedgerEntry]:
+        raw = self._redis.zrangebyscore(self.prefix + "entries", since or 0.0, "+inf")
+        return [LedgerEntry(**json.loads(item)) for item in raw]
+
+    def total_usd(self, *, since: float | None = None) -> float:
+        return round(sum(e.usd for e in self.entries(since=since)), 9)
+
+    def summary(self, *, by: str = "day", since: float | None = None) -> list[dict[str, Any]]:
+        return summarize(self.entries(since=since), by=by)

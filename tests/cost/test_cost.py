@@ -124,3 +124,36 @@ def test_cost_cli_table_json_and_chart(gemini, tmp_path):
     prompts.write_text("a\nb\nc\n")
     batch = json.loads(run("estimate", "--prompts", str(prompts), "--provider", "gemini", "--json").stdout)
     assert batch["cost"]["usd"] > 0 and batch["cost"]["estimated"] is True
+
+
+FLEET_WORKER = """
+import json, sys
+from imagegen import BudgetExceededError, Client
+ok = refused = 0
+with Client(json.loads(sys.argv[1])) as client:
+    for i in range(8):
+        try:
+            client.generate(f"{sys.argv[2]} fox {i}", provider="nb2")
+            ok += 1
+        except BudgetExceededError:
+            refused += 1
+print(json.dumps({"ok": ok, "refused": refused}))
+"""
+
+
+def test_redis_ledger_holds_a_budget_across_processes(gemini, nb2, wireflow, tmp_path, redis_url):
+    import time as _time
+
+    from imagegen._ledger import RedisLedger
+
+    prefix = f"t{_time.time_ns()}:"
+    config = mixed_config(gemini, nb2, wireflow, tmp_path, budget={"daily_usd": 0.2}, cache={"backend": "off"},
+                          ledger={"backend": "redis", "url": redis_url, "key_prefix": prefix})
+    workers = [subprocess.Popen([sys.executable, "-c", FLEET_WORKER, json.dumps(config), str(n)],
+                                stdout=subprocess.PIPE, text=True) for n in range(2)]
+    outcomes = [json.loads(w.communicate(timeout=60)[0]) for w in workers]
+    ledger = RedisLedger(redis_url, prefix=prefix)
+    assert sum(o["ok"] for o in outcomes) == 5  # 5 x $0.039 = $0.195 <= $0.20; a sixth would cross it
+    assert sum(o["refused"] for o in outcomes) == 11
+    assert ledger.total_usd() == pytest.approx(nb2.emulator.counters.total_usd) == pytest.approx(0.195)
+    assert {row["key"] for row in ledger.summary(by="provider")} == {"nb2"}
