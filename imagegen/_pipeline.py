@@ -1,0 +1,263 @@
+"""How one call travels, once its request is built.
+
+route (each target in order) -> cache (or an identical call already running) -> circuit
+breaker -> split ``n`` into calls the model accepts -> per call: rate limits, retries
+(the server's hints win), budget reservation, resume-by-idempotency-key or the provider,
+job store, ledger. ``AsyncClient`` mixes this in; it owns the services used here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ._cache import Coalescer, cache_key
+from ._capabilities import ModelSpec
+from ._errors import (
+    AllProvidersFailedError,
+    ConfigurationError,
+    ImageGenError,
+    InvalidRequestError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+from ._models import Attempt, Cost, ImageRequest, ImageResult, Job, split_job_id
+from ._resilience import RetryRecord, call_with_retries
+from ._routing import Plan, Target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._cache import CacheBackend
+    from ._config import Config
+    from ._jobstore import JobStore
+    from ._ledger import BudgetLimits, Ledger, RedisLedger
+    from ._provider import Provider
+    from ._ratelimit import RateLimiter
+    from ._resilience import CircuitBreaker
+
+__all__ = ["CallPipeline"]
+
+#: Deadline for a whole call when neither the request nor the caller gives one.
+DEFAULT_CALL_TIMEOUT_S = 600.0
+
+
+def _split_n(n: int, per_call: int) -> list[int]:
+    per_call = max(1, per_call)
+    return [per_call] * (n // per_call) + ([n % per_call] if n % per_call else [])
+
+
+class CallPipeline:
+    """The execution path shared by every public call of ``AsyncClient``."""
+
+    config: Config
+    jobs: JobStore
+    cache: CacheBackend | None
+    ledger: Ledger | RedisLedger | None
+    circuits: CircuitBreaker
+    limiter: RateLimiter
+    _coalescer: Coalescer
+    _limits: BudgetLimits
+
+    def provider(self, name: str) -> Provider:  # pragma: no cover - provided by AsyncClient
+        raise NotImplementedError
+
+    def _plan(self, request: ImageRequest) -> Plan:  # pragma: no cover - provided by AsyncClient
+        raise NotImplementedError
+
+    def _model(self, provider: Provider, target: Target, request: ImageRequest) -> ModelSpec:  # pragma: no cover
+        raise NotImplementedError
+
+    def _remember(self, job: Job, stored: Job | None) -> Job:
+        if stored is not None:
+            job = job.model_copy(update={"request": job.request or stored.request,
+                                         "model": job.model or stored.model,
+                                         "created_at": stored.created_at})
+        self.jobs.put(job)
+        return job
+
+    async def _guard(self, provider: Provider, call: Any) -> Any:
+        """Await a provider call; anything that is not an ImageGenError goes through its translator."""
+        try:
+            return await call
+        except ImageGenError:
+            raise
+        except Exception as exc:
+            raise provider.translate_error(exc) from exc
+
+    async def _run(self, request: ImageRequest) -> ImageResult:
+        if request.idempotency_key is None:
+            request = request.model_copy(update={"idempotency_key": uuid.uuid4().hex})
+        plan = self._plan(request)
+        attempts: list[Attempt] = []
+        started = time.monotonic()
+        deadline = started + (request.timeout or DEFAULT_CALL_TIMEOUT_S)
+        for target in plan.targets:
+            t0 = time.monotonic()
+            try:
+                provider = self.provider(target.provider)
+                spec = self._model(provider, target, request)
+                warnings = provider.validate(request, spec)
+                result = await self._run_cached(provider, spec, request, deadline, attempts)
+            except ImageGenError as exc:
+                attempts.append(_failed_attempt(target, exc, time.monotonic() - t0))
+                if not plan.falls_through(exc):
+                    if plan.is_route:
+                        exc.attempts = list(attempts)  # type: ignore[attr-defined]
+                    raise
+                continue
+            attempts.append(Attempt(provider=target.provider, model=spec.id, outcome="succeeded",
+                                    duration_s=time.monotonic() - t0))
+            return result.model_copy(update={
+                "latency_s": time.monotonic() - started,
+                "attempts": attempts,
+                "warnings": [*warnings, *result.warnings],
+            })
+        raise AllProvidersFailedError(
+            f"every provider of route {plan.name!r} failed: "
+            + "; ".join(f"{a.provider}: {a.error_type}" for a in attempts),
+            attempts=attempts)
+
+    async def _run_cached(self, provider: Provider, spec: ModelSpec, request: ImageRequest, deadline: float,
+                          attempts: list[Attempt]) -> ImageResult:
+        """Serve from the cache, share an identical call already running, or call the provider."""
+        name = provider.instance_name
+        cache = self.cache
+        if cache is None or not request.cache or {name, f"{name}/{spec.id}"} & set(self.config.cache.bypass):
+            self._check_circuit(name)
+            return await self._run_on(provider, spec, request, deadline, attempts)
+        key = cache_key(request, provider=name, model=spec.id)
+        hit = await asyncio.to_thread(cache.get, key)
+        if hit is None:
+            self._check_circuit(name)
+            result, shared = await self._coalescer.run(
+                key, lambda: self._run_on(provider, spec, request, deadline, attempts))
+            if not shared:
+                await asyncio.to_thread(cache.put, key, result)
+                return result
+            hit = result.model_copy(update={"cached": True, "cost": Cost(usd=0.0, credits=0.0, estimated=False)})
+        if self.ledger is not None:
+            self.ledger.record(provider=name, model=spec.id, usd=0.0, credits=0.0, job_id=hit.job_id,
+                               cached=True, estimated=False)
+        return hit
+
+    def _check_circuit(self, name: str) -> None:
+        if not self.circuits.allow(name):
+            retry_in = self.circuits.state(name)["retry_in_s"] or 0.0
+            raise ProviderUnavailableError(
+                f"{name} is failing repeatedly, so its circuit is open; it will be tried again in "
+                f"{retry_in:.0f}s", provider=name, retryable=True)
+
+    async def _run_on(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
+                      deadline: float, attempts: list[Attempt]) -> ImageResult:
+        """One provider, one model: split ``n`` into calls it accepts, run them (with retries), merge."""
+        counts = _split_n(request.n, spec.max_images_per_call)
+        parts = [request.model_copy(update={"n": k, "idempotency_key": f"{request.idempotency_key}.{i}"
+                                            if i else request.idempotency_key})
+                 for i, k in enumerate(counts)]
+        results = await asyncio.gather(*(self._call_with_retries(provider, spec, p, deadline, attempts)
+                                         for p in parts))
+        first = results[0]
+        if len(results) == 1:
+            return first
+        cost = sum((r.cost for r in results[1:]), first.cost)
+        return first.model_copy(update={
+            "images": [img for r in results for img in r.images],
+            "cost": cost,
+            "job_id": first.job_id,
+            "text": [t for r in results for t in r.text],
+            "metadata": {**first.metadata, "job_ids": [r.job_id for r in results]},
+        })
+
+    async def _call_with_retries(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
+                                 deadline: float, attempts: list[Attempt]) -> ImageResult:
+        name = provider.instance_name
+
+        def on_retry(record: RetryRecord) -> None:
+            attempts.append(_failed_attempt(Target(name, spec.id), record.error, record.duration_s,
+                                            wait_s=record.wait_s))
+
+        async def once() -> ImageResult:
+            try:
+                async with self.limiter.slot(name, requests_per_minute=provider.settings.requests_per_minute,
+                                             max_concurrency=provider.settings.max_concurrency,
+                                             deadline=deadline):
+                    result = await self._call(provider, spec, request, deadline)
+            except ImageGenError as exc:
+                self.circuits.record_failure(name, exc)
+                if isinstance(exc, RateLimitError) and exc.retry_after:
+                    self.limiter.pause(name, exc.retry_after)
+                raise
+            self.circuits.record_success(name)
+            return result
+
+        return await call_with_retries(once, config=self.config.retry, deadline=deadline, on_retry=on_retry)
+
+    async def _resume(self, provider: Provider, request: ImageRequest, deadline: float) -> ImageResult | None:
+        """Finish a job already submitted for this logical request instead of paying for it twice."""
+        existing = self.jobs.find(request.idempotency_key) if request.idempotency_key else None
+        if existing is None or existing.provider != provider.instance_name:
+            return None
+        if existing.status == "succeeded" and existing.result is not None:
+            return existing.result
+        if existing.status in ("queued", "running"):
+            return await self._guard(provider, provider.wait(existing, deadline=deadline))
+        return None  # failed or cancelled: a fresh submission is what the caller wants
+
+    async def _call(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
+                    deadline: float) -> ImageResult:
+        estimate = provider.estimate(request, spec)
+
+        def on_submit(job: Job) -> None:
+            self.jobs.put(job.model_copy(update={"request": request, "model": spec.id}))
+
+        reservation = self._reserve(provider, spec, estimate)
+        try:
+            result = await self._resume(provider, request, deadline)
+            if result is None:
+                method = provider.edit if request.operation == "edit" else provider.generate
+                result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
+        except BaseException:
+            if reservation is not None:
+                self.ledger.release(reservation)  # type: ignore[union-attr]
+            raise
+        if result.job_id:
+            done = provider.job(split_job_id(result.job_id)[1], "succeeded", result=result)
+            self._remember(done, self.jobs.get(result.job_id))
+        cost = result.cost if not result.cost.estimated else estimate
+        self._settle(provider, spec, reservation, cost, result.job_id)
+        return result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
+
+    def _reserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
+        """Hold the estimate against the budgets before any network call (raises BudgetExceededError)."""
+        if self.ledger is None or not self._limits.windows(time.time()):
+            return None
+        return self.ledger.reserve(provider=provider.instance_name, model=spec.id, usd=estimate.usd or 0.0,
+                                   limits=self._limits)
+
+    def _settle(self, provider: Provider, spec: ModelSpec, reservation: str | None, cost: Cost,
+                job_id: str | None) -> None:
+        if self.ledger is None:
+            return
+        charge = {"usd": cost.usd or 0.0, "credits": cost.credits, "job_id": job_id, "cached": False,
+                  "estimated": cost.estimated}
+        if reservation is not None:
+            self.ledger.settle(reservation, **charge)
+        else:
+            self.ledger.record(provider=provider.instance_name, model=spec.id, **charge)
+
+
+
+def _failed_attempt(target: Target, exc: ImageGenError, duration: float, *, wait_s: float = 0.0) -> Attempt:
+    return Attempt(
+        provider=target.provider,
+        model=target.model,
+        outcome="skipped" if isinstance(exc, (InvalidRequestError, ConfigurationError)) else "failed",
+        error_type=type(exc).__name__,
+        error=exc.message,
+        status_code=getattr(exc, "status_code", None),
+        retryable=exc.retryable,
+        retry_after=getattr(exc, "retry_after", None),
+        wait_s=wait_s,
+        duration_s=duration,
+    )
