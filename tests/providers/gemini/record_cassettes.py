@@ -6,7 +6,9 @@ Writes ``cassettes/gemini/<scenario>.yaml``: a success per model family, an edit
 references, each refusal shape, and a quota 429 followed by a success. The ``x-goog-api-key``
 header and any ``key=`` parameter are filtered out, and the emulator's random loopback port is
 rewritten to ``REPLAY_BASE_URL`` so replays use a fixed base URL. Images are shrunk
-(``pixel_scale``) to keep each file small.
+(``pixel_scale``) to keep each file small. Each answer keeps the time it took
+(``imagegen.recording``): the emulator runs ``LATENCY`` (about 11 s at 1K, 20 s at 2K)
+sped up by ``TIME_SCALE``, which the cassette stores so ``imagegen bench`` scales it back.
 """
 
 from __future__ import annotations
@@ -20,16 +22,23 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import vcr
-
-from imagegen import AsyncClient, Client, ImageGenError, ImageResult, RateLimitError
-from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
 from imagegen_gemini.emulator import create_emulator
+
+from imagegen import AsyncClient, Client, ImageResult, RateLimitError
+from imagegen.recording import record_cassette
+from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
 
 ROOT = Path(__file__).resolve().parents[3]
 CASSETTES = ROOT / "cassettes" / "gemini"
 REPLAY_BASE_URL = "http://127.0.0.1:8701"
 API_KEY = "gemini-recording-key"
 PIXEL_SCALE = 0.05
+TIME_SCALE = 0.02
+
+
+def latency(seed: int) -> LatencyModel:
+    """Gemini image models: about 8 s plus 3 s per megapixel, +-30 %, sped up by TIME_SCALE."""
+    return LatencyModel(base=8.0, per_megapixel=3.0, jitter=0.3, scale=TIME_SCALE, seed=seed)
 
 
 def config(base_url: str, api_key: str) -> dict[str, Any]:
@@ -95,19 +104,12 @@ def recorder(record_mode: str) -> vcr.VCR:
 
 def record(name: str, target: Path = CASSETTES) -> Path:
     faults, call, _ = SCENARIOS[name]
-    emulator = create_emulator(latency=LatencyModel.none(), pixel_scale=PIXEL_SCALE, faults=faults,
-                               api_keys={API_KEY})
+    emulator = create_emulator(latency=latency(sorted(SCENARIOS).index(name)), pixel_scale=PIXEL_SCALE,
+                               faults=faults, api_keys={API_KEY})
     path = target / f"{name}.yaml"
-    path.unlink(missing_ok=True)
     with serve(emulator) as server:
-        with recorder("all").use_cassette(str(path)), Client(config(server.base_url, API_KEY)) as client:
-            try:
-                call(client)
-            except ImageGenError:
-                pass  # refusal scenarios record the answer that refuses
-        recorded_host = server.base_url.removeprefix("http://")
-        text = path.read_text(encoding="utf-8").replace(recorded_host, REPLAY_BASE_URL.removeprefix("http://"))
-    path.write_text(text, encoding="utf-8")
+        record_cassette(path, config(server.base_url, API_KEY), call, time_scale=TIME_SCALE,
+                        replay_urls={"gemini": REPLAY_BASE_URL})
     return path
 
 

@@ -4,7 +4,10 @@
 
 Writes ``cassettes/nanobanana2/<scenario>.yaml``. The Authorization header is filtered out,
 and the emulator's random loopback port is rewritten to ``REPLAY_BASE_URL`` so replays
-use a fixed base URL. Images are small (``image_scale``) to keep each file a few KB.
+use a fixed base URL. Images are small (``image_scale``) to keep each file a few KB. Each
+answer keeps the time it took (``imagegen.recording``): the emulator runs its default latency
+model ("2-3 seconds per image") sped up by ``TIME_SCALE``, and polls start after
+``TIME_SCALE`` x the documented 1 s.
 """
 
 from __future__ import annotations
@@ -17,17 +20,22 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-import vcr
-
-from imagegen import Client, ImageGenError
-from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
 from imagegen_nanobanana2.emulator import create_emulator
+
+from imagegen import Client
+from imagegen.recording import record_cassette
+from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
 
 ROOT = Path(__file__).resolve().parents[3]
 CASSETTES = ROOT / "cassettes" / "nanobanana2"
 REPLAY_BASE_URL = "http://127.0.0.1:8701"
 API_KEY = "nb2_recording_key"
-SETTINGS = {"poll_interval": 0.01}
+TIME_SCALE = 0.02
+SETTINGS = {"poll_interval": 1.0 * TIME_SCALE}
+
+
+def latency(seed: int) -> LatencyModel:
+    return LatencyModel(base=2.0, per_megapixel=0.4, jitter=0.2, scale=TIME_SCALE, seed=seed)
 
 
 def _png() -> bytes:
@@ -61,23 +69,13 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Callable[[Client], Any]]] = {
 
 def record(name: str, target: Path = CASSETTES) -> Path:
     options, call = SCENARIOS[name]
-    emulator = create_emulator(latency=LatencyModel.none(), image_scale=0.04, **options)
+    emulator = create_emulator(latency=latency(sorted(SCENARIOS).index(name)), image_scale=0.04, **options)
     path = target / f"{name}.yaml"
-    path.unlink(missing_ok=True)
-    recorder = vcr.VCR(filter_headers=["authorization"], filter_query_parameters=["key", "api_key"],
-                       record_mode="all", decode_compressed_response=True)
     with serve(emulator) as server:
         config = {"retry": {"initial_backoff_s": 0.01, "max_backoff_s": 0.05},
                   "providers": {"nanobanana2": {"base_url": server.base_url, "api_key": API_KEY, **SETTINGS}},
                   "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
-        with recorder.use_cassette(str(path)), Client(config) as client:
-            try:
-                call(client)
-            except ImageGenError:
-                pass  # error scenarios record the failing exchange
-        recorded_host = server.base_url.removeprefix("http://")
-        text = path.read_text(encoding="utf-8").replace(recorded_host, REPLAY_BASE_URL.removeprefix("http://"))
-    path.write_text(text, encoding="utf-8")
+        record_cassette(path, config, call, time_scale=TIME_SCALE, replay_urls={"nanobanana2": REPLAY_BASE_URL})
     return path
 
 

@@ -7,7 +7,9 @@ image (upload included), insufficient credits (402), a 429 on execute then succe
 failed execution. Each successful or failed run keeps its whole poll sequence (RUNNING ...
 then COMPLETED/FAILED), recorded with tiny poll delays. The Authorization header is filtered
 out and the emulator's random loopback port is rewritten to ``REPLAY_BASE_URL``; output
-images are shrunk to 48 px so each file stays small.
+images are shrunk to 48 px so each file stays small. Each answer keeps the time it took
+(``imagegen.recording``): the emulator runs its default latency model sped up by
+``TIME_SCALE``, and the client polls on the documented schedule sped up alike (``POLLS``).
 """
 
 from __future__ import annotations
@@ -21,16 +23,25 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import vcr
-from imagegen_wireflow.emulator import create_emulator
+from imagegen_wireflow.emulator import create_emulator, default_latency
+from imagegen_wireflow.provider import WireflowProvider
 
-from imagegen import Client, ImageGenError
+from imagegen.recording import record_cassette
 from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
 
 ROOT = Path(__file__).resolve().parents[3]
 CASSETTES = ROOT / "cassettes" / "wireflow"
 REPLAY_BASE_URL = "http://127.0.0.1:8702"
 API_KEY = "sk-wireflow-recording-key"
-POLLS = [0.05, 1.5, 0.1]
+TIME_SCALE = 0.02
+_DOCUMENTED = WireflowProvider.poll_schedule
+POLLS = [_DOCUMENTED.initial * TIME_SCALE, _DOCUMENTED.factor, _DOCUMENTED.cap * TIME_SCALE]
+
+
+def latency(seed: int) -> LatencyModel:
+    model = default_latency()
+    return LatencyModel(base=model.base, per_megapixel=model.per_megapixel, jitter=model.jitter,
+                        scale=TIME_SCALE, seed=seed)
 
 
 def config(base_url: str, api_key: str) -> dict[str, Any]:
@@ -67,18 +78,11 @@ def recorder(record_mode: str) -> vcr.VCR:
 
 def record(name: str, target: Path = CASSETTES) -> Path:
     options, call, _, _ = SCENARIOS[name]
-    emulator = create_emulator(latency=LatencyModel(base=0.25, scale=1.0), output_max_side=48, **options)
+    emulator = create_emulator(latency=latency(sorted(SCENARIOS).index(name)), output_max_side=48, **options)
     path = target / f"{name}.yaml"
-    path.unlink(missing_ok=True)
     with serve(emulator) as server:
-        with recorder("all").use_cassette(str(path)), Client(config(server.base_url, API_KEY)) as client:
-            try:
-                call(client)
-            except ImageGenError:
-                pass  # the error scenarios record the answer that fails
-        recorded_host = server.base_url.removeprefix("http://")
-        text = path.read_text(encoding="utf-8").replace(recorded_host, REPLAY_BASE_URL.removeprefix("http://"))
-    path.write_text(text, encoding="utf-8")
+        record_cassette(path, config(server.base_url, API_KEY), call, time_scale=TIME_SCALE,
+                        replay_urls={"wireflow": REPLAY_BASE_URL})
     return path
 
 
