@@ -102,26 +102,47 @@ class DownloadPolicy:
     allow_hosts: frozenset[str] = field(default_factory=frozenset)
 
 
+def _is_private_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:10.0.0.1 is 10.0.0.1
+    ip = mapped if mapped is not None else ip
+    # Not global covers private, loopback, link-local (cloud metadata), CGNAT, reserved and
+    # unspecified ranges alike; multicast counts as global but is no image host either.
+    return not ip.is_global or ip.is_multicast
+
+
 def _is_private_host(host: str) -> bool:
+    """Whether ``host`` is, or resolves to, an address that is not on the public internet."""
+    try:  # an IP literal is judged as written, without asking DNS
+        return _is_private_ip(ipaddress.ip_address(host.strip("[]").split("%", 1)[0]))
+    except ValueError:
+        pass
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except (socket.gaierror, UnicodeError):
+    except (OSError, UnicodeError):
         return False  # unresolvable: the fetch itself fails with a clear error
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
-            return True
-    return False
+    return any(_is_private_ip(ipaddress.ip_address(str(a).split("%", 1)[0])) for a in addresses)
 
 
 def _check_url(url: str, policy: DownloadPolicy, provider: str) -> None:
+    """Every hop of a download, redirects included, passes these rules on its own.
+
+    http(s) only; plain http only to an allowed host (the provider's configured base_url);
+    private, loopback and link-local addresses only when their host is allowed. A redirect
+    from an allowed host to any other private address is refused like any other URL.
+    """
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidResponseError(
+            f"{provider} returned an output URL that is not http(s) ({parts.scheme or 'no scheme'}://...); refused",
+            provider=provider,
+        )
     if host in policy.allow_hosts:
         return
-    if parts.scheme != "https" or not host:
+    if parts.scheme != "https":
         raise InvalidResponseError(
-            f"{provider} returned an output URL that is not https ({parts.scheme or 'no scheme'}://...); refused",
+            f"{provider} returned an output URL that is not https (http://{host}/...); refused. "
+            "Only the provider's configured base_url host may serve plain http.",
             provider=provider,
         )
     if _is_private_host(host):
@@ -145,7 +166,7 @@ async def fetch_image(http: httpx.AsyncClient, url: str, *, provider: str,
                 if response.is_redirect:
                     url = urljoin(url, response.headers.get("location", ""))
                     continue
-                data = await _read_capped(response, policy, provider, url)
+                data = await _read_capped(response, policy, provider, deadline)
         except httpx.TimeoutException as exc:
             raise ProviderTimeoutError(f"downloading {provider} output timed out", provider=provider) from exc
         except httpx.TransportError as exc:
@@ -167,7 +188,7 @@ async def fetch_image(http: httpx.AsyncClient, url: str, *, provider: str,
         f"{provider} output URL redirected more than {policy.max_redirects} times; refused", provider=provider)
 
 
-async def _read_capped(response: httpx.Response, policy: DownloadPolicy, provider: str, url: str) -> bytes:
+async def _read_capped(response: httpx.Response, policy: DownloadPolicy, provider: str, deadline: float) -> bytes:
     if response.status_code != 200:
         retryable = response.status_code >= 500 or response.status_code == 429
         cls = ProviderUnavailableError if retryable else InvalidResponseError
@@ -185,4 +206,8 @@ async def _read_capped(response: httpx.Response, policy: DownloadPolicy, provide
             raise InvalidResponseError(
                 f"{provider} output is over the {policy.max_bytes} bytes allowed; refused", provider=provider)
         chunks.append(chunk)
+        # httpx's timeout is per read: a server trickling bytes would never trip it.
+        if time.monotonic() > deadline:
+            raise ProviderTimeoutError(
+                f"downloading {provider} output took longer than {policy.timeout_s:g} s; refused", provider=provider)
     return b"".join(chunks)
