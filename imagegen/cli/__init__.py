@@ -195,6 +195,7 @@ def _show_result(result: Any, out: Path, as_json: bool) -> None:
 
 def _register_more() -> None:
     from . import _batch, _cost, _extra  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo)
+    from . import _bench  # noqa: F401  (record, bench)
 
 
 def main(argv: list[str] | None = None) -> None:
