@@ -136,7 +136,8 @@ def _node_runs(layer: dict[str, Any]) -> list[Any]:
         return layer["nodeRuns"]
     runs = layer.get("executionRuns")
     if isinstance(runs, list) and runs and isinstance(runs[0], dict):
-        return runs[0].get("nodeRuns") or []
+        nested = runs[0].get("nodeRuns")
+        return nested if isinstance(nested, list) else []
     return []
 
 
@@ -173,8 +174,9 @@ def parse_poll(body: Any) -> PollState:
     if not isinstance(layer, dict):
         raise InvalidResponseError(f"wireflow's poll answer is a {type(layer).__name__}, not an object")
     raw = layer.get("status")
-    if raw is None and isinstance(layer.get("executionRuns"), list) and layer["executionRuns"]:
-        raw = layer["executionRuns"][0].get("status")
+    runs = layer.get("executionRuns")
+    if raw is None and isinstance(runs, list) and runs and isinstance(runs[0], dict):
+        raw = runs[0].get("status")
     if raw is None:
         raise InvalidResponseError("wireflow's poll answer has no status field")
     state = PollState(status=normalize_status(raw), raw_status=str(raw))
