@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -192,8 +193,12 @@ def serve(target: Emulator | ASGIApp, *, host: str = "127.0.0.1", port: int = 0)
 def run_forever(
     target: Emulator | ASGIApp, *, host: str = "127.0.0.1", port: int, log_level: str = "info"
 ) -> None:
-    """Serve in the foreground until interrupted (Ctrl-C); used by ``imagegen emulate``."""
+    """Serve in the foreground until interrupted (Ctrl-C); used by ``imagegen emulate``.
+
+    The access log shows each request's path with secret query values (``?key=``) redacted.
+    """
     _silence_dropped_connection_logs()
+    _redact_access_log()
     app = target.app if isinstance(target, Emulator) else target
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
 
@@ -226,3 +231,33 @@ def _silence_dropped_connection_logs() -> None:
     logger = logging.getLogger("uvicorn.error")
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
+
+
+# Query parameters that carry credentials: Gemini's ``?key=``, and the usual others.
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&](?:key|api_key|apikey|api-key|access_token|token|auth|signature|sig|x-goog-api-key)=)[^&#\s]*")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the values of credential-bearing query parameters replaced by ``REDACTED``."""
+    return _SECRET_QUERY.sub(r"\1REDACTED", text)
+
+
+class _RedactingAccessFilter(logging.Filter):
+    """Rewrites uvicorn's access-log arguments so a ``?key=...`` never reaches a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = redact_url(record.msg)
+        return True
+
+
+_ACCESS_FILTER = _RedactingAccessFilter()
+
+
+def _redact_access_log() -> None:
+    logger = logging.getLogger("uvicorn.access")
+    if _ACCESS_FILTER not in logger.filters:
+        logger.addFilter(_ACCESS_FILTER)
