@@ -1,7 +1,10 @@
-"""Cold import time of ``import imagegen`` (and optional peers) as a ratio to ``python -c pass``.
+"""Cold import time and resident memory of ``import imagegen`` (and optional peers).
 
 Each round starts fresh interpreters for every subject, in turn, so machine noise hits all
-subjects alike; medians over the rounds are reported.
+subjects alike; medians over the rounds are reported, time as a ratio to ``python -c pass``
+and peak RSS (``ru_maxrss`` of the interpreter after the import) next to it.
+``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set so ``import litellm`` does not fetch its price
+map from the internet (``pip install litellm`` to compare with it; it is not a dependency).
 
     python -m benchmarks.import_time --rounds 15 [--with google.genai,litellm] [--write]
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -19,10 +23,17 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results" / "import_time.md"
 
 
-def cold_import_seconds(statement: str) -> float:
+_RSS = "; import resource, sys; sys.stdout.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))"
+
+
+def cold_import(statement: str) -> tuple[float, float]:
+    """Seconds for a fresh interpreter to run ``statement``, and its peak RSS in MB."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", statement], check=True)
-    return time.perf_counter() - start
+    proc = subprocess.run([sys.executable, "-c", statement + _RSS], check=True, capture_output=True, text=True,
+                          env=env)
+    elapsed = time.perf_counter() - start
+    return elapsed, int(proc.stdout.strip() or 0) / 1024
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,15 +50,21 @@ def main(argv: list[str] | None = None) -> None:
             continue
         subjects[f"import {module}"] = f"import {module}"
     samples: dict[str, list[float]] = {name: [] for name in subjects}
+    rss: dict[str, list[float]] = {name: [] for name in subjects}
     for _ in range(args.rounds):
         for name, statement in subjects.items():
-            samples[name].append(cold_import_seconds(statement))
+            seconds, megabytes = cold_import(statement)
+            samples[name].append(seconds)
+            rss[name].append(megabytes)
 
     baseline = statistics.median(samples["python -c pass"])
-    lines = ["| subject | median s | ratio to `python -c pass` |", "|---|---:|---:|"]
+    heaviest = max(statistics.median(v) for v in samples.values())
+    lines = ["| subject | median s | ratio to `python -c pass` | ratio to the slowest | peak RSS MB |",
+             "|---|---:|---:|---:|---:|"]
     for name, values in samples.items():
         median = statistics.median(values)
-        lines.append(f"| `{name}` | {median:.3f} | {median / baseline:.2f} |")
+        lines.append(f"| `{name}` | {median:.3f} | {median / baseline:.2f} | {median / heaviest:.2f} | "
+                     f"{statistics.median(rss[name]):.0f} |")
     table = "\n".join(lines)
     print(table)
     if args.write:

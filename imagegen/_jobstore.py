@@ -8,7 +8,6 @@ images are kept as blobs beside the job row so JSON stays small.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sqlite3
@@ -16,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from ._models import Job
+from ._models import Image, Job
 
 __all__ = ["JobStore", "MemoryJobStore", "RedisJobStore", "SqliteJobStore", "default_data_dir"]
 
@@ -111,13 +110,24 @@ class SqliteJobStore:
                 (job.id, job.provider, job.native_id, job.status, _key_of(job), json.dumps(body),
                  job.updated_at.isoformat()),
             )
-            conn.execute("DELETE FROM job_images WHERE job_id = ?", (job.id,))
-            conn.executemany("INSERT INTO job_images (job_id, idx, data) VALUES (?, ?, ?)",
-                             [(job.id, i, img.data) for i, img in enumerate(images)])
+            # A job is put again as it moves on (submitted, then finished) with the same images:
+            # comparing in SQLite is far cheaper than rewriting megabytes of blobs each time.
+            if not self._same_images(conn, job.id, images):
+                conn.execute("DELETE FROM job_images WHERE job_id = ?", (job.id,))
+                conn.executemany("INSERT INTO job_images (job_id, idx, data) VALUES (?, ?, ?)",
+                                 [(job.id, i, img.data) for i, img in enumerate(images)])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _same_images(conn: sqlite3.Connection, job_id: str, images: list[Image]) -> bool:
+        stored = conn.execute("SELECT COUNT(*) FROM job_images WHERE job_id = ?", (job_id,)).fetchone()[0]
+        if stored != len(images):
+            return False
+        return all(conn.execute("SELECT 1 FROM job_images WHERE job_id = ? AND idx = ? AND data = ?",
+                                (job_id, i, img.data)).fetchone() for i, img in enumerate(images))
 
     def get(self, job_id: str) -> Job | None:
         row = self._connect().execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -136,13 +146,20 @@ class SqliteJobStore:
 
     def _load(self, job_id: str, body: str) -> Job:
         data = json.loads(body)
+        blobs: list[bytes] = []
         if data.get("result"):
-            blobs = self._connect().execute(
-                "SELECT data FROM job_images WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()
-            for image, (blob,) in zip(data["result"]["images"], blobs, strict=True):
-                image["data"] = base64.b64encode(blob).decode()
-        # JSON mode, so every bytes field (result and request images) decodes from base64.
-        return Job.model_validate_json(json.dumps(data))
+            blobs = [blob for (blob,) in self._connect().execute(
+                "SELECT data FROM job_images WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()]
+            for image in data["result"]["images"]:
+                image["data"] = ""  # the blobs go in after validation, without a base64 round trip
+        # JSON mode, so every bytes field (the request's images) decodes from base64.
+        job = Job.model_validate_json(json.dumps(data))
+        if job.result is not None and blobs:
+            if len(blobs) != len(job.result.images):
+                raise ValueError(f"job {job_id}: {len(job.result.images)} images recorded, {len(blobs)} stored")
+            images = [image.model_copy(update={"data": blob}) for image, blob in zip(job.result.images, blobs)]
+            job = job.model_copy(update={"result": job.result.model_copy(update={"images": images})})
+        return job
 
 
 class RedisJobStore:

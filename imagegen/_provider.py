@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -37,7 +37,7 @@ from ._errors import (
 from ._http import DownloadPolicy
 from ._models import Cost, ImageRequest, ImageResult, Job, JobStatus, make_job_id
 
-__all__ = ["OnSubmit", "PollSchedule", "Provider", "ProviderSettings"]
+__all__ = ["AdaptivePollSchedule", "OnSubmit", "PollSchedule", "Provider", "ProviderSettings"]
 
 OnSubmit = Callable[[Job], None]
 
@@ -75,6 +75,41 @@ class PollSchedule:
             delay = min(self.cap, delay * self.factor)
 
 
+@dataclass(frozen=True)
+class AdaptivePollSchedule:
+    """Polls placed where jobs finish: at evenly spaced quantiles of a latency distribution.
+
+    ``times`` are the planned poll times, in seconds after submission, dense where many
+    jobs finish and sparse where few do; past the last one, ``then`` takes over (so a job
+    slower than anything seen is still followed). Build one from observed latencies, e.g.
+    the elapsed times of recorded cassettes, with ``from_latencies``; see
+    ``benchmarks/wireflow_polling.py`` for how it compares with ``PollSchedule``.
+    """
+
+    times: tuple[float, ...]
+    then: PollSchedule = PollSchedule()
+
+    @classmethod
+    def from_latencies(cls, latencies: Iterable[float], *, polls: int = 8, low: float = 0.02,
+                       high: float = 0.98, then: PollSchedule | None = None) -> AdaptivePollSchedule:
+        """``polls`` poll times at the ``low`` .. ``high`` quantiles of ``latencies`` (seconds)."""
+        ordered = sorted(float(v) for v in latencies if v >= 0)
+        if not ordered:
+            raise ValueError("AdaptivePollSchedule needs at least one latency")
+        if polls < 1 or not 0.0 <= low <= high <= 1.0:
+            raise ValueError("polls must be >= 1 and 0 <= low <= high <= 1")
+        steps = [low + (high - low) * i / max(1, polls - 1) for i in range(polls)]
+        times = sorted({ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] for q in steps})
+        return cls(times=tuple(t for t in times if t > 0) or (ordered[-1] or 1.0,), then=then or PollSchedule())
+
+    def delays(self) -> Iterator[float]:
+        previous = 0.0
+        for moment in self.times:
+            yield moment - previous
+            previous = moment
+        yield from self.then.delays()
+
+
 class Provider:
     """Base class of provider plugins. Subclasses set the class attributes and implement I/O."""
 
@@ -91,6 +126,9 @@ class Provider:
     poll_schedule: ClassVar[PollSchedule] = PollSchedule()
     #: Failed status polls in a row (429, 5xx, broken answers) that ``wait`` rides out.
     max_poll_errors: ClassVar[int] = 8
+    #: True for a synchronous API that bills a 2xx answer even when its body cannot be read
+    #: (there is no job to fetch again): the ledger then records the estimate as spent.
+    bills_unreadable_answers: ClassVar[bool] = False
     #: ``"module:factory"`` returning an ``imagegen.testing.Emulator`` for ``imagegen emulate``.
     emulator: ClassVar[str | None] = None
 

@@ -24,8 +24,8 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 import vcr
 from imagegen_wireflow.emulator import create_emulator, default_latency
-from imagegen_wireflow.provider import WireflowProvider
 
+from imagegen import PollSchedule
 from imagegen.recording import record_cassette
 from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
 
@@ -34,7 +34,7 @@ CASSETTES = ROOT / "cassettes" / "wireflow"
 REPLAY_BASE_URL = "http://127.0.0.1:8702"
 API_KEY = "sk-wireflow-recording-key"
 TIME_SCALE = 0.02
-_DOCUMENTED = WireflowProvider.poll_schedule
+_DOCUMENTED = PollSchedule(1.0, 1.5, 10.0)  # the documented backoff (P13)
 POLLS = [_DOCUMENTED.initial * TIME_SCALE, _DOCUMENTED.factor, _DOCUMENTED.cap * TIME_SCALE]
 
 

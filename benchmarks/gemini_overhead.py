@@ -1,0 +1,238 @@
+"""Per-call time of imagegen's Gemini provider against raw httpx, google-genai and LiteLLM.
+
+One loopback Gemini emulator in a child process answers every client with the same
+photo-like JPEG per size (made once, so the server's time is the same for everyone). Each
+round calls every subject once, in rotated order, warm (pools open, modules imported);
+medians over the rounds are reported as ratios to google-genai used directly.
+
+- ``imagegen``: ``AsyncClient.generate`` with the default config (SQLite job store and
+  whatever the cache and ledger default to), a new prompt each call so the cache never hits;
+- ``imagegen (lean)``: the same with ``jobs.backend = "memory"`` and ``cache.backend = "off"``;
+- ``raw httpx``: the same JSON POST, ``json.loads`` and ``base64`` decoding, nothing else;
+- ``google-genai on httpx`` (the baseline): ``client.aio.models.generate_content`` on an
+  ``httpx.AsyncClient``, the transport imagegen gives it; ``google-genai default transport``:
+  the same with the SDK's own choice, which is aiohttp whenever aiohttp is installed;
+- ``litellm``: ``litellm.aimage_generation`` (``pip install litellm`` for this benchmark only;
+  without it the row is skipped with a message). ``LITELLM_LOCAL_MODEL_COST_MAP=True`` keeps
+  it from fetching its price map from the internet at import.
+
+    python -m benchmarks.gemini_overhead [--rounds 15] [--sizes 1K,4K] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import functools
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.gemini_memory import _free_port, _wait_ready, photo_like_jpeg
+
+RESULTS = Path(__file__).parent / "results" / "gemini_overhead.md"
+MODEL, RATIO = "gemini-3-pro-image", "16:9"
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+Call = Callable[[str, str], Awaitable[bytes]]
+
+
+def _default_transport() -> str:
+    # google-genai's async calls go through aiohttp whenever it is installed (LiteLLM pulls it in).
+    return "aiohttp" if importlib.util.find_spec("aiohttp") else "httpx"
+
+
+def serve(port: int) -> None:
+    """Child process: the Gemini emulator, photo-like JPEGs made once per size."""
+    from imagegen_gemini.emulator import GeminiEmulator
+
+    from imagegen.testing import LatencyModel, run_forever
+
+    @functools.lru_cache(maxsize=8)
+    def cached(width: int, height: int) -> bytes:
+        return photo_like_jpeg(width, height, seed=width * height)
+
+    class PhotoEmulator(GeminiEmulator):
+        def image(self, width: int, height: int, fmt: str = "png", *, label: str | None = None) -> bytes:
+            return cached(width, height)
+
+    run_forever(PhotoEmulator(latency=LatencyModel.none()), host="127.0.0.1", port=port)
+
+
+async def imagegen_subject(base_url: str, *, lean: bool) -> tuple[Call, Any]:
+    from imagegen import AsyncClient
+
+    config: dict[str, Any] = {"providers": {"gemini": {"base_url": base_url, "api_key": "bench-key"}},
+                              "cache": {"path": tempfile.mkdtemp(prefix="imagegen-overhead-cache-")}}
+    if lean:
+        config |= {"jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
+    client = AsyncClient(config)
+
+    async def call(prompt: str, size: str) -> bytes:
+        result = await client.generate(prompt, provider="gemini", model=MODEL, aspect_ratio=RATIO, size=size)
+        return result.images[0].data
+
+    return call, client.aclose
+
+
+async def httpx_subject(base_url: str) -> tuple[Call, Any]:
+    client = httpx.AsyncClient(timeout=60)
+
+    async def call(prompt: str, size: str) -> bytes:
+        body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}],
+                "generationConfig": {"responseModalities": ["TEXT", "IMAGE"],
+                                     "imageConfig": {"aspectRatio": RATIO, "imageSize": size}}}
+        response = await client.post(f"{base_url}/v1beta/models/{MODEL}:generateContent", json=body,
+                                     headers={"x-goog-api-key": "bench-key"})
+        response.raise_for_status()
+        parts = json.loads(response.content)["candidates"][0]["content"]["parts"]
+        return base64.b64decode(next(p["inlineData"]["data"] for p in parts if "inlineData" in p))
+
+    return call, client.aclose
+
+
+async def genai_subject(base_url: str, *, on_httpx: bool) -> tuple[Call, Any]:
+    from google import genai
+    from google.genai import types
+
+    options = types.HttpOptions(base_url=base_url, api_version="v1beta")
+    if on_httpx:  # the transport imagegen gives it (DESIGN: httpx everywhere, one pool per provider)
+        options = types.HttpOptions(base_url=base_url, api_version="v1beta",
+                                    httpx_async_client=httpx.AsyncClient(timeout=60))
+    client = genai.Client(api_key="bench-key", http_options=options)
+
+    async def call(prompt: str, size: str) -> bytes:
+        response = await client.aio.models.generate_content(
+            model=MODEL, contents=prompt,
+            config=types.GenerateContentConfig(response_modalities=["TEXT", "IMAGE"],
+                                               image_config=types.ImageConfig(aspect_ratio=RATIO, image_size=size)))
+        return next(p.inline_data.data for p in response.candidates[0].content.parts if p.inline_data)
+
+    return call, client.aio.aclose
+
+
+async def litellm_subject(base_url: str) -> tuple[Call, Any]:
+    import litellm
+
+    async def call(prompt: str, size: str) -> bytes:
+        response = await litellm.aimage_generation(model=f"gemini/{MODEL}", prompt=prompt, api_key="bench-key",
+                                                   api_base=f"{base_url}/v1beta",
+                                                   imageConfig={"aspectRatio": RATIO, "imageSize": size})
+        return base64.b64decode(response.data[0].b64_json)
+
+    async def close() -> None:
+        return None
+
+    return call, close
+
+
+async def measure(base_url: str, sizes: list[str], rounds: int) -> dict[str, dict[str, list[float]]]:
+    subjects = {
+        "google-genai on httpx (baseline)": await genai_subject(base_url, on_httpx=True),
+        f"google-genai default transport ({_default_transport()})": await genai_subject(base_url, on_httpx=False),
+        "imagegen": await imagegen_subject(base_url, lean=False),
+        "imagegen (lean: memory jobs, no cache)": await imagegen_subject(base_url, lean=True),
+        "raw httpx": await httpx_subject(base_url),
+    }
+    if importlib.util.find_spec("litellm") is not None:
+        subjects["litellm"] = await litellm_subject(base_url)
+    else:
+        print("litellm is not installed: its row is skipped (pip install litellm, for this benchmark only)",
+              file=sys.stderr)
+    times: dict[str, dict[str, list[float]]] = {name: {size: [] for size in sizes} for name in subjects}
+    names = list(subjects)
+    serial, run = 0, uuid.uuid4().hex[:8]  # prompts never repeat, so no cache ever hits
+    for size in sizes:
+        for warm in range(2):
+            for name in names:
+                await subjects[name][0](f"warm-up {run} {warm} {size}", size)
+        # A 1K call is short, so it gets more rounds to tame the noise.
+        for round_ in range(rounds * 3 if size == "1K" else rounds):
+            order = names[round_ % len(names):] + names[:round_ % len(names)]
+            for name in order:
+                serial += 1
+                started = time.perf_counter()
+                data = await subjects[name][0](f"a harbour at dawn {run} #{serial}", size)
+                times[name][size].append(time.perf_counter() - started)
+                assert data[:2] == b"\xff\xd8", name
+    for _, close in subjects.values():
+        await close()
+    return times
+
+
+def table(times: dict[str, dict[str, list[float]]], sizes: list[str], command: str, image_mb: dict[str, float]) -> str:
+    baseline = "google-genai on httpx (baseline)"
+    lines = ["# Gemini per-call overhead: imagegen vs raw httpx vs google-genai vs LiteLLM", "",
+             (f"Command: `{command}` (Python {platform.python_version()}, 2 cores; medians of warm calls, "
+              "rounds interleaved, 3x as many at 1K; the emulator runs in a child process on loopback)."), "",
+             "| subject | " + " | ".join(f"{s} median ms | {s} ratio" for s in sizes) + " |",
+             "|---|" + "---:|---:|" * len(sizes)]
+    for name, per_size in times.items():
+        cells = []
+        for size in sizes:
+            median = statistics.median(per_size[size])
+            cells += [f"{median * 1000:.1f}", f"{median / statistics.median(times[baseline][size]):.2f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Image: " + ", ".join(f"{s} = {image_mb[s]:.2f} MB JPEG" for s in sizes)
+              + f" ({MODEL}, {RATIO}); ratio = median / the baseline's median.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--sizes", default="1K,4K")
+    parser.add_argument("--write", action="store_true", help=f"write the table to {RESULTS}")
+    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        serve(args.serve)
+        return
+    os.environ.setdefault("IMAGEGEN_DATA_DIR", tempfile.mkdtemp(prefix="imagegen-overhead-"))
+    sizes = [s for s in args.sizes.split(",") if s]
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-m", "benchmarks.gemini_overhead", "--serve", str(port)],
+                             env=env, stdout=subprocess.DEVNULL)
+    try:
+        _wait_ready(base_url, child)
+        times = asyncio.run(measure(base_url, sizes, args.rounds))
+        image_mb = {}
+        for size in sizes:
+            probe = asyncio.run(_probe(base_url, size))
+            image_mb[size] = len(probe) / 1e6
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+    command = "python -m benchmarks.gemini_overhead " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = table(times, sizes, command.strip(), image_mb)
+    print(text)
+    if args.write:
+        RESULTS.write_text(text, encoding="utf-8")
+
+
+async def _probe(base_url: str, size: str) -> bytes:
+    call, close = await httpx_subject(base_url)
+    try:
+        return await call("probe", size)
+    finally:
+        await close()
+
+
+if __name__ == "__main__":
+    main()
