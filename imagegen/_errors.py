@@ -235,9 +235,11 @@ class JobTimeoutError(ProviderError):
 class AllProvidersFailedError(ImageGenError):
     """Every provider of a route failed or was skipped; ``attempts`` says why, in order."""
 
-    def __init__(self, message: str, *, attempts: list[Attempt]) -> None:
+    def __init__(self, message: str, *, attempts: list[Attempt], pending_job_ids: list[str] | None = None) -> None:
         super().__init__(message)
         self.attempts = attempts
+        #: Jobs a provider accepted and that may still finish: ``wait()`` on them before retrying.
+        self.pending_job_ids = pending_job_ids or []
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]

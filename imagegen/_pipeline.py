@@ -20,6 +20,7 @@ from ._errors import (
     ConfigurationError,
     ImageGenError,
     InvalidRequestError,
+    InvalidResponseError,
     ProviderUnavailableError,
     RateLimitError,
 )
@@ -101,11 +102,14 @@ class CallPipeline:
                 result = await self._run_cached(provider, spec, request, deadline, attempts)
             except ImageGenError as exc:
                 attempts.append(_failed_attempt(target, exc, time.monotonic() - t0))
-                if not plan.falls_through(exc):
-                    if plan.is_route:
-                        exc.attempts = list(attempts)  # type: ignore[attr-defined]
-                    raise
-                continue
+                submitted = await self._finish_submitted(target, request, deadline) if exc.retryable else None
+                if submitted is None:
+                    if not plan.falls_through(exc):
+                        if plan.is_route:
+                            exc.attempts = list(attempts)  # type: ignore[attr-defined]
+                        raise
+                    continue
+                result, warnings, spec = submitted
             attempts.append(Attempt(provider=target.provider, model=spec.id, outcome="succeeded",
                                     duration_s=time.monotonic() - t0))
             return result.model_copy(update={
@@ -113,10 +117,33 @@ class CallPipeline:
                 "attempts": attempts,
                 "warnings": [*warnings, *result.warnings],
             })
-        raise AllProvidersFailedError(
+        error = AllProvidersFailedError(
             f"every provider of route {plan.name!r} failed: "
             + "; ".join(f"{a.provider}: {a.error_type}" for a in attempts),
             attempts=attempts)
+        pending = self.jobs.find(request.idempotency_key) if request.idempotency_key else None
+        error.pending_job_ids = [pending.id] if pending is not None and not pending.done else []
+        raise error
+
+    async def _finish_submitted(self, target: Target, request: ImageRequest,
+                                deadline: float) -> tuple[ImageResult, list[str], ModelSpec] | None:
+        """A provider that failed *after* accepting the job is waited on, not replaced: moving on
+        to the next provider would pay for the same request twice."""
+        job = self.jobs.find(request.idempotency_key) if request.idempotency_key else None
+        if job is None or job.provider != target.provider or job.done:
+            return None
+        provider = self.provider(target.provider)
+        spec = self._model(provider, target, request)
+        try:
+            result = await self._guard(provider, provider.wait(job, deadline=deadline))
+        except ImageGenError:
+            return None
+        cost = result.cost if not result.cost.estimated else provider.estimate(request, spec)
+        self._remember(job.model_copy(update={"status": "succeeded", "result": result}), job)
+        self._settle(provider, spec, None, cost, result.job_id)
+        result = result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
+        return result, ["the provider failed after accepting the job; imagegen waited for that job "
+                        "instead of paying another provider"], spec
 
     async def _run_cached(self, provider: Provider, spec: ModelSpec, request: ImageRequest, deadline: float,
                           attempts: list[Attempt]) -> ImageResult:
@@ -217,8 +244,10 @@ class CallPipeline:
             if result is None:
                 method = provider.edit if request.operation == "edit" else provider.generate
                 result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
-        except BaseException:
-            if reservation is not None:
+        except BaseException as exc:
+            if _billed_without_answer(provider, exc):
+                self._settle(provider, spec, reservation, estimate, None)
+            elif reservation is not None:
                 self.ledger.release(reservation)  # type: ignore[union-attr]
             raise
         if result.job_id:
@@ -246,6 +275,13 @@ class CallPipeline:
         else:
             self.ledger.record(provider=provider.instance_name, model=spec.id, **charge)
 
+
+
+def _billed_without_answer(provider: Provider, exc: BaseException) -> bool:
+    """A 2xx whose body was lost, from an API that bills it anyway: the money is gone."""
+    status = getattr(exc, "status_code", None)
+    return (provider.bills_unreadable_answers and isinstance(exc, InvalidResponseError)
+            and status is not None and 200 <= status < 300)
 
 
 def _failed_attempt(target: Target, exc: ImageGenError, duration: float, *, wait_s: float = 0.0) -> Attempt:

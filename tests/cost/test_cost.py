@@ -157,3 +157,20 @@ def test_redis_ledger_holds_a_budget_across_processes(gemini, nb2, wireflow, tmp
     assert sum(o["refused"] for o in outcomes) == 11
     assert ledger.total_usd() == pytest.approx(nb2.emulator.counters.total_usd) == pytest.approx(0.195)
     assert {row["key"] for row in ledger.summary(by="provider")} == {"nb2"}
+
+
+def test_a_billed_answer_lost_in_transit_is_in_the_ledger(gemini, tmp_path):
+    """Gemini bills a 200 even when its body is cut short; the ledger must see that money."""
+    from imagegen.testing import Fault, FaultPlan
+
+    gemini.emulator.faults = FaultPlan.script(Fault("truncate"))
+    config = {"providers": {"gemini": provider(gemini, "gemini")}, "jobs": {"backend": "memory"},
+              "cache": {"backend": "off"}, "ledger": {"path": str(tmp_path / "l.db")},
+              "retry": {"initial_backoff_s": 0.01, "max_backoff_s": 0.02}}
+    with Client(config) as client:
+        result = client.generate("a fox", provider="gemini")
+        entries = client.ledger.entries()
+    assert result.attempts[0].error_type == "InvalidResponseError"
+    assert len(gemini.emulator.counters.charges) == 2
+    assert [e.estimated for e in entries] == [True, False]
+    assert entries[0].job_id is None and entries[1].job_id == result.job_id

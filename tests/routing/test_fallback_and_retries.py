@@ -121,3 +121,25 @@ def test_a_retried_wireflow_execute_reuses_its_idempotency_key():
     assert [a.error_type for a in result.attempts] == ["InvalidResponseError", None]
     assert emulator.counters.get("executions") == 1, emulator.counters.snapshot()
     assert emulator.counters.faults == {"truncate": 1}
+
+
+def test_a_provider_failing_after_accepting_the_job_is_waited_on_not_replaced(gemini_emulator):
+    """nb2 accepted the job, then its status endpoint failed again and again: the route must not
+    pay gemini for the same request while nb2's job can still finish."""
+    from imagegen_nanobanana2.emulator import create_emulator
+    from imagegen.testing import LatencyModel, serve
+
+    nb2 = create_emulator(mode="async", latency=LatencyModel.none(), image_scale=0.05,
+                          faults=FaultPlan.script(*["server_error"] * 12, path=r"/status/"))
+    with serve(nb2) as nb2_server:
+        providers = providers_config(nb2=nb2_server, gemini=gemini_emulator)
+        providers["nb2"]["poll_interval"] = 0.01
+        config = {"providers": providers, "routes": {"r": {"chain": ["nb2", "gemini"]}}, "default": "r",
+                  "jobs": {"backend": "memory"}, "cache": {"backend": "off"},
+                  "retry": {**FAST_RETRY, "max_attempts": 1}}
+        with Client(config) as client:
+            result = client.generate("a patient fox")
+    assert result.provider == "nb2"
+    assert sum(v for k, v in nb2.counters.calls.items() if k.endswith("/generate")) == 1
+    assert gemini_emulator.emulator.counters.get("total") == 0
+    assert any("waited for that job" in w for w in result.warnings)

@@ -100,6 +100,8 @@ class GeminiProvider(Provider):
     requires_api_key = False
     default_base_url = "https://generativelanguage.googleapis.com"
     default_timeout = SMALL_IMAGE_TIMEOUT_S
+    # generateContent is synchronous: a 200 cut short was billed and cannot be fetched again.
+    bills_unreadable_answers = True
     emulator = "imagegen_gemini.emulator:create_emulator"
 
     settings: GeminiSettings
@@ -311,11 +313,12 @@ class GeminiProvider(Provider):
         if isinstance(exc, json.JSONDecodeError):
             return InvalidResponseError(
                 f"{name} answered with a body that is not complete JSON (truncated or not JSON: {exc.msg} "
-                f"at character {exc.pos}); retry", provider=name)
+                f"at character {exc.pos}); retry", provider=name, status_code=200)
         if isinstance(exc, ValidationError):
+            # The SDK hands over a body only for HTTP 200, so both of these answered 200.
             return InvalidResponseError(
                 f"{name} answered JSON that is not a generateContent response ({exc.error_count()} "
-                "problem(s)); retry", provider=name)
+                "problem(s)); retry", provider=name, status_code=200)
         return super().translate_error(exc)
 
     async def aclose(self) -> None:
