@@ -90,12 +90,17 @@ class SoakReport:
     charged_usd_total: float
     cost_source: str
     results_usd: float = 0.0
+    #: What the ledger recorded, at the estimate, for billed answers cut in transit (Gemini).
+    lost_in_transit_usd: float = 0.0
     by_provider: dict[str, int] = field(default_factory=dict)
     attempts: int = 0
 
     @property
     def totals_match(self) -> bool:
-        return (math.isclose(self.client_usd, self.charged_usd_for_results, abs_tol=1e-6)
+        """The books balance: the client's total, less what it recorded (at the estimate) for answers
+        lost in transit, equals the vendors' charges for the results it returned."""
+        return (math.isclose(self.client_usd - self.lost_in_transit_usd, self.charged_usd_for_results,
+                             abs_tol=1e-6)
                 and math.isclose(self.results_usd, self.charged_usd_for_results, abs_tol=1e-6))
 
     def rows(self) -> list[tuple[str, str]]:
@@ -116,10 +121,11 @@ class SoakReport:
             ("charged, answer cut in transit (vendor billed, no result possible)", cut),
             ("results lost (charged, recoverable, not returned)", str(len(self.lost_results))),
             (f"client total ({self.cost_source})", f"${self.client_usd:.6f}"),
+            ("of which: billed answers lost in transit, at their estimate", f"${self.lost_in_transit_usd:.6f}"),
             ("sum of result.cost", f"${self.results_usd:.6f}"),
             ("emulator charges for those results", f"${self.charged_usd_for_results:.6f}"),
             ("emulator charges, all", f"${self.charged_usd_total:.6f}"),
-            ("client total == charges for results", "yes" if self.totals_match else "NO"),
+            ("client total - lost in transit == charges for results", "yes" if self.totals_match else "NO"),
             ("wall time", f"{self.seconds:.1f} s"),
         ]
 
@@ -170,12 +176,13 @@ def running(emulators: dict[str, Any]) -> Iterator[dict[str, LoopbackServer]]:
         yield {name: stack.enter_context(serve(emulator)) for name, emulator in emulators.items()}
 
 
-def _client_total(client: Client, results: list[ImageResult]) -> tuple[float, str]:
-    ledger = getattr(client, "ledger", None)
-    if ledger is not None and hasattr(ledger, "total_usd"):
-        total = ledger.total_usd() if callable(ledger.total_usd) else ledger.total_usd
-        return float(total), "ledger"
-    return round(math.fsum(r.cost.usd or 0.0 for r in results), 9), "sum of result.cost"
+def _client_total(client: Client, results: list[ImageResult]) -> tuple[float, float, str]:
+    """(total spend the client knows of, the part of it for billed answers lost in transit, source)."""
+    ledger = client.ledger
+    if ledger is not None:
+        lost = math.fsum(e.usd for e in ledger.entries() if e.estimated and e.job_id is None)
+        return float(ledger.total_usd()), round(lost, 9), "ledger"
+    return round(math.fsum(r.cost.usd or 0.0 for r in results), 9), 0.0, "sum of result.cost"
 
 
 def run_soak(requests: int, *, concurrency: int = 20, seed: int = 1,
@@ -191,12 +198,12 @@ def run_soak(requests: int, *, concurrency: int = 20, seed: int = 1,
             outcomes = client.generate_many(batch, concurrency=concurrency)
             seconds = time.monotonic() - started
             results = [o for o in outcomes if isinstance(o, ImageResult)]
-            client_usd, source = _client_total(client, results)
-        return reconcile(requests, seconds, outcomes, emulators, client_usd, source)
+            client_usd, lost_usd, source = _client_total(client, results)
+        return reconcile(requests, seconds, outcomes, emulators, client_usd, source, lost_usd)
 
 
 def reconcile(requests: int, seconds: float, outcomes: list[Any], emulators: dict[str, Any],
-              client_usd: float, cost_source: str) -> SoakReport:
+              client_usd: float, cost_source: str, lost_in_transit_usd: float = 0.0) -> SoakReport:
     results = [o for o in outcomes if isinstance(o, ImageResult)]
     errors = collections.Counter(_error_name(o) for o in outcomes if isinstance(o, ImageGenError))
     stray = [o for o in outcomes if not isinstance(o, (ImageResult, ImageGenError))]
@@ -234,6 +241,7 @@ def reconcile(requests: int, seconds: float, outcomes: list[Any], emulators: dic
         duplicate_charges=duplicates, cut_in_transit=cut, lost_results=lost, client_usd=client_usd,
         charged_usd_for_results=round(usd_for_results, 9), charged_usd_total=round(usd_total, 9),
         cost_source=cost_source, results_usd=round(math.fsum(r.cost.usd or 0.0 for r in results), 9),
+        lost_in_transit_usd=lost_in_transit_usd,
         by_provider=dict(sorted(by_provider.items())), attempts=attempts)
 
 

@@ -38,12 +38,13 @@ from ._errors import (
 )
 from ._models import Attempt, Cost, Image, ImageRequest, ImageResult, InputImage, Job, JobStatus, Usage
 from ._plugins import hookimpl
-from ._provider import PollSchedule, Provider, ProviderSettings
+from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSettings
 from ._sync import Client
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptivePollSchedule",
     "AllProvidersFailedError",
     "AsyncClient",
     "Attempt",

@@ -71,6 +71,8 @@ class AsyncClient(CallPipeline):
         self.cache: CacheBackend | None = make_cache(self.config)
         self.ledger: Ledger | RedisLedger | None = make_ledger(self.config)
         self._coalescer = Coalescer()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._cache_writes: dict[str, ImageResult] = {}
         budget = self.config.budget
         self._limits = BudgetLimits(budget.daily_usd, budget.monthly_usd, budget.total_usd)
         self._check_config()
@@ -265,7 +267,12 @@ class AsyncClient(CallPipeline):
         """Installed provider plugins by name."""
         return self.registry.providers()
 
+    async def flush(self) -> None:
+        """Wait until background writes (results going into the cache) have landed."""
+        await self._drain_background()
+
     async def aclose(self) -> None:
+        await self._drain_background()
         for provider in self._instances.values():
             await provider.aclose()
         for http in self._http:

@@ -9,6 +9,7 @@ job store, ledger. ``AsyncClient`` mixes this in; it owns the services used here
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CallPipeline"]
 
+log = logging.getLogger("imagegen")
+
 #: Deadline for a whole call when neither the request nor the caller gives one.
 DEFAULT_CALL_TIMEOUT_S = 600.0
 
@@ -58,6 +61,8 @@ class CallPipeline:
     circuits: CircuitBreaker
     limiter: RateLimiter
     _coalescer: Coalescer
+    _background: set[asyncio.Task[Any]]
+    _cache_writes: dict[str, ImageResult]
     _limits: BudgetLimits
 
     def provider(self, name: str) -> Provider:  # pragma: no cover - provided by AsyncClient
@@ -68,6 +73,26 @@ class CallPipeline:
 
     def _model(self, provider: Provider, target: Target, request: ImageRequest) -> ModelSpec:  # pragma: no cover
         raise NotImplementedError
+
+    def _in_background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("imagegen background write failed: %s", task.exception())
+
+    async def _write_cache(self, cache: CacheBackend, key: str, result: ImageResult) -> None:
+        try:
+            await asyncio.to_thread(cache.put, key, result)
+        finally:
+            self._cache_writes.pop(key, None)
+
+    async def _drain_background(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def _remember(self, job: Job, stored: Job | None) -> Job:
         if stored is not None:
@@ -154,15 +179,20 @@ class CallPipeline:
             self._check_circuit(name)
             return await self._run_on(provider, spec, request, deadline, attempts)
         key = cache_key(request, provider=name, model=spec.id)
-        hit = await asyncio.to_thread(cache.get, key)
+        fresh = self._cache_writes.get(key)  # written in the background right now
+        hit = _as_cache_hit(fresh) if fresh is not None else await asyncio.to_thread(cache.get, key)
         if hit is None:
             self._check_circuit(name)
             result, shared = await self._coalescer.run(
                 key, lambda: self._run_on(provider, spec, request, deadline, attempts))
             if not shared:
-                await asyncio.to_thread(cache.put, key, result)
+                # Written in the background: the caller has its images now, and a cache write is
+                # no reason to make it wait. Until the write lands, hits are served from memory;
+                # aclose() waits for writes still under way.
+                self._cache_writes[key] = result
+                self._in_background(self._write_cache(cache, key, result))
                 return result
-            hit = result.model_copy(update={"cached": True, "cost": Cost(usd=0.0, credits=0.0, estimated=False)})
+            hit = _as_cache_hit(result)
         if self.ledger is not None:
             self.ledger.record(provider=name, model=spec.id, usd=0.0, credits=0.0, job_id=hit.job_id,
                                cached=True, estimated=False)
@@ -235,8 +265,12 @@ class CallPipeline:
                     deadline: float) -> ImageResult:
         estimate = provider.estimate(request, spec)
 
+        submitted: list[Job] = []
+
         def on_submit(job: Job) -> None:
-            self.jobs.put(job.model_copy(update={"request": request, "model": spec.id}))
+            job = job.model_copy(update={"request": request, "model": spec.id})
+            self.jobs.put(job)
+            submitted.append(job)
 
         reservation = self._reserve(provider, spec, estimate)
         try:
@@ -250,9 +284,12 @@ class CallPipeline:
             elif reservation is not None:
                 self.ledger.release(reservation)  # type: ignore[union-attr]
             raise
-        if result.job_id:
+        recorded = submitted[-1] if submitted else None
+        if result.job_id and not (recorded is not None and recorded.done and recorded.result is not None):
+            # A synchronous provider's job was stored finished at submit; a polled one is stored
+            # again now with its result (the resume path has no submitted job: read it back).
             done = provider.job(split_job_id(result.job_id)[1], "succeeded", result=result)
-            self._remember(done, self.jobs.get(result.job_id))
+            self._remember(done, recorded or self.jobs.get(result.job_id))
         cost = result.cost if not result.cost.estimated else estimate
         self._settle(provider, spec, reservation, cost, result.job_id)
         return result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
@@ -275,6 +312,10 @@ class CallPipeline:
         else:
             self.ledger.record(provider=provider.instance_name, model=spec.id, **charge)
 
+
+
+def _as_cache_hit(result: ImageResult) -> ImageResult:
+    return result.model_copy(update={"cached": True, "cost": Cost(usd=0.0, credits=0.0, estimated=False)})
 
 
 def _billed_without_answer(provider: Provider, exc: BaseException) -> bool:

@@ -78,6 +78,7 @@ class Client:
     cancel = _blocking("cancel")
     estimate = _blocking("estimate")
     estimate_many = _blocking("estimate_many")
+    flush = _blocking("flush")
 
     @property
     def config(self) -> Any:

@@ -29,6 +29,8 @@ def test_soak_under_every_fault_at_once_loses_nothing_and_charges_once():
     assert report.cut_in_transit["gemini"] <= report.fault_counts["gemini"]["truncate"]
     assert sum(report.matched.values()) == report.results
     assert report.totals_match, (report.client_usd, report.results_usd, report.charged_usd_for_results)
+    # Every Gemini answer the vendor billed but that was cut in transit is in the ledger, at its estimate.
+    assert (report.lost_in_transit_usd > 0) == (report.cut_in_transit["gemini"] > 0)
     assert report.charged_usd_total >= report.charged_usd_for_results
 
 
