@@ -238,6 +238,7 @@ class AsyncClient(CallPipeline):
     async def status(self, job_id: str) -> Job:
         """Where a job stands: from the job store when it is over, else from its provider."""
         name, native_id = split_job_id(job_id)
+        await self._drain_background()  # a job finished a moment ago may still be on its way in
         stored = self.jobs.get(job_id)
         if stored is not None and stored.done:
             return stored

@@ -269,7 +269,12 @@ class CallPipeline:
 
         def on_submit(job: Job) -> None:
             job = job.model_copy(update={"request": request, "model": spec.id})
-            self.jobs.put(job)
+            if job.done:
+                # A synchronous provider's finished job: the caller gets its result now and the
+                # record lands in the background (status() and aclose() wait for it).
+                self._in_background(asyncio.to_thread(self.jobs.put, job))
+            else:
+                self.jobs.put(job)  # before any waiting: a crash mid-wait must find it
             submitted.append(job)
 
         reservation = self._reserve(provider, spec, estimate)

@@ -113,7 +113,8 @@ class GeminiProvider(Provider):
                 f"provider {instance_name!r} needs an API key: set GEMINI_API_KEY or GOOGLE_API_KEY, or "
                 f"api_key = \"env:YOUR_VAR\" under [providers.{instance_name}]; for Vertex AI with Google "
                 "credentials set vertexai = true and project = \"...\" instead")
-        self._genai: genai.Client | None = None
+        #: One SDK client per timeout (90 s up to 1K, 180 s above, or the configured one).
+        self._genai: dict[float, genai.Client] = {}
         self._sync_http: httpx.Client | None = None
 
     # -- data -------------------------------------------------------------------------------
@@ -213,15 +214,17 @@ class GeminiProvider(Provider):
                 f"{self.instance_name} makes one image per call; ask the Client for n={request.n}, which "
                 "splits it into calls")
         images = [await self._input_image(image, index) for index, image in enumerate(request.images, 1)]
-        timeout = max(1.0, min(self.request_timeout(request, spec), deadline - time.monotonic()))
-        config = _wire.build_config(request, spec, timeout_ms=int(timeout * 1000))
-        client = self._client()
+        limit = self.request_timeout(request, spec)
+        remaining = max(1.0, deadline - time.monotonic())
+        config = _wire.build_config(request, spec)
+        client = self._client(limit)
         try:
-            # The margin lets the HTTP timeout fire first, with its clearer error.
+            # The SDK client's own timeout is ``limit``; a nearer deadline is enforced here. When the
+            # HTTP timeout is the nearer one, the margin lets it fire first, with its clearer error.
             response = await asyncio.wait_for(
                 client.aio.models.generate_content(
                     model=spec.id, contents=_wire.build_contents(request.prompt, images), config=config),
-                timeout + 5.0)
+                remaining if remaining < limit else limit + 5.0)
         except Exception as exc:
             raise self._translate(exc, spec) from exc
         try:
@@ -254,11 +257,12 @@ class GeminiProvider(Provider):
             raise InvalidImageError(f"input image {index} ({image.url}) cannot be used: {exc.message}") from exc
         return fetched.data, fetched.mime_type
 
-    def _client(self) -> genai.Client:
-        """The SDK client, built once, on the provider's httpx clients, with SDK retries off
-        (imagegen's router retries and honours ``RetryInfo``, which the SDK ignores)."""
-        if self._genai is not None:
-            return self._genai
+    def _client(self, timeout: float) -> genai.Client:
+        """The SDK client for calls of this timeout, built once, on the provider's httpx clients,
+        with SDK retries off (imagegen's router retries and honours ``RetryInfo``, which the SDK
+        ignores)."""
+        if timeout in self._genai:
+            return self._genai[timeout]
         try:
             from google import genai
             from google.genai import types
@@ -266,11 +270,12 @@ class GeminiProvider(Provider):
             raise ConfigurationError(
                 "the gemini provider needs google-genai: pip install 'imagegen[gemini]'") from exc
         settings = self.settings
-        self._sync_http = httpx.Client(timeout=self.default_timeout, follow_redirects=False)
+        if self._sync_http is None:
+            self._sync_http = httpx.Client(timeout=self.default_timeout, follow_redirects=False)
         options = types.HttpOptions(
             base_url=settings.base_url or (None if settings.vertexai else self.default_base_url),
             api_version=self.api_version,
-            timeout=int(self.default_timeout * 1000),  # milliseconds; each call sets its own
+            timeout=int(timeout * 1000),  # milliseconds
             httpx_client=self._sync_http,
             httpx_async_client=self.http,
             retry_options=types.HttpRetryOptions(attempts=1),
@@ -278,16 +283,16 @@ class GeminiProvider(Provider):
         key = self.api_key.get_secret_value() if self.api_key is not None else None
         try:
             if settings.vertexai and settings.project:
-                self._genai = genai.Client(vertexai=True, project=settings.project,
-                                           location=settings.location or "global", http_options=options)
+                client = genai.Client(vertexai=True, project=settings.project,
+                                      location=settings.location or "global", http_options=options)
             elif settings.vertexai:
-                self._genai = genai.Client(vertexai=True, api_key=key, http_options=options)
+                client = genai.Client(vertexai=True, api_key=key, http_options=options)
             else:
-                self._genai = genai.Client(api_key=key, http_options=options)
+                client = genai.Client(api_key=key, http_options=options)
         except ValueError as exc:
-            self._sync_http.close()
             raise ConfigurationError(f"{self.instance_name}: google-genai refused the settings: {exc}") from None
-        return self._genai
+        self._genai[timeout] = client
+        return client
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -324,5 +329,5 @@ class GeminiProvider(Provider):
     async def aclose(self) -> None:
         if self._sync_http is not None:
             self._sync_http.close()
-        self._genai = None
+        self._genai = {}
         self._sync_http = None

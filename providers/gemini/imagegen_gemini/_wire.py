@@ -68,8 +68,12 @@ def build_contents(prompt: str, images: list[tuple[bytes, str]]) -> list[types.P
     return parts
 
 
-def build_config(request: ImageRequest, spec: ModelSpec, *, timeout_ms: int) -> types.GenerateContentConfig:
-    """``generationConfig`` (with ``imageConfig`` nested, as the API requires) and the timeout."""
+def build_config(request: ImageRequest, spec: ModelSpec) -> types.GenerateContentConfig:
+    """``generationConfig``, with ``imageConfig`` nested as the API requires.
+
+    No per-request ``http_options``: the SDK deep-copies and merges them on every call (about
+    half a millisecond); the timeout comes from the SDK client chosen for the call instead.
+    """
     options = request.options
     image_config = None
     if request.aspect_ratio is not None or request.size is not None:
@@ -87,7 +91,6 @@ def build_config(request: ImageRequest, spec: ModelSpec, *, timeout_ms: int) -> 
         seed=request.seed,
         thinking_config=thinking,
         tools=[types.Tool(google_search=types.GoogleSearch())] if options.get("google_search") else None,
-        http_options=types.HttpOptions(timeout=timeout_ms),
         # The raw body: the SDK's parsed answer drops finishMessage and serviceTier.
         should_return_http_response=True,
     )
