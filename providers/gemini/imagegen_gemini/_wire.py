@@ -20,6 +20,7 @@ from typing import Any
 import pydantic_core
 from google.genai import errors, types
 from pydantic import ConfigDict, TypeAdapter
+from typing_extensions import TypedDict
 
 from imagegen import (
     AuthenticationError,
@@ -112,11 +113,67 @@ class Answer:
     warnings: list[str] = field(default_factory=list)
 
 
+class _InlineData(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="allow", val_json_bytes="base64")  # type: ignore[misc]
+    mimeType: str
+    data: bytes
+
+
+class _Part(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    inlineData: _InlineData
+
+
+class _Content(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    parts: list[_Part]
+
+
+class _Candidate(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    content: _Content
+
+
+class _Answer(TypedDict, total=False):
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+    candidates: list[_Candidate]
+
+
+#: The well-formed answer in one pass of pydantic-core: JSON and each image's base64 decoded
+#: together, with no intermediate Python copy of the megabytes of base64 (half the time of
+#: parsing, then decoding, at 4K). Anything unusual falls back to the tolerant path below.
+_WELL_FORMED = TypeAdapter(_Answer)
+
+
+def _padded(body: str) -> bool:
+    """Every ``"data": "<base64>"`` value has a length divisible by 4. pydantic-core decodes
+    unpadded base64 too, but a cut-off image must be refused, not half-decoded."""
+    start = 0
+    while (at := body.find('"data"', start)) != -1:
+        i = at + 6
+        while i < len(body) and body[i] in " \t\r\n:":
+            i += 1
+        if i < len(body) and body[i] == '"':
+            end = body.find('"', i + 1)
+            if end == -1 or (end - i - 1) % 4:
+                return False
+            start = end + 1
+        else:
+            start = i
+    return True
+
+
 def parse_body(body: str | bytes | None, *, provider: str) -> dict[str, Any]:
     """The raw JSON answer. It is read rather than the SDK's parsed object because the SDK drops
     fields a caller needs: ``finishMessage`` (the model's own words on a blocked image) and
     ``usageMetadata.serviceTier``. A JSONDecodeError (truncated, not JSON) is translated by the
-    provider."""
+    provider. Image data comes back already decoded (bytes) from the fast path, else as text."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    if _padded(text):
+        try:
+            return dict(_WELL_FORMED.validate_json(text))
+        except pydantic_core.ValidationError:
+            pass  # not the usual shape: the tolerant path reads what it can and says what is wrong
     try:
         data = pydantic_core.from_json(body or "")  # the same result as json.loads, about 2x faster
     except ValueError as exc:
@@ -190,7 +247,7 @@ def _image(blob: dict[str, Any], *, provider: str, warnings: list[str]) -> Image
     declared = str(blob.get("mimeType", "")).lower()
     try:
         encoded, blob["data"] = blob.get("data") or "", None
-        data = _decode_base64(encoded)
+        data = encoded if isinstance(encoded, bytes) else _decode_base64(encoded)
         del encoded
         image = Image.from_bytes(data, what=f"{provider} output image")
     except (ValueError, InvalidImageError) as exc:  # their bytes, not the caller's input
