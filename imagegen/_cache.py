@@ -66,6 +66,8 @@ def _unpack(meta: str, images: list[bytes]) -> ImageResult:
 
 
 class CacheBackend(Protocol):
+    blocking_get: bool
+
     def get(self, key: str) -> ImageResult | None: ...
     def put(self, key: str, result: ImageResult) -> None: ...
     def stats(self) -> dict[str, Any]: ...
@@ -75,6 +77,9 @@ class CacheBackend(Protocol):
 
 class MemoryCache:
     """An LRU dict in this process, with a TTL and a byte cap."""
+
+    #: ``get`` is cheap enough to call on the event loop.
+    blocking_get = False
 
     def __init__(self, *, ttl_s: float | None = None, max_bytes: int | None = None) -> None:
         self.ttl_s, self.max_bytes = ttl_s, max_bytes
@@ -144,6 +149,9 @@ class DiskCache:
     Several processes may share one directory: the index uses WAL and short
     transactions, blobs are written to a temporary name and renamed into place.
     """
+
+    #: A local index lookup (and, on a hit, file reads): cheaper on the loop than a thread hop.
+    blocking_get = False
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, ttl_s: float | None = None,
                  max_bytes: int | None = 2 * 1024**3) -> None:
@@ -247,6 +255,9 @@ class DiskCache:
 
 class RedisCache:
     """Metadata by request key, images once by content hash; both expire after the TTL."""
+
+    #: Network round trips: run off the event loop.
+    blocking_get = True
 
     def __init__(self, url: str, *, ttl_s: float | None = None, prefix: str = "imagegen:cache:") -> None:
         import redis  # the `redis` extra; imported only when configured

@@ -180,7 +180,14 @@ class CallPipeline:
             return await self._run_on(provider, spec, request, deadline, attempts)
         key = cache_key(request, provider=name, model=spec.id)
         fresh = self._cache_writes.get(key)  # written in the background right now
-        hit = _as_cache_hit(fresh) if fresh is not None else await asyncio.to_thread(cache.get, key)
+        if fresh is not None:
+            hit = _as_cache_hit(fresh)
+        elif getattr(cache, "blocking_get", True):
+            hit = await asyncio.to_thread(cache.get, key)  # a network round trip (Redis)
+        else:
+            # On the loop: a local index lookup costs less than the hop to a worker thread, and
+            # only a hit reads image files.
+            hit = cache.get(key)
         if hit is None:
             self._check_circuit(name)
             result, shared = await self._coalescer.run(
