@@ -47,11 +47,15 @@ class MemoryJobStore:
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._by_key: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def put(self, job: Job) -> None:
         with self._lock:
             self._jobs[job.id] = job
+            key = _key_of(job)
+            if key:
+                self._by_key[key] = job.id
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -63,7 +67,9 @@ class MemoryJobStore:
         return jobs[:limit]
 
     def find(self, idempotency_key: str) -> Job | None:
-        return next((j for j in self.recent(len(self._jobs)) if _key_of(j) == idempotency_key), None)
+        with self._lock:
+            job_id = self._by_key.get(idempotency_key)
+            return None if job_id is None else self._jobs.get(job_id)
 
 
 _SCHEMA = """
