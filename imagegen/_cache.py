@@ -160,6 +160,8 @@ class DiskCache:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.ttl_s, self.max_bytes = ttl_s, max_bytes
         self._local = threading.local()
+        self._counts: dict[str, int] = {}
+        self._counts_lock = threading.Lock()
         self._db().executescript(_SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
@@ -175,8 +177,17 @@ class DiskCache:
         return self.blobs / sha[:2] / sha
 
     def _count(self, name: str) -> None:
-        self._db().execute("INSERT INTO counters VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
-                           (name,))
+        # Counted in memory and written with the next put or stats(): a write per lookup would
+        # cost more than the lookup.
+        with self._counts_lock:
+            self._counts[name] = self._counts.get(name, 0) + 1
+
+    def _flush_counts(self) -> None:
+        with self._counts_lock:
+            counts, self._counts = self._counts, {}
+        for name, value in counts.items():
+            self._db().execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
+                               "value = value + excluded.value", (name, value))
 
     def get(self, key: str) -> ImageResult | None:
         row = self._db().execute("SELECT meta, images, created FROM entries WHERE key = ?", (key,)).fetchone()
@@ -205,6 +216,7 @@ class DiskCache:
         self._db().execute(
             "INSERT OR REPLACE INTO entries (key, meta, images, bytes, created, used) VALUES (?, ?, ?, ?, ?, ?)",
             (key, meta, json.dumps([i.sha256 for i in images]), sum(len(i.data) for i in images), now, now))
+        self._flush_counts()
         if self.max_bytes is not None:
             self._evict_lru()
 
@@ -230,6 +242,7 @@ class DiskCache:
                 blob.unlink(missing_ok=True)
 
     def stats(self) -> dict[str, Any]:
+        self._flush_counts()
         db = self._db()
         entries, size = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM entries").fetchone()
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())

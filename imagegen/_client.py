@@ -73,6 +73,7 @@ class AsyncClient(CallPipeline):
         self._coalescer = Coalescer()
         self._background: set[asyncio.Task[Any]] = set()
         self._cache_writes: dict[str, ImageResult] = {}
+        self._fresh_keys: set[str] = set()
         budget = self.config.budget
         self._limits = BudgetLimits(budget.daily_usd, budget.monthly_usd, budget.total_usd)
         self._check_config()

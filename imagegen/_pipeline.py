@@ -63,6 +63,7 @@ class CallPipeline:
     _coalescer: Coalescer
     _background: set[asyncio.Task[Any]]
     _cache_writes: dict[str, ImageResult]
+    _fresh_keys: set[str]
     _limits: BudgetLimits
 
     def provider(self, name: str) -> Provider:  # pragma: no cover - provided by AsyncClient
@@ -112,8 +113,17 @@ class CallPipeline:
             raise provider.translate_error(exc) from exc
 
     async def _run(self, request: ImageRequest) -> ImageResult:
-        if request.idempotency_key is None:
-            request = request.model_copy(update={"idempotency_key": uuid.uuid4().hex})
+        if request.idempotency_key is not None:
+            return await self._run_plan(request)
+        # A key made here names no earlier job, so first tries need not look one up.
+        key = uuid.uuid4().hex
+        self._fresh_keys.add(key)
+        try:
+            return await self._run_plan(request.model_copy(update={"idempotency_key": key}))
+        finally:
+            self._fresh_keys.discard(key)
+
+    async def _run_plan(self, request: ImageRequest) -> ImageResult:
         plan = self._plan(request)
         attempts: list[Attempt] = []
         started = time.monotonic()
@@ -241,12 +251,15 @@ class CallPipeline:
             attempts.append(_failed_attempt(Target(name, spec.id), record.error, record.duration_s,
                                             wait_s=record.wait_s))
 
+        tries = [0]
+
         async def once() -> ImageResult:
+            tries[0] += 1
             try:
                 async with self.limiter.slot(name, requests_per_minute=provider.settings.requests_per_minute,
                                              max_concurrency=provider.settings.max_concurrency,
                                              deadline=deadline):
-                    result = await self._call(provider, spec, request, deadline)
+                    result = await self._call(provider, spec, request, deadline, retry=tries[0] > 1)
             except ImageGenError as exc:
                 self.circuits.record_failure(name, exc)
                 if isinstance(exc, RateLimitError) and exc.retry_after:
@@ -269,7 +282,7 @@ class CallPipeline:
         return None  # failed or cancelled: a fresh submission is what the caller wants
 
     async def _call(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
-                    deadline: float) -> ImageResult:
+                    deadline: float, *, retry: bool = False) -> ImageResult:
         estimate = provider.estimate(request, spec)
 
         submitted: list[Job] = []
@@ -286,7 +299,8 @@ class CallPipeline:
 
         reservation = self._reserve(provider, spec, estimate)
         try:
-            result = await self._resume(provider, request, deadline)
+            fresh = not retry and (request.idempotency_key or "").partition(".")[0] in self._fresh_keys
+            result = None if fresh else await self._resume(provider, request, deadline)
             if result is None:
                 method = provider.edit if request.operation == "edit" else provider.generate
                 result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
