@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._models import Cost, Image, ImageRequest, ImageResult
+from ._sqlite import ThreadConnections
 
 __all__ = ["CacheBackend", "Coalescer", "DiskCache", "MemoryCache", "RedisCache", "cache_key", "default_cache_dir"]
 
@@ -159,19 +160,13 @@ class DiskCache:
         self.blobs = self.root / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.ttl_s, self.max_bytes = ttl_s, max_bytes
-        self._local = threading.local()
+        self._connections = ThreadConnections(self.root / "index.sqlite3")
         self._counts: dict[str, int] = {}
         self._counts_lock = threading.Lock()
         self._db().executescript(_SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.root / "index.sqlite3", timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def _blob(self, sha: str) -> Path:
         return self.blobs / sha[:2] / sha

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ._models import Image, Job
+from ._sqlite import ThreadConnections
 
 __all__ = ["JobStore", "MemoryJobStore", "RedisJobStore", "SqliteJobStore", "default_data_dir"]
 
@@ -91,18 +92,12 @@ class SqliteJobStore:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path else default_data_dir() / "jobs.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self._connections = ThreadConnections(self.path)
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def put(self, job: Job) -> None:
         images = job.result.images if job.result is not None else []

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import BudgetExceededError
+from ._sqlite import ThreadConnections
 
 __all__ = ["BudgetLimits", "Ledger", "LedgerEntry", "RedisLedger", "summarize"]
 
@@ -84,7 +85,7 @@ class Ledger:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self._connections = ThreadConnections(self.path)
         self._shared: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._db().executescript(_SCHEMA)
@@ -94,14 +95,7 @@ class Ledger:
             if self._shared is None:
                 self._shared = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
             return self._shared
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a commit survives the process dying (not a power cut) without an fsync.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def reserve(self, *, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> str:
         """Hold ``usd`` against every budget, or raise BudgetExceededError; returns the reservation id."""
