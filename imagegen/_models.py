@@ -97,6 +97,9 @@ class InputImage(BaseModel):
     def coerce(cls, value: Any, *, what: str = "input image") -> InputImage:
         """Accept bytes, a path, an ``http(s)://`` URL, an Image or an InputImage."""
         if isinstance(value, InputImage):
+            if value.data is not None and value.mime_type is None:
+                # Built by hand from bytes: the bytes decide the type (and must be an image).
+                return cls._from_data(value.data, what=what, name=value.name)
             return value
         if isinstance(value, Image):
             return cls(data=value.data, mime_type=value.mime_type, width=value.width, height=value.height)

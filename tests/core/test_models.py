@@ -61,6 +61,18 @@ def test_bad_input_images(data, match):
         ImageRequest.build(prompt="x", images=[data])
 
 
+def test_a_hand_built_input_image_is_read_from_its_bytes():
+    buf = io.BytesIO()
+    PILImage.new("RGB", (30, 20), "blue").save(buf, "JPEG")
+    request = ImageRequest.build(prompt="x", images=[InputImage(data=buf.getvalue(), name="a.jpg")])
+    image = request.images[0]
+    assert (image.mime_type, image.width, image.height, image.name) == ("image/jpeg", 30, 20, "a.jpg")
+    declared = InputImage(data=buf.getvalue(), mime_type="image/jpeg")
+    assert InputImage.coerce(declared) is declared
+    with pytest.raises(InvalidImageError, match="not a readable image"):
+        ImageRequest.build(prompt="x", images=[InputImage(data=b"%PDF-1.4 not an image")])
+
+
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(InvalidImageError, match="nope.png"):
         ImageRequest.build(prompt="x", images=[tmp_path / "nope.png"])

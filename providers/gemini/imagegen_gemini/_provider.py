@@ -20,6 +20,7 @@ Importing this module is cheap: google-genai is imported on the first call.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import time
@@ -103,6 +104,9 @@ class GeminiProvider(Provider):
     # generateContent is synchronous: a 200 cut short was billed and cannot be fetched again.
     bills_unreadable_answers = True
     emulator = "imagegen_gemini.emulator:create_emulator"
+    #: Send through the SDK's API client with imagegen's own request JSON (False: the SDK's
+    #: public ``generate_content``; both send the same request).
+    sdk_fast_path = True
 
     settings: GeminiSettings
 
@@ -115,6 +119,8 @@ class GeminiProvider(Provider):
                 "credentials set vertexai = true and project = \"...\" instead")
         #: One SDK client per timeout (90 s up to 1K, 180 s above, or the configured one).
         self._genai: dict[float, genai.Client] = {}
+        #: Each SDK client's API client, when the fast path can use it (None: it cannot).
+        self._api_clients: dict[int, Any] = {}
         self._sync_http: httpx.Client | None = None
 
     # -- data -------------------------------------------------------------------------------
@@ -216,23 +222,22 @@ class GeminiProvider(Provider):
         images = [await self._input_image(image, index) for index, image in enumerate(request.images, 1)]
         limit = self.request_timeout(request, spec)
         remaining = max(1.0, deadline - time.monotonic())
-        config = _wire.build_config(request, spec)
+        body = _wire.build_body(request, images)
+        del images
         client = self._client(limit)
         try:
             # The SDK client's own timeout is ``limit``; a nearer deadline is enforced here. When the
             # HTTP timeout is the nearer one, the margin lets it fire first, with its clearer error.
-            response = await asyncio.wait_for(
-                client.aio.models.generate_content(
-                    model=spec.id, contents=_wire.build_contents(request.prompt, images), config=config),
-                remaining if remaining < limit else limit + 5.0)
+            async with asyncio.timeout(remaining if remaining < limit else limit + 5.0):
+                http_response = await self._post(client, spec, body)
         except Exception as exc:
             raise self._translate(exc, spec) from exc
+        del body
         try:
             # Parse the raw body, then drop every other copy of it before decoding images: a 4K
             # answer is megabytes of base64 (see benchmarks/gemini_memory.py).
-            http_response, response.sdk_http_response = response.sdk_http_response, None
             data = _wire.parse_body(http_response.body if http_response else None, provider=self.instance_name)
-            del http_response, response
+            del http_response
             answer = _wire.read_answer(data, spec, provider=self.instance_name)
         except ImageGenError:
             raise
@@ -243,6 +248,27 @@ class GeminiProvider(Provider):
             images=answer.images, provider=self.instance_name, model=spec.id,
             job_id=make_job_id(self.instance_name, native_id), cost=answer.cost, usage=answer.usage,
             text=answer.text, metadata=answer.metadata, warnings=answer.warnings)
+
+    async def _post(self, client: genai.Client, spec: ModelSpec, body: dict[str, Any]) -> Any:
+        """POST ``generateContent`` through the SDK's API client and return its raw HTTP response.
+
+        The SDK still builds the URL (API version, Vertex project/location), authenticates
+        (API key or Google credentials), applies the timeout and turns error answers into its
+        ``APIError``; only its request and response models are skipped, because they cost more
+        than a millisecond a call and drop fields. Should a google-genai release move that
+        client, the public ``generate_content`` sends the same JSON (tested both ways).
+        """
+        api = self._api_clients.get(id(client), False)
+        if api is False:
+            api = self._api_clients[id(client)] = _api_client_of(client) if self.sdk_fast_path else None
+        if api is None:
+            from . import _wire
+
+            response = await client.aio.models.generate_content(model=spec.id, **_wire.sdk_arguments(body))
+            http_response, response.sdk_http_response = response.sdk_http_response, None
+            return http_response
+        model = f"publishers/google/models/{spec.id}" if api.vertexai else f"models/{spec.id}"
+        return await api.async_request("post", f"{model}:generateContent", body)
 
     async def _input_image(self, image: Any, index: int) -> tuple[bytes, str]:
         """Bytes and MIME type of one reference image; URLs are downloaded under the safe policy."""
@@ -331,3 +357,16 @@ class GeminiProvider(Provider):
             self._sync_http.close()
         self._genai = {}
         self._sync_http = None
+
+
+def _api_client_of(client: genai.Client) -> Any:
+    """The SDK's async-capable API client, if this google-genai release has the one we know."""
+    api = getattr(client.aio, "_api_client", None)
+    send = getattr(api, "async_request", None)
+    if send is None or not hasattr(api, "vertexai"):
+        return None
+    try:
+        params = list(inspect.signature(send).parameters)
+    except (TypeError, ValueError):
+        return None
+    return api if params[:3] == ["http_method", "path", "request_dict"] else None

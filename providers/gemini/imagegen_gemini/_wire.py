@@ -12,6 +12,7 @@ words and the usage it still reported.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -45,8 +46,8 @@ from imagegen._http import parse_wait_hint
 
 from ._pricing import cost_of
 
-__all__ = ["DEFAULT_MODALITIES", "Answer", "build_config", "build_contents", "error_from_api", "parse_body",
-           "read_answer", "usage_of"]
+__all__ = ["DEFAULT_MODALITIES", "Answer", "build_body", "error_from_api", "parse_body", "read_answer", "sdk_arguments",
+           "usage_of"]
 
 #: Text and image: the model's own words (captions, refusals) reach the caller as ``text``.
 DEFAULT_MODALITIES = ("TEXT", "IMAGE")
@@ -62,39 +63,52 @@ _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 # -- the request -------------------------------------------------------------------------------
 
 
-def build_contents(prompt: str, images: list[tuple[bytes, str]]) -> list[types.Part]:
-    """The user turn: the instruction first, then every reference image inline, in order."""
-    parts = [types.Part.from_text(text=prompt)]
-    parts.extend(types.Part.from_bytes(data=data, mime_type=mime) for data, mime in images)
-    return parts
+def build_body(request: ImageRequest, images: list[tuple[bytes, str]]) -> dict[str, Any]:
+    """The ``generateContent`` request body, in the API's own JSON spelling.
 
-
-def build_config(request: ImageRequest, spec: ModelSpec) -> types.GenerateContentConfig:
-    """``generationConfig``, with ``imageConfig`` nested as the API requires.
-
-    No per-request ``http_options``: the SDK deep-copies and merges them on every call (about
-    half a millisecond); the timeout comes from the SDK client chosen for the call instead.
+    The user turn holds the instruction first, then every reference image inline, in order;
+    ``generationConfig`` carries ``imageConfig`` nested, as the API requires. Built here rather
+    than through the SDK's request models: they cost more than a millisecond a call (see
+    benchmarks/results/gemini_overhead.md) and send the same JSON (a test compares the two).
     """
     options = request.options
-    image_config = None
-    if request.aspect_ratio is not None or request.size is not None:
-        # 2.5 Flash Image never gets a size here: validation refuses one (it has a single size).
-        image_config = types.ImageConfig(aspect_ratio=request.aspect_ratio, image_size=request.size)
-    thinking = None
+    parts: list[dict[str, Any]] = [{"text": request.prompt}]
+    parts.extend({"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode("ascii")}}
+                 for data, mime in images)
+    generation: dict[str, Any] = {
+        "responseModalities": list(options.get("response_modalities") or DEFAULT_MODALITIES),
+        "candidateCount": 1,
+    }
+    if request.seed is not None:
+        generation["seed"] = request.seed
+    # 2.5 Flash Image never gets a size here: validation refuses one (it has a single size).
+    image_config = {key: value for key, value in (("aspectRatio", request.aspect_ratio),
+                                                  ("imageSize", request.size)) if value is not None}
+    if image_config:
+        generation["imageConfig"] = image_config
     if "include_thoughts" in options or "thinking_level" in options:
         level = options.get("thinking_level")
-        thinking = types.ThinkingConfig(include_thoughts=options.get("include_thoughts"),
-                                        thinking_level=level.upper() if isinstance(level, str) else None)
-    return types.GenerateContentConfig(
-        response_modalities=list(options.get("response_modalities") or DEFAULT_MODALITIES),
-        image_config=image_config,
-        candidate_count=1,
-        seed=request.seed,
-        thinking_config=thinking,
-        tools=[types.Tool(google_search=types.GoogleSearch())] if options.get("google_search") else None,
-        # The raw body: the SDK's parsed answer drops finishMessage and serviceTier.
-        should_return_http_response=True,
-    )
+        thinking = {"includeThoughts": options.get("include_thoughts"),
+                    "thinkingLevel": level.upper() if isinstance(level, str) else None}
+        generation["thinkingConfig"] = {k: v for k, v in thinking.items() if v is not None}
+    body: dict[str, Any] = {"contents": [{"role": "user", "parts": parts}], "generationConfig": generation}
+    if options.get("google_search"):
+        body["tools"] = [{"googleSearch": {}}]
+    return body
+
+
+def sdk_arguments(body: dict[str, Any]) -> dict[str, Any]:
+    """The same request as ``generate_content`` keyword arguments (the SDK's public path).
+
+    ``should_return_http_response`` keeps the raw body: the SDK's parsed answer drops
+    ``finishMessage`` and ``serviceTier``.
+    """
+    config = {**body["generationConfig"], "shouldReturnHttpResponse": True}
+    if "tools" in body:
+        config["tools"] = body["tools"]
+    # From JSON, so the base64 of inline images decodes to bytes (from Python it would not).
+    contents = [types.Content.model_validate_json(json.dumps(turn)) for turn in body["contents"]]
+    return {"contents": contents, "config": types.GenerateContentConfig.model_validate_json(json.dumps(config))}
 
 
 # -- the answer --------------------------------------------------------------------------------

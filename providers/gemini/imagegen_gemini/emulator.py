@@ -257,8 +257,10 @@ class GeminiEmulator(Emulator):
         if int(config.get("candidateCount") or 1) > 1:
             raise Reject(google_error(400, "Multiple candidates is not enabled for this model."))
         thinking = config.get("thinkingConfig") or {}
+        # proto3 JSON takes either spelling of a field name; google-genai sends include_thoughts.
+        include = thinking.get("includeThoughts", thinking.get("include_thoughts"))
         return {"ratio": ratio, "size": size or spec.default_size, "modalities": modalities,
-                "include_thoughts": bool(thinking.get("includeThoughts"))}
+                "include_thoughts": bool(include)}
 
     def _scripted_error(self, prompt: str, spec: ModelSpec) -> None:
         for name, kind, number in MARKER.findall(prompt):
