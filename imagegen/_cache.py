@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from ._blobs import BlobDir
 from ._models import Cost, Image, ImageRequest, ImageResult
 from ._sqlite import ThreadConnections
 
@@ -157,8 +158,7 @@ class DiskCache:
     def __init__(self, path: str | os.PathLike[str] | None = None, *, ttl_s: float | None = None,
                  max_bytes: int | None = 2 * 1024**3) -> None:
         self.root = Path(path) if path else default_cache_dir()
-        self.blobs = self.root / "blobs"
-        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.blobs = BlobDir(self.root / "blobs")
         self.ttl_s, self.max_bytes = ttl_s, max_bytes
         self._connections = ThreadConnections(self.root / "index.sqlite3")
         self._counts: dict[str, int] = {}
@@ -167,9 +167,6 @@ class DiskCache:
 
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
-
-    def _blob(self, sha: str) -> Path:
-        return self.blobs / sha[:2] / sha
 
     def _count(self, name: str) -> None:
         # Counted in memory and written with the next put or stats(): a write per lookup would
@@ -190,7 +187,7 @@ class DiskCache:
             self._count("misses")
             return None
         try:
-            blobs = [self._blob(sha).read_bytes() for sha in json.loads(row[1])]
+            blobs = [self.blobs.read(sha) for sha in json.loads(row[1])]
         except OSError:  # evicted by another process between the two reads
             self._count("misses")
             return None
@@ -201,12 +198,7 @@ class DiskCache:
     def put(self, key: str, result: ImageResult) -> None:
         meta, images = _pack(result)
         for image in images:
-            target = self._blob(image.sha256)
-            if not target.exists():
-                target.parent.mkdir(exist_ok=True)
-                tmp = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-                tmp.write_bytes(image.data)
-                os.replace(tmp, target)
+            self.blobs.put(image.sha256, image.data)
         now = time.time()
         self._db().execute(
             "INSERT OR REPLACE INTO entries (key, meta, images, bytes, created, used) VALUES (?, ?, ?, ?, ?, ?)",
@@ -232,9 +224,9 @@ class DiskCache:
 
     def _drop_orphans(self) -> None:
         used = {sha for (images,) in self._db().execute("SELECT images FROM entries") for sha in json.loads(images)}
-        for blob in self.blobs.glob("*/*"):
-            if blob.name not in used and not blob.name.endswith(".tmp"):
-                blob.unlink(missing_ok=True)
+        for blob in self.blobs.names():
+            if blob.name not in used:
+                blob.unlink(missing_ok=True)  # this store's name only: a linked copy elsewhere stays
 
     def stats(self) -> dict[str, Any]:
         self._flush_counts()

@@ -32,7 +32,7 @@ from ._plugins import registry as default_registry
 from ._provider import Provider
 from ._resilience import CircuitBreaker
 from ._routing import Plan, Target, resolve
-from ._services import make_cache, make_job_store, make_ledger, make_limiter
+from ._services import link_image_files, make_cache, make_job_store, make_ledger, make_limiter
 
 __all__ = ["AsyncClient"]
 
@@ -70,7 +70,9 @@ class AsyncClient(CallPipeline):
         self.limiter = make_limiter(self.config)
         self.cache: CacheBackend | None = make_cache(self.config)
         self.ledger: Ledger | RedisLedger | None = make_ledger(self.config)
+        link_image_files(self.jobs, self.cache)
         self._coalescer = Coalescer()
+        self._job_writes: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._cache_writes: dict[str, ImageResult] = {}
         self._fresh_keys: set[str] = set()

@@ -3,7 +3,9 @@
 Each submitted job is recorded with its request, provider, native id, charges and
 outcome. SQLite in the user data directory by default (safe across processes:
 WAL mode and a busy timeout); memory for tests and throwaway clients. Result
-images are kept as blobs beside the job row so JSON stays small.
+images are kept as content-addressed files beside the database (``jobs-images/``),
+so rows stay small and an image the disk cache also keeps is on disk once (a hard
+link); the rows name them by SHA-256.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from ._models import Image, Job
+from ._blobs import BlobDir
+from ._models import Job
 from ._sqlite import ThreadConnections
 
 __all__ = ["JobStore", "MemoryJobStore", "RedisJobStore", "SqliteJobStore", "default_data_dir"]
@@ -80,10 +83,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
 CREATE INDEX IF NOT EXISTS jobs_idem_key ON jobs(idem_key);
-CREATE TABLE IF NOT EXISTS job_images (
-    job_id TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (job_id, idx)
+CREATE TABLE IF NOT EXISTS job_files (
+    job_id TEXT NOT NULL, idx INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (job_id, idx)
 );
 """
+#: Stores written before the images moved to files kept them here; still read.
+_LEGACY_IMAGES = "job_images"
 
 
 class SqliteJobStore:
@@ -93,14 +98,19 @@ class SqliteJobStore:
         self.path = Path(path) if path else default_data_dir() / "jobs.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connections = ThreadConnections(self.path)
+        self.blobs = BlobDir(self.path.with_name(f"{self.path.stem}-images"))
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
+            self._legacy = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                        (_LEGACY_IMAGES,)).fetchone() is not None
 
     def _connect(self) -> sqlite3.Connection:
         return self._connections.get()
 
     def put(self, job: Job) -> None:
         images = job.result.images if job.result is not None else []
+        for image in images:  # files first: a row never names a file that is not there
+            self.blobs.put(image.sha256, image.data)
         body = job.model_dump(mode="json", exclude={"result": {"images": {"__all__": {"data"}}}})
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
@@ -111,24 +121,13 @@ class SqliteJobStore:
                 (job.id, job.provider, job.native_id, job.status, _key_of(job), json.dumps(body),
                  job.updated_at.isoformat()),
             )
-            # A job is put again as it moves on (submitted, then finished) with the same images:
-            # comparing in SQLite is far cheaper than rewriting megabytes of blobs each time.
-            if not self._same_images(conn, job.id, images):
-                conn.execute("DELETE FROM job_images WHERE job_id = ?", (job.id,))
-                conn.executemany("INSERT INTO job_images (job_id, idx, data) VALUES (?, ?, ?)",
-                                 [(job.id, i, img.data) for i, img in enumerate(images)])
+            conn.execute("DELETE FROM job_files WHERE job_id = ?", (job.id,))
+            conn.executemany("INSERT INTO job_files (job_id, idx, sha256) VALUES (?, ?, ?)",
+                             [(job.id, i, image.sha256) for i, image in enumerate(images)])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-
-    @staticmethod
-    def _same_images(conn: sqlite3.Connection, job_id: str, images: list[Image]) -> bool:
-        stored = conn.execute("SELECT COUNT(*) FROM job_images WHERE job_id = ?", (job_id,)).fetchone()[0]
-        if stored != len(images):
-            return False
-        return all(conn.execute("SELECT 1 FROM job_images WHERE job_id = ? AND idx = ? AND data = ?",
-                                (job_id, i, img.data)).fetchone() for i, img in enumerate(images))
 
     def get(self, job_id: str) -> Job | None:
         row = self._connect().execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -149,8 +148,7 @@ class SqliteJobStore:
         data = json.loads(body)
         blobs: list[bytes] = []
         if data.get("result"):
-            blobs = [blob for (blob,) in self._connect().execute(
-                "SELECT data FROM job_images WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()]
+            blobs = self._images(job_id)
             for image in data["result"]["images"]:
                 image["data"] = ""  # the blobs go in after validation, without a base64 round trip
         # JSON mode, so every bytes field (the request's images) decodes from base64.
@@ -161,6 +159,19 @@ class SqliteJobStore:
             images = [image.model_copy(update={"data": blob}) for image, blob in zip(job.result.images, blobs)]
             job = job.model_copy(update={"result": job.result.model_copy(update={"images": images})})
         return job
+
+    def _images(self, job_id: str) -> list[bytes]:
+        conn = self._connect()
+        names = [sha for (sha,) in conn.execute(
+            "SELECT sha256 FROM job_files WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()]
+        if not names and self._legacy:
+            return [blob for (blob,) in conn.execute(
+                f"SELECT data FROM {_LEGACY_IMAGES} WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()]
+        try:
+            return [self.blobs.read(sha) for sha in names]
+        except OSError as exc:
+            raise ValueError(f"job {job_id}: an image file is missing from {self.blobs.root} ({exc.strerror}); "
+                             "the job's images cannot be returned") from None
 
 
 class RedisJobStore:

@@ -48,6 +48,10 @@ def _utcnow() -> datetime:
 class Image(BaseModel):
     """One image, bytes in memory; width, height and MIME type read from the bytes."""
 
+    # The content hash, once computed, for these very bytes (a slot: not a field, not compared,
+    # not copied; the job store and the cache both name files by it).
+    __slots__ = ("_sha256",)
+
     model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     data: bytes = Field(repr=False)
@@ -64,7 +68,11 @@ class Image(BaseModel):
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        memo: tuple[bytes, str] | None = getattr(self, "_sha256", None)
+        if memo is None or memo[0] is not self.data:
+            memo = (self.data, hashlib.sha256(self.data).hexdigest())
+            object.__setattr__(self, "_sha256", memo)
+        return memo[1]
 
     @property
     def extension(self) -> str:

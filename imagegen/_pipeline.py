@@ -63,6 +63,7 @@ class CallPipeline:
     _coalescer: Coalescer
     _background: set[asyncio.Task[Any]]
     _cache_writes: dict[str, ImageResult]
+    _job_writes: dict[str, asyncio.Task[Any]]
     _fresh_keys: set[str]
     _limits: BudgetLimits
 
@@ -75,10 +76,11 @@ class CallPipeline:
     def _model(self, provider: Provider, target: Target, request: ImageRequest) -> ModelSpec:  # pragma: no cover
         raise NotImplementedError
 
-    def _in_background(self, work: Any) -> None:
+    def _in_background(self, work: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background_done)
+        return task
 
     def _background_done(self, task: asyncio.Future[Any]) -> None:
         self._background.discard(task)  # type: ignore[arg-type]
@@ -87,6 +89,11 @@ class CallPipeline:
 
     async def _write_cache(self, cache: CacheBackend, key: str, result: ImageResult) -> None:
         try:
+            # After the job store's record of the same result: its image files are then on disk,
+            # and a disk cache links them rather than writing the bytes again.
+            pending = self._job_writes.get(result.job_id or "")
+            if pending is not None:
+                await asyncio.wait([pending])
             await asyncio.to_thread(cache.put, key, result)
         finally:
             self._cache_writes.pop(key, None)
@@ -292,7 +299,10 @@ class CallPipeline:
             if job.done:
                 # A synchronous provider's finished job: the caller gets its result now and the
                 # record lands in the background (status() and aclose() wait for it).
-                self._in_background(asyncio.to_thread(self.jobs.put, job))
+                task = self._in_background(asyncio.to_thread(self.jobs.put, job))
+                self._job_writes[job.id] = task
+                task.add_done_callback(lambda done: self._job_writes.pop(job.id, None)
+                                       if self._job_writes.get(job.id) is done else None)
             else:
                 self.jobs.put(job)  # before any waiting: a crash mid-wait must find it
             submitted.append(job)

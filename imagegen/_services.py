@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._blobs import BlobDir
 from ._cache import CacheBackend, DiskCache, MemoryCache, RedisCache
 from ._config import Config
 from ._errors import ConfigurationError
@@ -14,7 +15,7 @@ from ._jobstore import JobStore, MemoryJobStore, RedisJobStore, SqliteJobStore
 from ._ledger import BudgetLimits, Ledger, RedisLedger
 from ._ratelimit import RateLimiter, RedisWindow
 
-__all__ = ["make_cache", "make_job_store", "make_ledger", "make_limiter"]
+__all__ = ["link_image_files", "make_cache", "make_job_store", "make_ledger", "make_limiter"]
 
 
 def _redis_url(section: str, url: str | None) -> str:
@@ -63,3 +64,13 @@ def make_limiter(config: Config) -> RateLimiter:
     if limits.backend == "redis":
         return RateLimiter(RedisWindow(_redis_url("rate_limits", limits.url), prefix=limits.key_prefix))
     return RateLimiter()
+
+
+def link_image_files(jobs: JobStore, cache: CacheBackend | None) -> None:
+    """Let the job store and the disk cache hard-link each other's image files: a result both
+    keep is written to disk once (each still deletes only its own name)."""
+    job_files = getattr(jobs, "blobs", None)
+    cache_files = getattr(cache, "blobs", None)
+    if isinstance(job_files, BlobDir) and isinstance(cache_files, BlobDir):
+        job_files.siblings.append(cache_files)
+        cache_files.siblings.append(job_files)

@@ -1,0 +1,115 @@
+"""Image files kept by the disk cache and the SQLite job store: written once, linked, each store
+deleting only its own name; older job stores (images as SQLite blobs) still read."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+from imagegen import AsyncClient, Image, ImageResult, Job
+from imagegen._blobs import BlobDir
+from imagegen._cache import DiskCache
+from imagegen._jobstore import SqliteJobStore
+from imagegen.testing import synth_image
+
+from .conftest import provider
+
+
+def result(seed: int = 1) -> ImageResult:
+    return ImageResult(images=[Image.from_bytes(synth_image(40, 30, "png", seed=seed)),
+                               Image.from_bytes(synth_image(20, 10, "jpeg", seed=seed))],
+                       provider="p", model="m", job_id=f"p:job{seed}")
+
+
+def job(res: ImageResult) -> Job:
+    return Job(id=res.job_id, provider="p", native_id=res.job_id.split(":")[1], status="succeeded", result=res)
+
+
+def test_a_file_another_store_holds_is_linked_not_written(tmp_path):
+    first, second = BlobDir(tmp_path / "a"), BlobDir(tmp_path / "b")
+    second.siblings.append(first)
+    data = synth_image(16, 16, "png", seed=2)
+    sha = Image.from_bytes(data).sha256
+    first.put(sha, data)
+    second.put(sha, data)
+    assert os.path.samefile(first.path(sha), second.path(sha))
+    first.path(sha).unlink()
+    assert second.read(sha) == data  # the other name keeps the bytes
+
+
+def test_without_the_file_in_a_sibling_it_is_written(tmp_path):
+    lonely = BlobDir(tmp_path / "b")
+    lonely.siblings.append(BlobDir(tmp_path / "a"))
+    data = synth_image(16, 16, "png", seed=3)
+    sha = Image.from_bytes(data).sha256
+    lonely.put(sha, data)
+    lonely.put(sha, b"not written again")
+    assert lonely.read(sha) == data and not list((tmp_path / "a").glob("*/*"))
+
+
+def test_job_store_round_trips_images_as_files(tmp_path):
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    res = result()
+    store.put(job(res))
+    store.put(job(res))  # put again as a job moves on: still one file per image
+    loaded = store.get(res.job_id)
+    assert [i.data for i in loaded.result.images] == [i.data for i in res.images]
+    assert [(i.width, i.mime_type) for i in loaded.result.images] == [(40, "image/png"), (20, "image/jpeg")]
+    assert len(list((tmp_path / "jobs-images").glob("*/*"))) == 2
+    assert SqliteJobStore(tmp_path / "jobs.sqlite3").get(res.job_id).result.images[0].data == res.images[0].data
+
+
+def test_a_missing_image_file_is_a_clear_error(tmp_path):
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    res = result()
+    store.put(job(res))
+    store.blobs.path(res.images[1].sha256).unlink()
+    with pytest.raises(ValueError, match="image file is missing"):
+        store.get(res.job_id)
+
+
+def test_a_store_written_with_sqlite_blobs_is_still_read(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    res = result()
+    body = job(res).model_dump_json(exclude={"result": {"images": {"__all__": {"data"}}}})
+    with sqlite3.connect(path) as conn:  # the layout before image files
+        conn.executescript("""
+            CREATE TABLE jobs (id TEXT PRIMARY KEY, provider TEXT NOT NULL, native_id TEXT NOT NULL,
+                status TEXT NOT NULL, idem_key TEXT, body TEXT NOT NULL, updated_at TEXT NOT NULL);
+            CREATE TABLE job_images (job_id TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,
+                PRIMARY KEY (job_id, idx));""")
+        conn.execute("INSERT INTO jobs VALUES (?, 'p', 'job1', 'succeeded', NULL, ?, '2026-01-01')",
+                     (res.job_id, body))
+        conn.executemany("INSERT INTO job_images VALUES (?, ?, ?)",
+                         [(res.job_id, i, img.data) for i, img in enumerate(res.images)])
+    loaded = SqliteJobStore(path).get(res.job_id)
+    assert [i.data for i in loaded.result.images] == [i.data for i in res.images]
+
+
+async def test_a_generated_image_is_on_disk_once(gemini, tmp_path):
+    config = {"providers": {"gemini": provider(gemini, "gemini")},
+              "jobs": {"backend": "sqlite", "path": str(tmp_path / "data" / "jobs.sqlite3")},
+              "cache": {"backend": "disk", "path": str(tmp_path / "cache")}}
+    async with AsyncClient(config) as client:
+        res = await client.generate("a lighthouse", provider="gemini")
+        await client.flush()
+        sha = res.images[0].sha256
+        in_jobs = tmp_path / "data" / "jobs-images" / sha[:2] / sha
+        in_cache = tmp_path / "cache" / "blobs" / sha[:2] / sha
+        assert os.path.samefile(in_jobs, in_cache) and in_jobs.stat().st_nlink == 2
+        assert in_jobs.read_bytes() == res.images[0].data
+        # Clearing the cache leaves the job's image: status() from anywhere still has it.
+        client.cache.clear()
+        assert not in_cache.exists()
+        assert (await client.status(res.job_id)).result.images[0].data == res.images[0].data
+
+
+def test_the_content_hash_follows_the_bytes():
+    image = Image.from_bytes(synth_image(8, 8, "png", seed=4))
+    other = synth_image(8, 8, "png", seed=5)
+    assert image.sha256 == __import__("hashlib").sha256(image.data).hexdigest()
+    copy = image.model_copy(update={"data": other})
+    assert copy.sha256 == __import__("hashlib").sha256(other).hexdigest() != image.sha256
+    assert image == Image.model_validate_json(image.model_dump_json())  # the memo is not compared
