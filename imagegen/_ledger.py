@@ -71,7 +71,10 @@ CREATE TABLE IF NOT EXISTS ledger (
     job_id TEXT, usd REAL NOT NULL, credits REAL, cached INTEGER NOT NULL, estimated INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_at ON ledger(at);
+CREATE INDEX IF NOT EXISTS ledger_job ON ledger(job_id);
 """
+#: A job's settled provider charge, if any: a resumed job finishing again is not charged twice.
+_CHARGED = "SELECT 1 FROM ledger WHERE job_id = ? AND state = 'settled' AND cached = 0"
 
 
 class Ledger:
@@ -130,9 +133,7 @@ class Ledger:
         """A resumed job finishing again must not be charged twice."""
         if job_id is None or cached:
             return False
-        row = self._db().execute("SELECT 1 FROM ledger WHERE job_id = ? AND state = 'settled' AND cached = 0",
-                                 (job_id,)).fetchone()
-        return row is not None
+        return self._db().execute(_CHARGED, (job_id,)).fetchone() is not None
 
     def settle(self, entry_id: str, *, usd: float, credits: float | None, job_id: str | None,
                cached: bool, estimated: bool) -> None:
@@ -153,12 +154,13 @@ class Ledger:
     def record(self, *, provider: str, model: str | None, usd: float, credits: float | None,
                job_id: str | None, cached: bool, estimated: bool) -> None:
         """Record a charge (or a zero-cost cache hit) that needed no reservation."""
+        row = (uuid.uuid4().hex, time.time(), provider, model, job_id, usd, credits, int(cached), int(estimated))
         with self._lock:
-            if self._already_charged(job_id, cached):
-                return
-            self._db().execute("INSERT INTO ledger VALUES (?, ?, 'settled', ?, ?, ?, ?, ?, ?, ?)",
-                               (uuid.uuid4().hex, time.time(), provider, model, job_id, usd, credits,
-                                int(cached), int(estimated)))
+            if job_id is None or cached:
+                self._db().execute("INSERT INTO ledger VALUES (?, ?, 'settled', ?, ?, ?, ?, ?, ?, ?)", row)
+            else:  # one statement: the check and the insert
+                self._db().execute("INSERT INTO ledger SELECT ?, ?, 'settled', ?, ?, ?, ?, ?, ?, ? "
+                                   f"WHERE NOT EXISTS ({_CHARGED})", (*row, job_id))
 
     def entries(self, *, since: float | None = None) -> list[LedgerEntry]:
         rows = self._db().execute(

@@ -174,3 +174,18 @@ def test_a_billed_answer_lost_in_transit_is_in_the_ledger(gemini, tmp_path):
     assert len(gemini.emulator.counters.charges) == 2
     assert [e.estimated for e in entries] == [True, False]
     assert entries[0].job_id is None and entries[1].job_id == result.job_id
+
+
+def test_the_ledger_charges_a_job_once_and_finds_it_by_index(tmp_path):
+    from imagegen._ledger import _CHARGED, Ledger
+
+    ledger = Ledger(tmp_path / "ledger.db")
+    for _ in range(3):  # a resumed job finishing again
+        ledger.record(provider="p", model="m", usd=0.5, credits=None, job_id="p:1", cached=False, estimated=False)
+    for _ in range(2):  # cache hits of it cost nothing and are each recorded
+        ledger.record(provider="p", model="m", usd=0.0, credits=None, job_id="p:1", cached=True, estimated=False)
+    entries = ledger.entries()
+    assert [(e.usd, e.cached) for e in entries] == [(0.5, False), (0.0, True), (0.0, True)]
+    # Looked up on every charge: a scan would grow with the ledger (10 ms at 100k rows).
+    plan = " ".join(str(row) for row in ledger._db().execute(f"EXPLAIN QUERY PLAN {_CHARGED}", ("p:1",)))
+    assert "USING INDEX ledger_job" in plan
