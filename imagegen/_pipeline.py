@@ -103,24 +103,12 @@ class CallPipeline:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     def _remember(self, job: Job, stored: Job | None) -> Job:
-        job = self._merged(job, stored)
+        if stored is not None:
+            job = job.model_copy(update={"request": job.request or stored.request,
+                                         "model": job.model or stored.model,
+                                         "created_at": stored.created_at})
         self.jobs.put(job)
         return job
-
-    @staticmethod
-    def _merged(job: Job, stored: Job | None) -> Job:
-        """``job`` as it now stands, keeping what the stored record knew of its request."""
-        if stored is None:
-            return job
-        return job.model_copy(update={"request": job.request or stored.request, "model": job.model or stored.model,
-                                      "created_at": stored.created_at})
-
-    def _store_in_background(self, job: Job) -> None:
-        """Record ``job`` off the event loop; a cache write of the same result waits for it."""
-        task = self._in_background(asyncio.to_thread(self.jobs.put, job))
-        self._job_writes[job.id] = task
-        task.add_done_callback(lambda done: self._job_writes.pop(job.id, None)
-                               if self._job_writes.get(job.id) is done else None)
 
     async def _guard(self, provider: Provider, call: Any) -> Any:
         """Await a provider call; anything that is not an ImageGenError goes through its translator."""
@@ -311,7 +299,10 @@ class CallPipeline:
             if job.done:
                 # A synchronous provider's finished job: the caller gets its result now and the
                 # record lands in the background (status() and aclose() wait for it).
-                self._store_in_background(job)
+                task = self._in_background(asyncio.to_thread(self.jobs.put, job))
+                self._job_writes[job.id] = task
+                task.add_done_callback(lambda done: self._job_writes.pop(job.id, None)
+                                       if self._job_writes.get(job.id) is done else None)
             else:
                 self.jobs.put(job)  # before any waiting: a crash mid-wait must find it
             submitted.append(job)
@@ -332,14 +323,9 @@ class CallPipeline:
         recorded = submitted[-1] if submitted else None
         if result.job_id and not (recorded is not None and recorded.done and recorded.result is not None):
             # A synchronous provider's job was stored finished at submit; a polled one is stored
-            # again now with its result: in the background, as it was stored before the wait (a
-            # crash before this lands resumes it by polling). The resume path has no submitted
-            # job: it reads the stored one back.
+            # again now with its result (the resume path has no submitted job: read it back).
             done = provider.job(split_job_id(result.job_id)[1], "succeeded", result=result)
-            if recorded is not None:
-                self._store_in_background(self._merged(done, recorded))
-            else:
-                self._remember(done, self.jobs.get(result.job_id))
+            self._remember(done, recorded or self.jobs.get(result.job_id))
         cost = result.cost if not result.cost.estimated else estimate
         self._settle(provider, spec, reservation, cost, result.job_id)
         return result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
