@@ -23,32 +23,42 @@ class BlobDir:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._root = str(self.root)
+        self._made: set[str] = set()  # subdirectories known to exist
         #: Other stores' directories a file may be linked from rather than written again.
         self.siblings: list[BlobDir] = []
 
     def path(self, sha: str) -> Path:
-        return self.root / sha[:2] / sha
+        return Path(self._name(sha))
+
+    def _name(self, sha: str) -> str:
+        # Plain strings and os calls: this runs on every stored image.
+        return os.path.join(self._root, sha[:2], sha)
 
     def put(self, sha: str, data: bytes) -> None:
         """Keep ``data`` under ``sha`` (the caller's hash of it); a no-op when it is already kept."""
-        target = self.path(sha)
-        if target.exists():
+        target = self._name(sha)
+        if os.path.exists(target):
             return
-        target.parent.mkdir(exist_ok=True)
+        if sha[:2] not in self._made:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            self._made.add(sha[:2])
         for sibling in self.siblings:
             try:
-                os.link(sibling.path(sha), target)
+                os.link(sibling._name(sha), target)
                 return
             except FileExistsError:
                 return
             except OSError:
                 continue  # not there, another file system, or links not allowed: write it
-        tmp = target.with_name(f"{sha}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
+        tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(tmp, "wb") as out:
+            out.write(data)
         os.replace(tmp, target)
 
     def read(self, sha: str) -> bytes:
-        return self.path(sha).read_bytes()
+        with open(self._name(sha), "rb") as source:
+            return source.read()
 
     def names(self) -> Iterator[Path]:
         """Every kept file (temporary files being written are skipped)."""

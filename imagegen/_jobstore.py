@@ -3,9 +3,11 @@
 Each submitted job is recorded with its request, provider, native id, charges and
 outcome. SQLite in the user data directory by default (safe across processes:
 WAL mode and a busy timeout); memory for tests and throwaway clients. Result
-images are kept as content-addressed files beside the database (``jobs-images/``),
-so rows stay small and an image the disk cache also keeps is on disk once (a hard
-link); the rows name them by SHA-256.
+images of any real size are kept as content-addressed files beside the database
+(``jobs-images/``), named by SHA-256 in the rows, so rows stay small, nothing is
+written twice (SQLite's WAL writes a blob once to the log and again to the database)
+and an image the disk cache also keeps is on disk once (a hard link). Small images
+(thumbnails, test images) stay in the row: for them a file costs more than it saves.
 """
 
 from __future__ import annotations
@@ -84,9 +86,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at);
 CREATE INDEX IF NOT EXISTS jobs_idem_key ON jobs(idem_key);
 CREATE TABLE IF NOT EXISTS job_files (
-    job_id TEXT NOT NULL, idx INTEGER NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY (job_id, idx)
+    job_id TEXT NOT NULL, idx INTEGER NOT NULL, sha256 TEXT NOT NULL, data BLOB, PRIMARY KEY (job_id, idx)
 );
 """
+#: Images up to this size are kept in the row (``data``), larger ones as files. SQLite's own
+#: measurements put the break-even near 100 KB; a file also costs several system calls.
+INLINE_MAX_BYTES = 64 * 1024
 #: Stores written before the images moved to files kept them here; still read.
 _LEGACY_IMAGES = "job_images"
 
@@ -109,8 +114,12 @@ class SqliteJobStore:
 
     def put(self, job: Job) -> None:
         images = job.result.images if job.result is not None else []
-        for image in images:  # files first: a row never names a file that is not there
-            self.blobs.put(image.sha256, image.data)
+        rows = []
+        for i, image in enumerate(images):
+            inline = len(image.data) <= INLINE_MAX_BYTES
+            if not inline:  # files first: a row never names a file that is not there
+                self.blobs.put(image.sha256, image.data)
+            rows.append((job.id, i, image.sha256, image.data if inline else None))
         body = job.model_dump(mode="json", exclude={"result": {"images": {"__all__": {"data"}}}})
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
@@ -122,8 +131,7 @@ class SqliteJobStore:
                  job.updated_at.isoformat()),
             )
             conn.execute("DELETE FROM job_files WHERE job_id = ?", (job.id,))
-            conn.executemany("INSERT INTO job_files (job_id, idx, sha256) VALUES (?, ?, ?)",
-                             [(job.id, i, image.sha256) for i, image in enumerate(images)])
+            conn.executemany("INSERT INTO job_files (job_id, idx, sha256, data) VALUES (?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -162,13 +170,12 @@ class SqliteJobStore:
 
     def _images(self, job_id: str) -> list[bytes]:
         conn = self._connect()
-        names = [sha for (sha,) in conn.execute(
-            "SELECT sha256 FROM job_files WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()]
-        if not names and self._legacy:
+        rows = conn.execute("SELECT sha256, data FROM job_files WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()
+        if not rows and self._legacy:
             return [blob for (blob,) in conn.execute(
                 f"SELECT data FROM {_LEGACY_IMAGES} WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()]
         try:
-            return [self.blobs.read(sha) for sha in names]
+            return [data if data is not None else self.blobs.read(sha) for sha, data in rows]
         except OSError as exc:
             raise ValueError(f"job {job_id}: an image file is missing from {self.blobs.root} ({exc.strerror}); "
                              "the job's images cannot be returned") from None

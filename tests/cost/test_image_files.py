@@ -1,5 +1,8 @@
 """Image files kept by the disk cache and the SQLite job store: written once, linked, each store
-deleting only its own name; older job stores (images as SQLite blobs) still read."""
+deleting only its own name; small images stay in the job store's rows; older job stores (images
+as SQLite blobs) still read.
+
+The test images are small, so tests of files set the inline limit to 0."""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ import sqlite3
 import pytest
 
 from imagegen import AsyncClient, Image, ImageResult, Job
+from imagegen import _jobstore
 from imagegen._blobs import BlobDir
-from imagegen._cache import DiskCache
 from imagegen._jobstore import SqliteJobStore
 from imagegen.testing import synth_image
 
@@ -49,7 +52,12 @@ def test_without_the_file_in_a_sibling_it_is_written(tmp_path):
     assert lonely.read(sha) == data and not list((tmp_path / "a").glob("*/*"))
 
 
-def test_job_store_round_trips_images_as_files(tmp_path):
+@pytest.fixture
+def files_only(monkeypatch):
+    monkeypatch.setattr(_jobstore, "INLINE_MAX_BYTES", 0)
+
+
+def test_job_store_round_trips_images_as_files(tmp_path, files_only):
     store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     res = result()
     store.put(job(res))
@@ -61,7 +69,16 @@ def test_job_store_round_trips_images_as_files(tmp_path):
     assert SqliteJobStore(tmp_path / "jobs.sqlite3").get(res.job_id).result.images[0].data == res.images[0].data
 
 
-def test_a_missing_image_file_is_a_clear_error(tmp_path):
+def test_small_images_stay_in_the_row(tmp_path):
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    res = result()
+    assert all(len(i.data) <= _jobstore.INLINE_MAX_BYTES for i in res.images)
+    store.put(job(res))
+    assert not list((tmp_path / "jobs-images").glob("*/*"))
+    assert [i.data for i in store.get(res.job_id).result.images] == [i.data for i in res.images]
+
+
+def test_a_missing_image_file_is_a_clear_error(tmp_path, files_only):
     store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     res = result()
     store.put(job(res))
@@ -88,7 +105,7 @@ def test_a_store_written_with_sqlite_blobs_is_still_read(tmp_path):
     assert [i.data for i in loaded.result.images] == [i.data for i in res.images]
 
 
-async def test_a_generated_image_is_on_disk_once(gemini, tmp_path):
+async def test_a_generated_image_is_on_disk_once(gemini, tmp_path, files_only):
     config = {"providers": {"gemini": provider(gemini, "gemini")},
               "jobs": {"backend": "sqlite", "path": str(tmp_path / "data" / "jobs.sqlite3")},
               "cache": {"backend": "disk", "path": str(tmp_path / "cache")}}
