@@ -23,6 +23,7 @@ from ._errors import (
     JobNotFoundError,
     UnknownProviderError,
 )
+from ._http import shared_ssl_context
 from ._jobstore import JobStore
 from ._ledger import BudgetLimits, Ledger, RedisLedger
 from ._models import Cost, ImageRequest, ImageResult, Job, split_job_id
@@ -128,6 +129,7 @@ class AsyncClient(CallPipeline):
                 limits=httpx.Limits(max_connections=settings.max_concurrency or 100,
                                     max_keepalive_connections=20),
                 transport=self._transports.get(name),
+                verify=shared_ssl_context(),
                 headers={"User-Agent": f"imagegen/{_VERSION}"},
             )
             # An unused httpx client holds no connections, so a failing constructor leaks nothing.

@@ -1,6 +1,12 @@
 """The ``gemini`` provider: Gemini's ``generateContent`` for the "Nano Banana" image models,
 through the google-genai SDK, on the provider's own httpx clients.
 
+The SDK's API client sends each call (URL and API version, API key or Google credentials,
+timeout, its ``APIError`` for error answers); the request JSON is built in ``_wire`` and the raw
+answer read there too, which saves the SDK's request and response models (over a millisecond a
+call, and they drop ``finishMessage``). ``generate_content`` is the fallback for an SDK release
+without that client.
+
 Gemini answers synchronously, so ``generate``/``edit`` make one call and report the finished
 job through ``on_submit``, and ``submit`` returns an already-succeeded job. The core's job
 store keeps that job, which is how ``status()`` answers later, from any process.
@@ -48,7 +54,7 @@ from imagegen import (
     ProviderUnavailableError,
     UnsupportedFeatureError,
 )
-from imagegen._http import fetch_image
+from imagegen._http import fetch_image, shared_ssl_context
 from imagegen._models import make_job_id
 from imagegen._provider import OnSubmit
 
@@ -297,7 +303,8 @@ class GeminiProvider(Provider):
                 "the gemini provider needs google-genai: pip install 'imagegen[gemini]'") from exc
         settings = self.settings
         if self._sync_http is None:
-            self._sync_http = httpx.Client(timeout=self.default_timeout, follow_redirects=False)
+            self._sync_http = httpx.Client(timeout=self.default_timeout, follow_redirects=False,
+                                           verify=shared_ssl_context())
         options = types.HttpOptions(
             base_url=settings.base_url or (None if settings.vertexai else self.default_base_url),
             api_version=self.api_version,
@@ -305,6 +312,8 @@ class GeminiProvider(Provider):
             httpx_client=self._sync_http,
             httpx_async_client=self.http,
             retry_options=types.HttpRetryOptions(attempts=1),
+            # The SDK would load the CA bundle again for a websocket context imagegen never uses.
+            async_client_args={"ssl": shared_ssl_context()},
         )
         key = self.api_key.get_secret_value() if self.api_key is not None else None
         try:

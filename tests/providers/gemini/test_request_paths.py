@@ -143,3 +143,21 @@ def test_an_sdk_without_the_known_api_client_falls_back():
 
     Unknown.aio._api_client = Api()  # type: ignore[attr-defined]
     assert gemini_provider._api_client_of(Unknown()) is None  # different parameter names
+
+
+async def test_clients_share_one_tls_context(server, monkeypatch):
+    """Loading the CA bundle takes ~40 ms; the provider's client and google-genai's must not
+    load it again per client (they did, three times per provider)."""
+    import ssl
+
+    from imagegen._http import shared_ssl_context
+
+    shared_ssl_context()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a second TLS context was made")
+
+    monkeypatch.setattr(ssl, "create_default_context", refuse)
+    async with AsyncClient(config(server.base_url)) as client:
+        result = await client.generate("a lighthouse", provider="gemini", model="gemini-3-pro-image")
+    assert result.images
