@@ -124,10 +124,11 @@ def table(rows: list[dict[str, Any]], rounds: int) -> str:
                      f"{row['image_mb']:.2f} | {row['peak_mb']:.1f} | {row['multiple']:.1f}x |")
     lines += ["", "Where the bytes go: the answer is base64 JSON, 1.33x the image. Measured on its own",
               "(same emulator, plain httpx), reading the body peaks at 2x the body (httpx's chunks plus",
-              "the joined bytes) and `json.loads` of its text at 3x the body, i.e. 4x the image; the",
-              "rest happens inside google-genai while it hands the body over (its text copy and",
-              "response objects). The provider then drops its copies of the body before decoding the",
-              "image, so decoding adds no new peak. The figure grows linearly: a multiple, not a constant."]
+              "the joined bytes) and `json.loads` of its text at 3x the body, i.e. 4x the image. imagegen",
+              "peaks at that same 4x: google-genai's API client hands over the body as text and",
+              "builds no response objects (imagegen reads the raw answer), and the provider drops its",
+              "copies of the body before decoding the image, so decoding adds no new peak. The figure",
+              "grows linearly: a multiple, not a constant."]
     return "\n".join(lines) + "\n"
 
 
