@@ -11,7 +11,7 @@ import typer
 
 from .._errors import ConfigurationError, ImageGenError
 from .._plugins import registry
-from . import ConfigOpt, JsonOpt, OptionOpt, OutOpt, app, fail, make_client, parse_options
+from . import ConfigOpt, JsonOpt, NoCacheOpt, OptionOpt, OutOpt, app, fail, make_client, parse_options
 from ._output import emit, result_payload
 
 
@@ -95,7 +95,7 @@ def emulate(provider: str,
 
 @app.command()
 def demo(provider: Annotated[str, typer.Option("--provider", "-p")] = "gemini",
-         out: OutOpt = Path("imagegen-demo"), as_json: JsonOpt = False) -> None:
+         out: OutOpt = Path("imagegen-demo"), no_cache: NoCacheOpt = False, as_json: JsonOpt = False) -> None:
     """Generate and then edit an image offline, against a provider's built-in emulator."""
     from .. import Client
     from ..testing import serve
@@ -110,9 +110,9 @@ def demo(provider: Annotated[str, typer.Option("--provider", "-p")] = "gemini",
             config = {"providers": {provider: {"base_url": server.base_url, "api_key": "demo-key"}},
                       "jobs": {"backend": "memory"}}
             with Client(config) as client:
-                made = client.generate("a coastal villa at golden hour", provider=provider)
+                made = client.generate("a coastal villa at golden hour", provider=provider, cache=not no_cache)
                 first = made.images[0].save(out)
-                edited = client.edit("make the roof blue", images=[first], provider=provider)
+                edited = client.edit("make the roof blue", images=[first], provider=provider, cache=not no_cache)
     except ImageGenError as exc:
         raise fail(exc, as_json) from None
     if as_json:
@@ -122,5 +122,6 @@ def demo(provider: Annotated[str, typer.Option("--provider", "-p")] = "gemini",
         image = result.images[0]
         path = image.save(out)
         usd = "unknown" if result.cost.usd is None else f"${result.cost.usd:.4f}"
+        cached = "  (from the cache: run it with --no-cache for a fresh call)" if result.cached else ""
         typer.echo(f"{label:8} {path}  {result.provider}/{result.model}  {image.width}x{image.height} "
-                   f"{image.mime_type}  {result.latency_s:.2f}s  {usd}")
+                   f"{image.mime_type}  {result.latency_s:.2f}s  {usd}{cached}")

@@ -80,3 +80,21 @@ def test_mask_and_refusal_exit_codes(cfg: Path, tmp_path: Path) -> None:
     assert refused["error"]["type"] == "ContentPolicyError" and refused["error"]["retryable"] is False
     limited = cli("generate", "a fox [[ERROR:quota:3]]", "--provider", "gemini", cfg=cfg, expect=3)
     assert limited["error"]["type"] == "RateLimitError" and limited["error"]["retry_after"] == 3.0
+
+
+def test_the_readme_demo_runs_offline_and_says_when_it_was_cached(tmp_path: Path) -> None:
+    """``imagegen demo`` is the README's first command: a real generate and edit, offline."""
+    def demo(*extra: str) -> list[str]:
+        proc = subprocess.run([sys.executable, "-m", "imagegen", "demo", "--out", str(tmp_path / "out"), *extra],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        return proc.stdout.splitlines()
+
+    first = demo()
+    assert [line.split()[0] for line in first] == ["generate", "edit"]
+    for line in first:
+        path = Path(line.split()[1])
+        assert (tmp_path / path if not path.is_absolute() else path).stat().st_size > 0
+        assert "$0.0" in line and "$0.0000" not in line and "from the cache" not in line
+    assert all("from the cache" in line and "$0.0000" in line for line in demo())
+    assert not any("from the cache" in line for line in demo("--no-cache"))
