@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -42,10 +43,19 @@ class JobStore(Protocol):
     def recent(self, limit: int = 50) -> list[Job]: ...
     def find(self, idempotency_key: str) -> Job | None:
         """The latest job submitted for this logical request (see ``ImageRequest.idempotency_key``)."""
+    def prune(self, older_than_s: float) -> int:
+        """Forget finished jobs last updated more than ``older_than_s`` seconds ago, with their
+        images; queued and running jobs are kept (they can still be resumed). Returns how many."""
 
 
 def _key_of(job: Job) -> str | None:
     return job.request.idempotency_key if job.request is not None else None
+
+
+def _cutoff(older_than_s: float) -> datetime:
+    if older_than_s < 0:
+        raise ValueError(f"older_than_s must be zero or more, not {older_than_s}")
+    return datetime.now(timezone.utc) - timedelta(seconds=older_than_s)
 
 
 class MemoryJobStore:
@@ -76,6 +86,17 @@ class MemoryJobStore:
         with self._lock:
             job_id = self._by_key.get(idempotency_key)
             return None if job_id is None else self._jobs.get(job_id)
+
+    def prune(self, older_than_s: float) -> int:
+        cutoff = _cutoff(older_than_s)
+        with self._lock:
+            old = [j for j in self._jobs.values() if j.done and j.updated_at < cutoff]
+            for job in old:
+                del self._jobs[job.id]
+                key = _key_of(job)
+                if key and self._by_key.get(key) == job.id:
+                    del self._by_key[key]
+        return len(old)
 
 
 _SCHEMA = """
@@ -132,6 +153,12 @@ class SqliteJobStore:
             )
             conn.execute("DELETE FROM job_files WHERE job_id = ?", (job.id,))
             conn.executemany("INSERT INTO job_files (job_id, idx, sha256, data) VALUES (?, ?, ?, ?)", rows)
+            # Under the write lock, which prune() holds while deleting files: a file it removed
+            # between the write above and now is written again, so a committed row always has
+            # its file.
+            for image, (*_, in_row) in zip(images, rows):
+                if in_row is None:
+                    self.blobs.put(image.sha256, image.data)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -180,6 +207,38 @@ class SqliteJobStore:
             raise ValueError(f"job {job_id}: an image file is missing from {self.blobs.root} ({exc.strerror}); "
                              "the job's images cannot be returned") from None
 
+    def prune(self, older_than_s: float) -> int:
+        cutoff = _cutoff(older_than_s).isoformat()
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [(job_id,) for (job_id,) in conn.execute(
+                "SELECT id FROM jobs WHERE updated_at < ? AND status IN ('succeeded', 'failed', 'cancelled')",
+                (cutoff,))]
+            conn.executemany("DELETE FROM jobs WHERE id = ?", ids)
+            conn.executemany("DELETE FROM job_files WHERE job_id = ?", ids)
+            if self._legacy:
+                conn.executemany(f"DELETE FROM {_LEGACY_IMAGES} WHERE job_id = ?", ids)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._drop_unused_files()
+        return len(ids)
+
+    def _drop_unused_files(self) -> None:
+        """Delete image files no row names, holding the write lock so that no put() in another
+        process commits a row naming one of them meanwhile (put re-checks its files under it)."""
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            used = {sha for (sha,) in conn.execute("SELECT sha256 FROM job_files WHERE data IS NULL")}
+            for path in self.blobs.names():
+                if path.name not in used:
+                    path.unlink(missing_ok=True)  # this store's name: the disk cache's link stays
+        finally:
+            conn.execute("COMMIT")
+
 
 class RedisJobStore:
     """Jobs in Redis, shared by a fleet: one JSON document per job, a sorted set for recency."""
@@ -211,3 +270,20 @@ class RedisJobStore:
     def find(self, idempotency_key: str) -> Job | None:
         job_id = self._redis.get(f"{self._prefix}jobkey:{idempotency_key}")
         return None if job_id is None else self.get(job_id.decode())
+
+    def prune(self, older_than_s: float) -> int:
+        cutoff = _cutoff(older_than_s).timestamp()
+        pruned = 0
+        for raw in self._redis.zrangebyscore(f"{self._prefix}jobs", "-inf", f"({cutoff}"):
+            job = self.get(raw.decode())
+            if job is not None and not job.done:
+                continue
+            pipe = self._redis.pipeline()
+            pipe.delete(f"{self._prefix}job:{raw.decode()}")
+            pipe.zrem(f"{self._prefix}jobs", raw)
+            key = _key_of(job) if job is not None else None
+            if key and self._redis.get(f"{self._prefix}jobkey:{key}") == raw:
+                pipe.delete(f"{self._prefix}jobkey:{key}")
+            pipe.execute()
+            pruned += job is not None
+        return pruned

@@ -120,10 +120,17 @@ def _run_batch(client: Any, pending: list[tuple[int, str]], requests: list[Image
 
 @app.command()
 def jobs(limit: Annotated[int, typer.Option("--limit", "-n")] = 20, as_json: JsonOpt = False,
+         prune_days: Annotated[float | None, typer.Option(
+             "--prune-older-than", metavar="DAYS", min=0,
+             help="First forget finished jobs (and their images) last updated more than DAYS days ago; "
+                  "queued and running jobs are kept.")] = None,
          config: ConfigOpt = None) -> None:
-    """List recent jobs from the job store."""
+    """List recent jobs from the job store (optionally pruning old finished ones first)."""
+    pruned = None
     try:
         with make_client(config) as client:
+            if prune_days is not None:
+                pruned = client.jobs.prune(prune_days * 86400)
             recent = client.jobs.recent(limit)
     except ImageGenError as exc:
         raise fail(exc, as_json) from None
@@ -131,8 +138,10 @@ def jobs(limit: Annotated[int, typer.Option("--limit", "-n")] = 20, as_json: Jso
              "prompt": j.request.prompt if j.request else None, "updated_at": j.updated_at.isoformat(),
              "images": len(j.result.images) if j.result else 0} for j in recent]
     if as_json:
-        emit({"jobs": rows})
+        emit({"jobs": rows} if pruned is None else {"pruned": pruned, "jobs": rows})
         return
+    if pruned is not None:
+        typer.echo(f"pruned {pruned} finished job(s) older than {prune_days:g} day(s)")
     from rich.console import Console
     from rich.table import Table
 

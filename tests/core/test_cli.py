@@ -123,3 +123,13 @@ def test_jobs_lists_recent_jobs(config, tmp_path):
     assert listed[0]["job_id"] == made["job_id"] and listed[0]["prompt"] == "listed"
     assert listed[0]["status"] == "succeeded" and listed[0]["images"] == 1
     assert "recent jobs" in run("jobs", config=config).stdout
+
+
+def test_jobs_prunes_old_finished_jobs(config, tmp_path):
+    made = json.loads(run("generate", "kept for now", "--json", "--out", str(tmp_path), config=config).stdout)
+    kept = json.loads(run("jobs", "--json", "--prune-older-than", "1", config=config).stdout)
+    assert kept["pruned"] == 0 and kept["jobs"][0]["job_id"] == made["job_id"]
+    gone = json.loads(run("jobs", "--json", "--prune-older-than", "0", config=config).stdout)
+    assert gone == {"pruned": 1, "jobs": []}
+    refused = run("jobs", "--prune-older-than", "-1", config=config)
+    assert refused.returncode == 2 and "--prune-older-than" in refused.stderr

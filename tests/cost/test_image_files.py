@@ -130,3 +130,59 @@ def test_the_content_hash_follows_the_bytes():
     copy = image.model_copy(update={"data": other})
     assert copy.sha256 == __import__("hashlib").sha256(other).hexdigest() != image.sha256
     assert image == Image.model_validate_json(image.model_dump_json())  # the memo is not compared
+
+
+def _aged(job_: Job, days: float, status: str = "succeeded") -> Job:
+    from datetime import datetime, timedelta, timezone
+
+    return job_.model_copy(update={"status": status,
+                                   "updated_at": datetime.now(timezone.utc) - timedelta(days=days)})
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory", "redis"])
+def test_prune_forgets_old_finished_jobs_only(tmp_path, backend, redis_url, files_only):
+    from imagegen._jobstore import MemoryJobStore, RedisJobStore
+
+    store = {"sqlite": lambda: SqliteJobStore(tmp_path / "jobs.sqlite3"), "memory": MemoryJobStore,
+             "redis": lambda: RedisJobStore(redis_url, prefix=f"prune-{tmp_path.name}:")}[backend]()
+    old, fresh, pending = result(1), result(2), result(3)
+    store.put(_aged(job(old), 40))
+    store.put(_aged(job(fresh), 1))
+    store.put(_aged(job(pending), 40, status="running"))
+    assert store.prune(30 * 86400) == 1
+    assert store.get(old.job_id) is None
+    assert store.get(fresh.job_id).result.images[0].data == fresh.images[0].data
+    assert store.get(pending.job_id).status == "running"  # may still be resumed
+    assert store.prune(30 * 86400) == 0
+    if backend == "sqlite":
+        left = {p.name for p in (tmp_path / "jobs-images").glob("*/*")}
+        assert left == {i.sha256 for i in fresh.images} | {i.sha256 for i in pending.images}
+
+
+def test_prune_keeps_a_file_another_job_still_names(tmp_path, files_only):
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    shared = result(1)
+    twin = shared.model_copy(update={"job_id": "p:twin"})
+    store.put(_aged(job(shared), 40))
+    store.put(_aged(job(twin), 1))
+    assert store.prune(30 * 86400) == 1
+    assert store.get("p:twin").result.images[1].data == shared.images[1].data
+
+
+def test_a_put_racing_a_prune_still_has_its_files(tmp_path, files_only, monkeypatch):
+    """A put that found its file present, then lost it to another process's prune before its row
+    committed, writes it again under the lock (the same interleaving, made deterministic)."""
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    res = result(5)
+    real_put = store.blobs.put
+    calls = []
+
+    def put_then_lose(sha: str, data: bytes) -> None:
+        real_put(sha, data)
+        calls.append(sha)
+        if len(calls) <= 2:  # the first write of each file is removed by "the other process"
+            store.blobs.path(sha).unlink()
+
+    monkeypatch.setattr(store.blobs, "put", put_then_lose)
+    store.put(job(res))
+    assert [i.data for i in store.get(res.job_id).result.images] == [i.data for i in res.images]
