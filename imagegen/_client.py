@@ -23,7 +23,7 @@ from ._errors import (
     JobNotFoundError,
     UnknownProviderError,
 )
-from ._http import shared_ssl_context
+from ._http import guarded_transport, shared_ssl_context
 from ._jobstore import JobStore
 from ._ledger import BudgetLimits, Ledger, RedisLedger
 from ._models import Cost, ImageRequest, ImageResult, Job, split_job_id
@@ -124,11 +124,11 @@ class AsyncClient(CallPipeline):
         if name not in self._instances:
             cls = self._plugin_of(name)
             settings = self._settings_of(name, resolve_secrets=True)
+            limits = httpx.Limits(max_connections=settings.max_concurrency or 100, max_keepalive_connections=20)
             http = httpx.AsyncClient(
                 timeout=settings.timeout or cls.default_timeout,
-                limits=httpx.Limits(max_connections=settings.max_concurrency or 100,
-                                    max_keepalive_connections=20),
-                transport=self._transports.get(name),
+                limits=limits,  # limits and verify still shape the proxy transports httpx mounts from the env
+                transport=self._transports.get(name) or guarded_transport(limits),
                 verify=shared_ssl_context(),
                 headers={"User-Agent": f"imagegen/{_VERSION}"},
             )

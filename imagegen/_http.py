@@ -1,11 +1,14 @@
 """HTTP facts every provider needs: wait hints, tolerant JSON, safe image downloads.
 
 Nothing here knows a vendor. Providers call these from their one error-translation
-point and their output download code.
+point and their output download code; ``imagegen.AsyncClient`` builds each provider's
+client on ``guarded_transport``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import ipaddress
 import json
@@ -13,18 +16,20 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from ._errors import InvalidResponseError, ProviderError, ProviderTimeoutError, ProviderUnavailableError
 from ._models import Image
 
-__all__ = ["DownloadPolicy", "fetch_image", "parse_wait_hint", "read_json", "retry_after_from_headers",
-           "shared_ssl_context"]
+__all__ = ["DownloadPolicy", "fetch_image", "guarded_transport", "parse_wait_hint", "read_json",
+           "retry_after_from_headers", "shared_ssl_context"]
 
 
 @functools.cache
@@ -114,7 +119,10 @@ class DownloadPolicy:
     allow_hosts: frozenset[str] = field(default_factory=frozenset)
 
 
-def _is_private_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _is_private_ip(ip: _IPAddress) -> bool:
     mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:10.0.0.1 is 10.0.0.1
     ip = mapped if mapped is not None else ip
     # Not global covers private, loopback, link-local (cloud metadata), CGNAT, reserved and
@@ -122,20 +130,33 @@ def _is_private_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
-def _is_private_host(host: str) -> bool:
+async def _resolve(host: str) -> list[_IPAddress]:
+    """``host``'s addresses in the resolver's order, looked up in a worker thread (getaddrinfo blocks)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos))
+
+
+async def _is_private_host(host: str) -> bool:
     """Whether ``host`` is, or resolves to, an address that is not on the public internet."""
     try:  # an IP literal is judged as written, without asking DNS
         return _is_private_ip(ipaddress.ip_address(host.strip("[]").split("%", 1)[0]))
     except ValueError:
         pass
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        return any(map(_is_private_ip, await _resolve(host)))
     except (OSError, UnicodeError):
         return False  # unresolvable: the fetch itself fails with a clear error
-    return any(_is_private_ip(ipaddress.ip_address(str(a).split("%", 1)[0])) for a in addresses)
 
 
-def _check_url(url: str, policy: DownloadPolicy, provider: str) -> None:
+def _private_refusal(provider: str, host: str) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"{provider} returned an output URL on a private or loopback address ({host}); refused. "
+        "Configure the provider's base_url on that host to allow it.",
+        provider=provider,
+    )
+
+
+async def _check_url(url: str, policy: DownloadPolicy, provider: str, timeout: float) -> None:
     """Every hop of a download, redirects included, passes these rules on its own.
 
     http(s) only; plain http only to an allowed host (the provider's configured base_url);
@@ -157,21 +178,121 @@ def _check_url(url: str, policy: DownloadPolicy, provider: str) -> None:
             "Only the provider's configured base_url host may serve plain http.",
             provider=provider,
         )
-    if _is_private_host(host):
-        raise InvalidResponseError(
-            f"{provider} returned an output URL on a private or loopback address ({host}); refused. "
-            "Configure the provider's base_url on that host to allow it.",
-            provider=provider,
-        )
+    try:
+        private = await asyncio.wait_for(_is_private_host(host), timeout)
+    except TimeoutError:
+        raise ProviderTimeoutError(f"looking up {host} for {provider} output timed out", provider=provider) from None
+    if private:
+        raise _private_refusal(provider, host)
+
+
+#: The policy of the download the current task is making; ``_AddressGuard`` reads it at connect time.
+_DOWNLOAD_POLICY: contextvars.ContextVar[DownloadPolicy | None] = contextvars.ContextVar(
+    "imagegen_download_policy", default=None)
+
+
+class _RefusedAddress(Exception):
+    """A download's host resolved to a private address when its connection was made."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(host)
+        self.host = host
+
+
+class _AddressGuard(httpcore.AsyncNetworkBackend):
+    """Dials a download at the addresses it has just checked, never at the name.
+
+    ``_check_url`` judges a name before the request, but the real backend would look the
+    name up again to connect, and a hostile DNS server can answer the first lookup with a
+    public address and the second with 127.0.0.1 (DNS rebinding). So for a download the
+    guard looks the name up once, refuses if any answer is private, and connects to those
+    very addresses. TLS is untouched: httpcore gives ``start_tls`` the URL's host name, so
+    SNI and the certificate check use the name, and so does the Host header.
+
+    Only connections made inside ``fetch_image`` are judged. The provider's own API calls
+    share the pool, and may rightly go to a private address (a VPC endpoint, an internal
+    gateway), so they pass straight to the real backend.
+    """
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        policy = _DOWNLOAD_POLICY.get()
+        if policy is None or host.lower() in policy.allow_hosts:
+            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        error = httpcore.ConnectError(f"{host} has no address")
+        for address in await self._public_addresses(host, timeout):
+            try:
+                return await self._inner.connect_tcp(str(address), port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:  # try the next address, as a connect by name would
+                error = exc
+        raise error
+
+    async def _public_addresses(self, host: str, timeout: float | None) -> list[_IPAddress]:
+        try:
+            addresses = await asyncio.wait_for(_resolve(host), timeout)
+        except TimeoutError:  # a subclass of OSError: first
+            raise httpcore.ConnectTimeout(f"looking up {host} timed out") from None
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot look up {host}: {exc}") from exc
+        if any(map(_is_private_ip, addresses)):
+            raise _RefusedAddress(host)
+        return addresses
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def guarded_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """httpx's own transport, but a download's connections are made by ``_AddressGuard``.
+
+    Downloads keep the provider's one pooled client (and any transport a test or proxy
+    injects in its place; through a proxy, the proxy's lookup is the one that counts).
+    """
+    transport = httpx.AsyncHTTPTransport(verify=shared_ssl_context(), limits=limits)
+    # httpx takes no network backend, so swap in the pool it builds (same TLS context and
+    # limits), made on the guard.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=shared_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_AddressGuard(httpcore.AnyIOBackend()),
+    )
+    return transport
 
 
 async def fetch_image(http: httpx.AsyncClient, url: str, *, provider: str,
                       policy: DownloadPolicy | None = None) -> Image:
-    """Download one output image with size, redirect, time, type and decode checks."""
+    """Download one output image with address, size, redirect, time, type and decode checks.
+
+    Every hop's URL is checked first (``_check_url``), whatever the client's transport: an
+    injected one (a test's, a proxy's) gets that check only. On a client built on
+    ``guarded_transport``, the connection itself then goes only to an address that passed.
+    """
     policy = policy or DownloadPolicy()
-    deadline = time.monotonic() + policy.timeout_s
+    token = _DOWNLOAD_POLICY.set(policy)
+    try:
+        return await _follow(http, url, provider, policy, time.monotonic() + policy.timeout_s)
+    except _RefusedAddress as exc:
+        raise _private_refusal(provider, exc.host) from None
+    finally:
+        _DOWNLOAD_POLICY.reset(token)
+
+
+async def _follow(http: httpx.AsyncClient, url: str, provider: str, policy: DownloadPolicy,
+                  deadline: float) -> Image:
     for _ in range(policy.max_redirects + 1):
-        _check_url(url, policy, provider)
+        await _check_url(url, policy, provider, max(0.1, deadline - time.monotonic()))
         try:
             async with http.stream("GET", url, follow_redirects=False,
                                    timeout=max(0.1, deadline - time.monotonic())) as response:
