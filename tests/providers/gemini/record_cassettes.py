@@ -25,11 +25,10 @@ import vcr
 from imagegen_gemini.emulator import create_emulator
 
 from imagegen import AsyncClient, Client, ImageResult, RateLimitError
-from imagegen.recording import record_cassette
-from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
+from imagegen.testing import Fault, FaultPlan, LatencyModel, synth_image
+from tests.providers._cassettes import cassette_dir, record_all, record_from
 
-ROOT = Path(__file__).resolve().parents[3]
-CASSETTES = ROOT / "cassettes" / "gemini"
+CASSETTES = cassette_dir("gemini")
 REPLAY_BASE_URL = "http://127.0.0.1:8701"
 API_KEY = "gemini-recording-key"
 PIXEL_SCALE = 0.05
@@ -106,18 +105,12 @@ def record(name: str, target: Path = CASSETTES) -> Path:
     faults, call, _ = SCENARIOS[name]
     emulator = create_emulator(latency=latency(sorted(SCENARIOS).index(name)), pixel_scale=PIXEL_SCALE,
                                faults=faults, api_keys={API_KEY})
-    path = target / f"{name}.yaml"
-    with serve(emulator) as server:
-        record_cassette(path, config(server.base_url, API_KEY), call, time_scale=TIME_SCALE,
-                        replay_urls={"gemini": REPLAY_BASE_URL})
-    return path
+    return record_from(emulator, target / f"{name}.yaml", lambda base_url: config(base_url, API_KEY), call,
+                       time_scale=TIME_SCALE, replay_urls={"gemini": REPLAY_BASE_URL})
 
 
-def main() -> None:
-    CASSETTES.mkdir(parents=True, exist_ok=True)
-    for name in SCENARIOS:
-        path = record(name)
-        print(f"{path.relative_to(ROOT)}  {path.stat().st_size} bytes")
+def main(target: Path = CASSETTES) -> None:
+    record_all(record, SCENARIOS, target)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 from imagegen_nanobanana2.emulator import create_emulator
 
 from imagegen import Client
-from imagegen.recording import record_cassette
-from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
+from imagegen.testing import Fault, FaultPlan, LatencyModel, synth_image
+from tests.providers._cassettes import cassette_dir, record_all, record_from
 
-ROOT = Path(__file__).resolve().parents[3]
-CASSETTES = ROOT / "cassettes" / "nanobanana2"
+CASSETTES = cassette_dir("nanobanana2")
 REPLAY_BASE_URL = "http://127.0.0.1:8701"
 API_KEY = "nb2_recording_key"
 TIME_SCALE = 0.02
@@ -67,23 +66,21 @@ SCENARIOS: dict[str, tuple[dict[str, Any], Callable[[Client], Any]]] = {
 }
 
 
+def recording_config(base_url: str) -> dict[str, Any]:
+    return {"retry": {"initial_backoff_s": 0.01, "max_backoff_s": 0.05},
+            "providers": {"nanobanana2": {"base_url": base_url, "api_key": API_KEY, **SETTINGS}},
+            "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
+
+
 def record(name: str, target: Path = CASSETTES) -> Path:
     options, call = SCENARIOS[name]
     emulator = create_emulator(latency=latency(sorted(SCENARIOS).index(name)), image_scale=0.04, **options)
-    path = target / f"{name}.yaml"
-    with serve(emulator) as server:
-        config = {"retry": {"initial_backoff_s": 0.01, "max_backoff_s": 0.05},
-                  "providers": {"nanobanana2": {"base_url": server.base_url, "api_key": API_KEY, **SETTINGS}},
-                  "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
-        record_cassette(path, config, call, time_scale=TIME_SCALE, replay_urls={"nanobanana2": REPLAY_BASE_URL})
-    return path
+    return record_from(emulator, target / f"{name}.yaml", recording_config, call,
+                       time_scale=TIME_SCALE, replay_urls={"nanobanana2": REPLAY_BASE_URL})
 
 
-def main() -> None:
-    CASSETTES.mkdir(parents=True, exist_ok=True)
-    for name in SCENARIOS:
-        path = record(name)
-        print(f"{path.relative_to(ROOT)}  {path.stat().st_size} bytes")
+def main(target: Path = CASSETTES) -> None:
+    record_all(record, SCENARIOS, target)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
+from functools import partial
 
 import pytest
 import vcr
 
-from imagegen import AsyncClient, Client, InsufficientCreditsError
+from imagegen import InsufficientCreditsError
+from tests.providers._cassettes import (
+    assert_small_filtered_cassettes,
+    replay_async,
+    replay_sync,
+)
 
 from .record_cassettes import CASSETTES, REPLAY_BASE_URL, SCENARIOS, SETTINGS
 
@@ -32,33 +37,19 @@ def check(name: str, outcome: object, cassette: object) -> None:
 
 
 def test_every_scenario_has_a_cassette():
-    assert sorted(p.stem for p in CASSETTES.glob("*.yaml")) == sorted(SCENARIOS)
-    for path in CASSETTES.glob("*.yaml"):
-        text = path.read_text(encoding="utf-8")
-        assert "nb2_recording_key" not in text and "authorization" not in text.lower()
-        assert path.stat().st_size < 50_000
+    assert_small_filtered_cassettes(CASSETTES, SCENARIOS, absent=["nb2_recording_key"],
+                                    absent_any_case=["authorization"])
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_replay_sync(name):
     _, call = SCENARIOS[name]
-    with replayer().use_cassette(str(CASSETTES / f"{name}.yaml")) as cassette, Client(CONFIG) as client:
-        try:
-            outcome = call(client)
-        except InsufficientCreditsError as exc:
-            outcome = exc
-        check(name, outcome, cassette)
+    replay_sync(replayer(), CASSETTES / f"{name}.yaml", CONFIG, call, partial(check, name),
+                errors=InsufficientCreditsError)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_replay_async(name):
     _, call = SCENARIOS[name]
-    with replayer().use_cassette(str(CASSETTES / f"{name}.yaml")) as cassette:
-        async with AsyncClient(CONFIG) as client:
-            try:
-                outcome = call(client)
-                if inspect.isawaitable(outcome):
-                    outcome = await outcome
-            except InsufficientCreditsError as exc:
-                outcome = exc
-        check(name, outcome, cassette)
+    await replay_async(replayer(), CASSETTES / f"{name}.yaml", CONFIG, call, partial(check, name),
+                       errors=InsufficientCreditsError)

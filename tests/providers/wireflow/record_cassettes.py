@@ -26,11 +26,10 @@ import vcr
 from imagegen_wireflow.emulator import create_emulator, default_latency
 
 from imagegen import PollSchedule
-from imagegen.recording import record_cassette
-from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
+from imagegen.testing import Fault, FaultPlan, LatencyModel, synth_image
+from tests.providers._cassettes import cassette_dir, record_all, record_from
 
-ROOT = Path(__file__).resolve().parents[3]
-CASSETTES = ROOT / "cassettes" / "wireflow"
+CASSETTES = cassette_dir("wireflow")
 REPLAY_BASE_URL = "http://127.0.0.1:8702"
 API_KEY = "sk-wireflow-recording-key"
 TIME_SCALE = 0.02
@@ -79,18 +78,12 @@ def recorder(record_mode: str) -> vcr.VCR:
 def record(name: str, target: Path = CASSETTES) -> Path:
     options, call, _, _ = SCENARIOS[name]
     emulator = create_emulator(latency=latency(sorted(SCENARIOS).index(name)), output_max_side=48, **options)
-    path = target / f"{name}.yaml"
-    with serve(emulator) as server:
-        record_cassette(path, config(server.base_url, API_KEY), call, time_scale=TIME_SCALE,
-                        replay_urls={"wireflow": REPLAY_BASE_URL})
-    return path
+    return record_from(emulator, target / f"{name}.yaml", lambda base_url: config(base_url, API_KEY), call,
+                       time_scale=TIME_SCALE, replay_urls={"wireflow": REPLAY_BASE_URL})
 
 
-def main() -> None:
-    CASSETTES.mkdir(parents=True, exist_ok=True)
-    for name in SCENARIOS:
-        path = record(name)
-        print(f"{path.relative_to(ROOT)}  {path.stat().st_size} bytes")
+def main(target: Path = CASSETTES) -> None:
+    record_all(record, SCENARIOS, target)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import inspect
+from functools import partial
 from typing import Any
 
 import pytest
 import yaml
 
-from imagegen import AsyncClient, Client, ImageGenError, ImageResult
+from imagegen import ImageResult
+from tests.providers._cassettes import (
+    assert_small_filtered_cassettes,
+    replay_async,
+    replay_sync,
+)
 
 from .record_cassettes import (
     API_KEY,
@@ -48,11 +53,7 @@ def check(name: str, outcome: Any, cassette: Any) -> None:
 
 
 def test_every_scenario_has_a_small_filtered_cassette() -> None:
-    assert sorted(p.stem for p in CASSETTES.glob("*.yaml")) == sorted(SCENARIOS)
-    for path in CASSETTES.glob("*.yaml"):
-        text = path.read_text(encoding="utf-8")
-        assert API_KEY not in text and "authorization" not in text.lower() and "Bearer" not in text
-        assert path.stat().st_size < 50_000
+    assert_small_filtered_cassettes(CASSETTES, SCENARIOS, absent=[API_KEY, "Bearer"], absent_any_case=["authorization"])
 
 
 def test_rate_limit_cassette_holds_the_429() -> None:
@@ -64,23 +65,10 @@ def test_rate_limit_cassette_holds_the_429() -> None:
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_replay_sync(name: str) -> None:
     _, call, _, _ = SCENARIOS[name]
-    with recorder("none").use_cassette(str(CASSETTES / f"{name}.yaml")) as cassette, Client(CONFIG) as client:
-        try:
-            outcome = call(client)
-        except ImageGenError as exc:
-            outcome = exc
-        check(name, outcome, cassette)
+    replay_sync(recorder("none"), CASSETTES / f"{name}.yaml", CONFIG, call, partial(check, name))
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_replay_async(name: str) -> None:
     _, call, _, _ = SCENARIOS[name]
-    with recorder("none").use_cassette(str(CASSETTES / f"{name}.yaml")) as cassette:
-        async with AsyncClient(CONFIG) as client:
-            try:
-                outcome = call(client)
-                if inspect.isawaitable(outcome):
-                    outcome = await outcome
-            except ImageGenError as exc:
-                outcome = exc
-        check(name, outcome, cassette)
+    await replay_async(recorder("none"), CASSETTES / f"{name}.yaml", CONFIG, call, partial(check, name))
