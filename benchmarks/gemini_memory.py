@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import platform
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,22 @@ def _wait_ready(base_url: str, child: subprocess.Popen[bytes]) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise SystemExit("the emulator did not start")
+
+
+@contextlib.contextmanager
+def serving_child(module: str) -> Iterator[str]:
+    """Run ``python -m <module> --serve PORT`` (the module's emulator) in a child process; yield its URL."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-m", module, "--serve", str(port)], env=env, stdout=subprocess.DEVNULL)
+    try:
+        _wait_ready(base_url, child)
+        yield base_url
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
 
 
 async def measure(base_url: str, rounds: int) -> list[dict[str, Any]]:
@@ -141,18 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve is not None:
         serve(args.serve)
         return
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.gemini_memory", "--serve", str(port)],
-                             env=env, stdout=subprocess.DEVNULL)
-    try:
-        _wait_ready(base_url, child)
+    with serving_child("benchmarks.gemini_memory") as base_url:
         rows = asyncio.run(measure(base_url, args.rounds))
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
     text = table(rows, args.rounds)
     print(text)
     if args.write:

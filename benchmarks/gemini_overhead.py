@@ -38,7 +38,6 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +48,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.gemini_memory import _free_port, _wait_ready, photo_like_jpeg
+from benchmarks.gemini_memory import photo_like_jpeg, serving_child
 
 RESULTS = Path(__file__).parent / "results" / "gemini_overhead.md"
 MODEL, RATIO = "gemini-3-pro-image", "16:9"
@@ -235,22 +234,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     os.environ.setdefault("IMAGEGEN_DATA_DIR", tempfile.mkdtemp(prefix="imagegen-overhead-"))
     sizes = [s for s in args.sizes.split(",") if s]
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.gemini_overhead", "--serve", str(port)],
-                             env=env, stdout=subprocess.DEVNULL)
-    try:
-        _wait_ready(base_url, child)
+    with serving_child("benchmarks.gemini_overhead") as base_url:
         times = asyncio.run(measure(base_url, sizes, args.rounds, args.seed))
-        image_mb = {}
-        for size in sizes:
-            probe = asyncio.run(_probe(base_url, size))
-            image_mb[size] = len(probe) / 1e6
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
+        image_mb = {size: len(asyncio.run(_probe(base_url, size))) / 1e6 for size in sizes}
     command = "python -m benchmarks.gemini_overhead " + " ".join(argv if argv is not None else sys.argv[1:])
     text = table(times, sizes, command.strip(), image_mb)
     print(text)
