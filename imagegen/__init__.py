@@ -39,6 +39,7 @@ from ._errors import (
 from ._models import Attempt, Cost, Image, ImageRequest, ImageResult, InputImage, Job, JobStatus, Usage
 from ._plugins import hookimpl
 from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSettings
+from ._streaming import PartialImage
 from ._sync import Client
 
 __version__ = "0.1.0"
@@ -73,6 +74,7 @@ __all__ = [
     "ModelSpec",
     "NoImageReturnedError",
     "NotFoundError",
+    "PartialImage",
     "PermissionDeniedError",
     "PollSchedule",
     "Price",

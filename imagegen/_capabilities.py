@@ -127,7 +127,8 @@ def check_request(request: ImageRequest, spec: ModelSpec, *, provider: str) -> l
         )
     if request.mask is not None and not spec.supports_mask:
         raise UnsupportedFeatureError(
-            f"{where} does not support masks; describe the region to change in the prompt instead"
+            f"{where} does not support masks; {mask_alternatives()}, or describe the region to change "
+            "in the prompt instead"
         )
     if request.seed is not None and not spec.supports_seed:
         raise UnsupportedFeatureError(f"{where} does not accept a seed; leave seed unset")
@@ -141,6 +142,21 @@ def check_request(request: ImageRequest, spec: ModelSpec, *, provider: str) -> l
     if spec.deprecated:
         warnings.append(f"{where} is deprecated: {spec.deprecated}")
     return warnings
+
+
+def mask_alternatives() -> str:
+    """Which installed providers (and models) take a mask, for the error that refuses one."""
+    from ._plugins import registry  # deferred: only an error message needs the plugins
+
+    found: list[str] = []
+    try:
+        for name, cls in sorted(registry.providers().items()):
+            models = [m.id for m in cls.models() if m.supports_mask and not m.extra.get("shutdown")]
+            if models:
+                found.append(f"{name} ({', '.join(models[:3])}{', ...' if len(models) > 3 else ''})")
+    except Exception:  # a broken third-party plugin must not hide the real error
+        return "no installed provider could be asked about masks"
+    return f"masks are supported by {'; '.join(found)}" if found else "no installed provider supports masks"
 
 
 def load_models(path: str | Path) -> list[ModelSpec]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -33,6 +33,7 @@ from ._plugins import registry as default_registry
 from ._provider import Provider
 from ._resilience import CircuitBreaker
 from ._routing import Plan, Target, resolve
+from ._streaming import PartialImage, stream_results
 from ._services import link_image_files, make_cache, make_job_store, make_ledger, make_limiter
 
 __all__ = ["AsyncClient"]
@@ -172,6 +173,21 @@ class AsyncClient(CallPipeline):
         """Edit or combine ``images`` (bytes, paths, URLs or Images) as the prompt says."""
         request = ImageRequest.build(prompt=prompt, operation="edit", images=images, mask=mask, **options)
         return await self._run(request)
+
+    def stream(self, prompt: str | ImageRequest, *, partial_images: int = 2,
+               **options: Any) -> AsyncIterator[PartialImage | ImageResult]:
+        """Generate (or, with ``images=``, edit), yielding previews as they arrive, then the result.
+
+        Yields up to ``partial_images`` (1-3) ``PartialImage`` objects, then the final
+        ``ImageResult``, which goes through the route, cache, budget, job store and ledger like
+        any ``generate``. Providers that cannot stream (or a cache hit) yield the result alone.
+        """
+        if isinstance(prompt, ImageRequest):
+            request = prompt
+        else:
+            operation = "edit" if options.get("images") else "generate"
+            request = ImageRequest.build(prompt=prompt, operation=operation, **options)
+        return stream_results(lambda: self._run(request), partial_images, self._in_background)
 
     async def generate_many(self, requests: Iterable[ImageRequest | str], *, concurrency: int = 4,
                             on_result: Callable[[int, ImageResult | ImageGenError], None] | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from ._client import AsyncClient
@@ -79,6 +79,18 @@ class Client:
     estimate = _blocking("estimate")
     estimate_many = _blocking("estimate_many")
     flush = _blocking("flush")
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """``AsyncClient.stream`` as a blocking iterator: previews (``PartialImage``), then the ``ImageResult``."""
+        agen = self._async.stream(*args, **kwargs)
+        try:
+            while True:
+                try:
+                    yield self._loop.run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._loop.run(agen.aclose())
 
     @property
     def config(self) -> Any:

@@ -1,0 +1,308 @@
+"""The ``openai`` provider: OpenAI's Images API (``/v1/images/generations`` and ``/edits``) for the
+GPT Image models, through httpx directly.
+
+Why httpx and not the official ``openai`` SDK: the 2026 SDK runs on its own ``httpx2`` fork, so
+the provider's pooled ``httpx.AsyncClient`` (limits, the download guard, the shared TLS context,
+instrumentation) cannot be injected into it; its retries would have to be switched off (the
+router retries and honours the same hints); its ``size`` types lag the API's free sizes; and its
+edit method has no JSON form. The wire is small (two JSON/multipart POSTs, one error envelope),
+so building it here costs little. ``benchmarks/openai_overhead.py`` measures both against the
+emulator (per-call time and memory); the tests drive the emulator with the real SDK.
+
+The API is synchronous: ``generate``/``edit`` make one call and report the finished job through
+``on_submit``; ``submit`` returns an already-succeeded job, and the job store answers ``status``.
+There is no idempotency key: a 2xx whose body is lost was billed and cannot be fetched again
+(``bills_unreadable_answers``), and a retry after a client-side timeout may bill twice (spec 2).
+
+Configuration (``[providers.openai]``)::
+
+    api_key = "env:OPENAI_API_KEY"
+    model = "gpt-image-2"                # default; see models.toml for the line-up and shutdowns
+    organization = "org-..."             # OpenAI-Organization (else $OPENAI_ORG_ID)
+    project = "proj_..."                 # OpenAI-Project (else $OPENAI_PROJECT_ID)
+    base_url = "https://eu.api.openai.com/v1"   # data residency, a proxy, or the emulator
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from imagegen import (
+    Image,
+    ImageGenError,
+    ImageRequest,
+    ImageResult,
+    InvalidRequestError,
+    InvalidResponseError,
+    Job,
+    JobNotFoundError,
+    ModelSpec,
+    NoImageReturnedError,
+    Provider,
+    ProviderError,
+    ProviderSettings,
+)
+from imagegen._http import fetch_image
+from imagegen._models import make_job_id
+from imagegen._provider import OnSubmit
+from imagegen._streaming import PartialImage, partial_sink
+
+from ._catalog import check_lifecycle, family, load_catalog
+from ._params import MAX_PARTIAL_IMAGES, check, edit_call, generation_body, wire_format
+from ._pricing import cost_of, estimate_cost, flat_cost
+from ._vendor_errors import error_from_body, error_from_response, rate_limit_headers
+from ._wire import Parsed, SseDecoder, parse_images, usage_of
+
+__all__ = ["OpenAIProvider", "OpenAISettings"]
+
+#: Server processing took 15-35 s for GPT models and once 112 s; the spec advises >= 180 s.
+DEFAULT_TIMEOUT_S = 180.0
+
+
+class OpenAISettings(ProviderSettings):
+    """``[providers.openai]``: the common settings plus the organisation and project headers."""
+
+    organization: str | None = None
+    project: str | None = None
+
+
+class OpenAIProvider(Provider):
+    """OpenAI Images (GPT Image 2 / 2.5 / 2.6): generations, edits with masks, streamed previews."""
+
+    name = "openai"
+    display_name = "OpenAI Images (GPT Image)"
+    Settings = OpenAISettings
+    api_key_env = ("OPENAI_API_KEY",)
+    default_base_url = "https://api.openai.com/v1"
+    default_timeout = DEFAULT_TIMEOUT_S
+    bills_unreadable_answers = True
+    emulator = "imagegen_openai.emulator:create_emulator"
+
+    settings: OpenAISettings
+
+    def __init__(self, *, instance_name: str, settings: ProviderSettings, http: httpx.AsyncClient) -> None:
+        super().__init__(instance_name=instance_name, settings=settings, http=http)
+        # A bare host (an emulator's root URL, a proxy) means the API under /v1, as OpenAI's own URLs.
+        if urlsplit(self.base_url).path in ("", "/"):
+            self.base_url = self.base_url.rstrip("/") + "/v1"
+        #: Today's date for the model lifecycle (tests replace it).
+        self.today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.timezone.utc).date()
+
+    # -- data ----------------------------------------------------------------------------------
+
+    @classmethod
+    def models(cls) -> list[ModelSpec]:
+        return list(load_catalog())
+
+    @classmethod
+    def default_model(cls) -> str:
+        return next(s.id for s in cls.models() if s.extra.get("default"))
+
+    # -- before any network call -----------------------------------------------------------------
+
+    def validate(self, request: ImageRequest, spec: ModelSpec) -> list[str]:
+        warnings = check_lifecycle(spec, self.today(), provider=self.instance_name)
+        check(request, spec, provider=self.instance_name)
+        # Sizes, ratios and the mask rules are OpenAI's own (checked above); the shared checks do the rest.
+        shared = request.model_copy(update={"size": None, "aspect_ratio": None})
+        return [*warnings, *super().validate(shared, spec.model_copy(update={"deprecated": None}))]
+
+    def estimate(self, request: ImageRequest, spec: ModelSpec) -> Any:
+        size = check(request, spec, provider=self.instance_name)
+        return estimate_cost(request, spec, size, partials=self._partials(request, spec))
+
+    @staticmethod
+    def _partials(request: ImageRequest, spec: ModelSpec) -> int:
+        sink = partial_sink()
+        if sink is None or request.n != 1 or not spec.extra.get("streaming"):
+            return 0
+        return max(0, min(MAX_PARTIAL_IMAGES, sink.partials))
+
+    # -- I/O -------------------------------------------------------------------------------------
+
+    async def generate(self, request: ImageRequest, spec: ModelSpec, *, deadline: float,
+                       on_submit: OnSubmit | None = None) -> ImageResult:
+        result = await self._call(request, spec, deadline=deadline)
+        if on_submit is not None:
+            on_submit(self._finished_job(result, spec))
+        return result
+
+    async def edit(self, request: ImageRequest, spec: ModelSpec, *, deadline: float,
+                   on_submit: OnSubmit | None = None) -> ImageResult:
+        return await self.generate(request, spec, deadline=deadline, on_submit=on_submit)
+
+    async def submit(self, request: ImageRequest, spec: ModelSpec) -> Job:
+        """The Images API has no job queue: the call runs now and the job comes back finished."""
+        deadline = time.monotonic() + (request.timeout or self.settings.timeout or DEFAULT_TIMEOUT_S)
+        return self._finished_job(await self._call(request, spec, deadline=deadline), spec)
+
+    async def status(self, native_id: str) -> Job:
+        raise JobNotFoundError(
+            f"{self.instance_name} answers synchronously and keeps no jobs: job "
+            f"{make_job_id(self.instance_name, native_id)!r} is known only to the job store that recorded it")
+
+    def _finished_job(self, result: ImageResult, spec: ModelSpec) -> Job:
+        return self.job((result.job_id or "").partition(":")[2], "succeeded", result=result, model=spec.id)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        organization = self.settings.organization or os.environ.get("OPENAI_ORG_ID")
+        project = self.settings.project or os.environ.get("OPENAI_PROJECT_ID")
+        if organization:
+            headers["OpenAI-Organization"] = organization
+        if project:
+            headers["OpenAI-Project"] = project
+        return headers
+
+    def _send_args(self, request: ImageRequest, spec: ModelSpec, size: str, partials: int | None) -> dict[str, Any]:
+        if request.operation == "edit":
+            call = edit_call(request, spec, size, stream=partials)
+            if call.json is not None:
+                return {"url": f"{self.base_url}/images/edits", "json": call.json}
+            return {"url": f"{self.base_url}/images/edits", "data": call.data, "files": call.files}
+        return {"url": f"{self.base_url}/images/generations", "json": generation_body(request, spec, size,
+                                                                                       stream=partials)}
+
+    async def _call(self, request: ImageRequest, spec: ModelSpec, *, deadline: float) -> ImageResult:
+        size = check(request, spec, provider=self.instance_name)
+        partials = self._partials(request, spec) if partial_sink() is not None else 0
+        warnings: list[str] = []
+        if partial_sink() is not None and not partials:
+            warnings.append(f"{self.instance_name}/{spec.id} streams previews only for n=1; none were sent")
+        timeout = max(1.0, min(deadline - time.monotonic(), self.settings.timeout or DEFAULT_TIMEOUT_S))
+        try:
+            if partials:
+                try:
+                    return await self._streamed(request, spec, size, partials, timeout, warnings)
+                except InvalidRequestError as exc:
+                    if getattr(exc, "status_code", None) != 400 or "stream" not in exc.message.lower():
+                        raise
+                    # The model page of gpt-image-2 says "Streaming: not supported" while the reference
+                    # documents it [NOTE-0905]: a 400 about streaming falls back to one plain call.
+                    warnings.append(f"{self.instance_name}/{spec.id} refused streaming; the image came in one piece")
+            response = await self.http.post(**self._send_args(request, spec, size, None), headers=self._headers(),
+                                            timeout=timeout)
+            if not response.is_success:
+                raise error_from_response(response, provider=self.instance_name, scrub=self._scrub)
+            parsed = self._parse(response)
+            return await self._result(parsed, request, spec, size, response.headers, warnings)
+        except ImageGenError:
+            raise
+        except Exception as exc:
+            raise self.translate_error(exc) from exc
+
+    def _parse(self, response: httpx.Response) -> Parsed:
+        try:
+            return parse_images(response.content)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidResponseError(
+                f"{self.instance_name} answered HTTP {response.status_code} with a body imagegen cannot read "
+                f"({type(exc).__name__}: {str(exc)[:200]}); it was billed if it was a success",
+                provider=self.instance_name, status_code=response.status_code,
+                request_id=response.headers.get("x-request-id")) from exc
+
+    async def _streamed(self, request: ImageRequest, spec: ModelSpec, size: str, partials: int, timeout: float,
+                        warnings: list[str]) -> ImageResult:
+        sink = partial_sink()
+        assert sink is not None
+        async with self.http.stream("POST", **self._send_args(request, spec, size, partials),
+                                    headers={**self._headers(), "Accept": "text/event-stream"},
+                                    timeout=timeout) as response:
+            if not response.is_success:
+                await response.aread()
+                raise error_from_response(response, provider=self.instance_name, scrub=self._scrub)
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                await response.aread()  # a relay that ignored `stream`: an ordinary answer
+                return await self._result(self._parse(response), request, spec, size, response.headers, warnings)
+            decoder = SseDecoder()
+            final: dict[str, Any] | None = None
+            async for line in response.aiter_lines():
+                event = decoder.line(line)
+                if event is None:
+                    continue
+                if event.type.endswith(".partial_image"):
+                    image = self._image(event.data.get("b64_json"), what="preview")
+                    sink.deliver(PartialImage(index=int(event.data.get("partial_image_index", 0)), image=image,
+                                              provider=self.instance_name, model=spec.id))
+                elif event.type.endswith(".completed"):
+                    final = event.data
+                elif event.type == "error" or "error" in event.data:
+                    body = event.data.get("error") if isinstance(event.data.get("error"), dict) else event.data
+                    raise error_from_body(body, status=500 if not body.get("code") else 400,
+                                          headers=response.headers, provider=self.instance_name, scrub=self._scrub)
+            if final is None:
+                raise InvalidResponseError(
+                    f"{self.instance_name}'s stream ended without a completed event; it was probably cut short",
+                    provider=self.instance_name, status_code=response.status_code,
+                    request_id=response.headers.get("x-request-id"))
+            parsed = Parsed(created=final.get("created_at"), usage=final.get("usage"),
+                            items=parse_images({"data": [{"b64_json": final.get("b64_json")}]}).items,
+                            echo={k: final[k] for k in ("background", "output_format", "quality", "size")
+                                  if isinstance(final.get(k), str)})
+            return await self._result(parsed, request, spec, size, response.headers, warnings)
+
+    def _image(self, data: Any, *, what: str) -> Image:
+        from ._wire import decode_b64
+
+        raw = data if isinstance(data, bytes) else decode_b64(data)
+        try:
+            return Image.from_bytes(raw, what=f"{self.instance_name} {what}")
+        except ImageGenError as exc:  # their bytes, not the caller's
+            raise InvalidResponseError(exc.message, provider=self.instance_name, status_code=200) from exc
+
+    async def _result(self, parsed: Parsed, request: ImageRequest, spec: ModelSpec, size: str,
+                      headers: httpx.Headers, warnings: list[str]) -> ImageResult:
+        if not parsed.items:
+            raise NoImageReturnedError(f"{self.instance_name} answered without any image", provider=self.instance_name,
+                                       status_code=200, request_id=headers.get("x-request-id"))
+        images = await asyncio.gather(*(
+            fetch_image(self.http, item.url, provider=self.instance_name, policy=self.download_policy())
+            if item.url is not None else asyncio.sleep(0, self._image(item.data, what="output image"))
+            for item in parsed.items))
+        usage = usage_of(parsed.usage)
+        if parsed.usage is not None:
+            cost = cost_of(usage, spec)
+        else:  # DALL-E: no usage, a flat price per image
+            quality = parsed.echo.get("quality") or request.options.get("quality")
+            cost = flat_cost(spec, quality, parsed.echo.get("size") or size, len(images))
+        request_id = headers.get("x-request-id") or f"local-{uuid.uuid4().hex}"
+        revised = [item.revised_prompt for item in parsed.items]
+        metadata: dict[str, Any] = {"request_id": request_id, "created": parsed.created, **parsed.echo,
+                                    "requested_size": size, "output_format_requested": wire_format(request)}
+        if any(revised):
+            metadata["revised_prompts"] = revised
+        if headers.get("openai-processing-ms"):
+            metadata["processing_ms"] = headers["openai-processing-ms"]
+        if limits := rate_limit_headers(headers):
+            metadata["rate_limits"] = limits
+        if family(spec).startswith("dalle"):
+            metadata["output_urls"] = [item.url for item in parsed.items if item.url]
+        return ImageResult(images=list(images), provider=self.instance_name, model=spec.id,
+                           job_id=make_job_id(self.instance_name, request_id), cost=cost, usage=usage,
+                           text=[r for r in revised if r], metadata=metadata, warnings=warnings)
+
+    # -- errors ------------------------------------------------------------------------------------
+
+    def translate_error(self, exc: BaseException) -> ImageGenError:
+        if isinstance(exc, httpx.HTTPStatusError):
+            return error_from_response(exc.response, provider=self.instance_name, scrub=self._scrub)
+        error = super().translate_error(exc)
+        if isinstance(error, ProviderError) and isinstance(exc, (ValueError, KeyError, TypeError)):
+            error.status_code = error.status_code or 200
+        return error
+
+    def _scrub(self, text: str) -> str:
+        if self.api_key is not None and self.api_key.get_secret_value():
+            text = text.replace(self.api_key.get_secret_value(), "***")
+        return text

@@ -1,0 +1,466 @@
+"""A local, faithful emulator of OpenAI's Images API (``/v1/images/*``), for every model in
+``models.toml``.
+
+- ``POST /v1/images/generations`` (JSON; ``stream: true`` answers server-sent events);
+- ``POST /v1/images/edits``: multipart (``image``, repeated ``image[]`` or ``image[N]``, ``mask``;
+  empty part ``Content-Type`` and unquoted disposition parameters accepted) or, since
+  2026-02-09, JSON (``images: [{image_url}]`` with data URLs or http(s) URLs, which are fetched;
+  a failing fetch answers ``invalid_value``/``param: "url"``); ``mask`` must be a PNG with alpha
+  the size of the first image;
+- ``POST /v1/images/variations`` (``dall-e-2`` only, shut down, so refused unless ``today`` is
+  before 2026-05-12).
+
+Auth: ``Authorization: Bearer`` is required (401 ``invalid_api_key`` with ``WWW-Authenticate``);
+``api_keys`` limits the accepted keys. Answers carry ``x-request-id: req_<32 hex>``,
+``openai-processing-ms``, ``openai-version`` and the ``openai-organization``/``-project`` sent.
+GPT answers are base64 images of the requested size and format with the echo fields and
+``usage`` from the token tables (``quality: auto`` resolves to ``auto_quality``, "medium" by
+default; ``"random"`` picks medium or high, seeded, as the real API's choice varies); DALL-E
+answers are ``url`` items (served from ``/files/...``) with ``revised_prompt`` on dall-e-3 and no
+usage. A shut-down model answers 404 ``model_not_found`` (clock: ``today``). Every billed answer
+is charged to ``counters`` under its request id; streaming adds 100 output tokens per partial
+image to ``usage`` (whether the real ``usage`` includes them is UNKNOWN).
+
+Prompt markers script the answer (anywhere in the prompt):
+
+======================================= ===========================================================
+``[[MODERATION_BLOCKED]]``              400 ``image_generation_user_error``/``moderation_blocked``,
+                                        ``moderation_stage: input`` (``:output`` for the output
+                                        stage; neither is charged: billing them is UNKNOWN)
+``[[CONTENT_POLICY]]``                  400 ``content_policy_violation`` (the DALL-E era code)
+``[[ERROR:rate_limit:S]]``              429 ``rate_limit_exceeded`` with ``retry-after: S``
+``[[ERROR:rate_limit_ms:MS]]``          429 with ``retry-after-ms`` only; ``[[ERROR:rate_limit_bare]]``: no hint
+``[[ERROR:quota]]`` / ``credits``       429 ``insufficient_quota`` / ``credit_balance_exhausted``
+``[[ERROR:billing]]``                   400 ``billing_hard_limit_reached`` (2023-24 shape)
+``[[ERROR:server]]`` / ``overloaded``   500 ``server_error`` / 503 ``server_is_overloaded``
+``[[ERROR:verify]]``                    403 "Your organization must be verified ..."
+``[[ERROR:conflict]]``                  409 (retried by the SDK)
+``[[DROP_AFTER_BILLING]]``              charges, then cuts the connection mid-answer
+``[[SLOW:S]]``                          answers after S more seconds
+======================================= ===========================================================
+
+The kit's fault plan works too, in OpenAI's envelope: ``rate_limit`` is a 429 with
+``retry-after`` and ``retry-after-ms``, ``server_error`` a 503, ``timeout`` a 504 after the delay.
+Options of `create_emulator`: ``api_keys``, ``pixel_scale`` (shrink images, e.g. for small
+cassettes), ``today`` (the date for shutdowns), ``auto_quality``.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime as dt
+import hashlib
+import io
+import itertools
+import json
+import math
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from imagegen import ModelSpec, Usage
+from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
+
+from ._catalog import family, load_catalog, output_tokens, parse_wh
+from ._emulator_shapes import Reject, bad, check_params, json_body, markers, openai_error, parse_multipart, sniff
+from ._pricing import PARTIAL_IMAGE_TOKENS, PROMPT_OVERHEAD_TOKENS, cost_of, flat_cost
+
+__all__ = ["OpenAIEmulator", "create_emulator"]
+
+_INPUT_TYPES = ("image/png", "image/jpeg", "image/webp")
+_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
+    "quota": (429, "insufficient_quota", "insufficient_quota",
+              "You exceeded your current quota, please check your plan and billing details."),
+    "credits": (429, "insufficient_quota", "credit_balance_exhausted",
+                "Your credit balance is exhausted. Add credits to continue."),
+    "billing": (400, "invalid_request_error", "billing_hard_limit_reached", "Billing hard limit has been reached"),
+    "server": (500, "server_error", None, "The server had an error while processing your request. Sorry about that!"),
+    "overloaded": (503, "service_unavailable_error", "server_is_overloaded",
+                   "The engine is currently overloaded, please try again later"),
+    "verify": (403, "invalid_request_error", None,
+               "Your organization must be verified to use the model `{model}`. Please go to: "
+               "https://platform.openai.com/settings/organization/general and click on Verify Organization."),
+    "conflict": (409, "invalid_request_error", None, "The request conflicted with another request. Retry it."),
+}
+
+
+class OpenAIEmulator(Emulator):
+    """OpenAI's Images API; see the module docstring."""
+
+    name = "openai"
+
+    def __init__(self, *, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
+                 api_keys: set[str] | frozenset[str] | list[str] | None = None, pixel_scale: float = 1.0,
+                 today: dt.date | str | None = None, auto_quality: str = "medium") -> None:
+        super().__init__(faults=faults, latency=latency, seed=seed)
+        if not 0 < pixel_scale <= 1:
+            raise ValueError(f"pixel_scale must be in (0, 1], got {pixel_scale!r}")
+        if auto_quality not in ("low", "medium", "high", "random"):
+            raise ValueError(f"auto_quality must be low, medium, high or random, got {auto_quality!r}")
+        self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.pixel_scale = pixel_scale
+        self.today = dt.date.fromisoformat(today) if isinstance(today, str) else today
+        self.auto_quality = auto_quality
+        #: The last requests' parameters (files as name/type/size), newest last; for assertions.
+        self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=16)
+        self._ids = itertools.count(1)
+        self._rng = random.Random(seed)
+        self._models = {name: spec for spec in load_catalog() for name in spec.names}
+
+    # -- routes and envelopes ------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/images/generations", self._generations, methods=["POST"]),
+            Route("/v1/images/edits", self._edits, methods=["POST"]),
+            Route("/v1/images/variations", self._variations, methods=["POST"]),
+        ]
+
+    def error_response(self, status: int, message: str, *, fault: Fault | None = None) -> Response:
+        if status == 429:
+            return openai_error(429, "Rate limit exceeded for images per minute. Please try again later. "
+                                     "(injected fault)", type_="requests", code="rate_limit_exceeded")
+        type_ = "server_error" if status >= 500 else "invalid_request_error"
+        return openai_error(status, message, type_=type_, code=None)
+
+    def rate_limit_headers(self, fault: Fault) -> dict[str, str]:
+        if fault.retry_after is None:
+            return {}
+        return {"retry-after": str(math.ceil(fault.retry_after)),
+                "retry-after-ms": str(round(fault.retry_after * 1000))}
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    async def _generations(self, request: Request) -> Response:
+        try:
+            self._authenticate(request)
+            params = json_body(await request.body())
+            self.received.append({"endpoint": "generations", **params})
+            spec = self._model(params.get("model"))
+            settings = check_params(params, spec, edit=False)
+            self._scripted(settings["prompt"], spec)
+        except Reject as reject:
+            return self._headed(request, reject.response)
+        return await self._answer(request, spec, settings, [], params, event="image_generation")
+
+    async def _edits(self, request: Request) -> Response:
+        try:
+            self._authenticate(request)
+            content_type = request.headers.get("content-type", "")
+            raw = await request.body()
+            if content_type.startswith("multipart/form-data"):
+                params, inputs, mask = self._multipart_edit(raw, content_type)
+            else:
+                params = json_body(raw)
+                inputs, mask = await self._json_edit(params)
+            spec = self._model(params.get("model"))
+            if not spec.supports_edit:
+                raise bad(f"The model {spec.id} does not support image edits.", param="model")
+            if len(inputs) > max(1, spec.max_reference_images):
+                raise bad(f"Too many images: {len(inputs)}. {spec.id} accepts at most "
+                          f"{spec.max_reference_images}.", param="image")
+            settings = check_params({k: v for k, v in params.items() if k not in ("image", "images", "mask")},
+                                    spec, edit=True)
+            self._check_mask(mask, inputs)
+            self._scripted(settings["prompt"], spec)
+        except Reject as reject:
+            return self._headed(request, reject.response)
+        return await self._answer(request, spec, settings, inputs, params, event="image_edit")
+
+    async def _variations(self, request: Request) -> Response:
+        try:
+            self._authenticate(request)
+            form = parse_multipart(await request.body(), request.headers.get("content-type", ""))
+            spec = self._model(form.fields.get("model", "dall-e-2"))
+            if spec.id != "dall-e-2":
+                raise bad("Variations are only supported for dall-e-2.", param="model")
+            settings = check_params({"prompt": "variation", **form.fields}, spec, edit=True)
+        except Reject as reject:
+            return self._headed(request, reject.response)
+        return await self._answer(request, spec, settings, [f.data for f in form.files], form.fields, event="")
+
+    # -- checks -----------------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request) -> None:
+        auth = request.headers.get("authorization", "")
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        challenge = {"WWW-Authenticate": 'Bearer realm="OpenAI API"'}
+        if not key:
+            raise Reject(openai_error(401, "You didn't provide an API key. You need to provide your API key in an "
+                                           "Authorization header using Bearer auth (i.e. Authorization: Bearer "
+                                           "YOUR_KEY).", headers=challenge))
+        if self.api_keys is not None and key not in self.api_keys:
+            shown = f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
+            raise Reject(openai_error(401, f"Incorrect API key provided: {shown}. You can find your API key at "
+                                           "https://platform.openai.com/account/api-keys.",
+                                      code="invalid_api_key", headers=challenge))
+
+    def _model(self, model: Any) -> ModelSpec:
+        if not isinstance(model, str) or not model:
+            # Emulator invention: the 2026-11 reference says the model "must be specified explicitly".
+            raise bad("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+        spec = self._models.get(model)
+        if spec is None:
+            raise Reject(openai_error(404, f"The model `{model}` does not exist or you do not have access to it.",
+                                      code="model_not_found"))
+        shutdown = spec.extra.get("shutdown")
+        if shutdown is not None and shutdown <= (self.today or dt.datetime.now(dt.timezone.utc).date()):
+            raise Reject(openai_error(404, f"The model `{model}` has been deprecated and is no longer available. "
+                                           f"Use `{spec.extra.get('replacement')}` instead.", code="model_not_found"))
+        return spec
+
+    def _multipart_edit(self, raw: bytes, content_type: str) -> tuple[dict[str, Any], list[bytes], bytes | None]:
+        form = parse_multipart(raw, content_type)
+        inputs, mask = [], None
+        images = [f for f in form.files if f.field == "image" or f.field.startswith("image[")]
+        for index, upload in enumerate(images):
+            inputs.append(self._input(upload.data, upload.content_type, param=f"image[{index}]"))
+        for upload in form.files:
+            if upload.field == "mask":
+                mask = upload.data
+        if not images:
+            raise bad("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
+        self.received.append({"endpoint": "edits", "encoding": "multipart", **form.fields,
+                              "files": [(f.field, f.filename, f.content_type, len(f.data)) for f in form.files]})
+        return dict(form.fields), inputs, mask
+
+    def _input(self, data: bytes, declared: str, *, param: str) -> bytes:
+        if declared and declared.split(";")[0].strip() not in _INPUT_TYPES and declared != "application/octet-stream":
+            raise bad(f"Invalid file '{param}': unsupported mimetype ('{declared}'). Supported file formats are "
+                      "'image/jpeg', 'image/png', and 'image/webp'.", param=param, code="unsupported_file_mimetype")
+        info = sniff(data)
+        if info is None or info[0] not in _INPUT_TYPES:
+            raise Reject(openai_error(400, "Invalid image data.", type_="image_generation_user_error",
+                                      code="invalid_image_file", param=param))
+        return data
+
+    async def _json_edit(self, params: dict[str, Any]) -> tuple[list[bytes], bytes | None]:
+        images = params.get("images")
+        if not isinstance(images, list) or not images:
+            raise bad("Missing required parameter: 'images'.", param="images", code="missing_required_parameter")
+        self.received.append({"endpoint": "edits", "encoding": "json",
+                              **{k: v for k, v in params.items() if k not in ("images", "mask")},
+                              "images": len(images), "mask": "mask" in params})
+        inputs = [await self._reference(ref, f"images[{i}]") for i, ref in enumerate(images)]
+        mask = await self._reference(params["mask"], "mask") if params.get("mask") is not None else None
+        return inputs, mask
+
+    async def _reference(self, ref: Any, param: str) -> bytes:
+        if not isinstance(ref, dict) or len({"image_url", "file_id"} & set(ref)) != 1:
+            raise bad(f"Each of '{param}' needs exactly one of image_url or file_id.", param=param)
+        if "file_id" in ref:
+            raise bad("The emulator has no Files API: send image_url.", param=f"{param}.file_id")
+        url = ref["image_url"]
+        if not isinstance(url, str) or not url:
+            raise bad("image_url must be a string.", param=f"{param}.image_url")
+        if url.startswith("data:"):
+            try:
+                data = base64.b64decode(url.partition(",")[2], validate=True)
+            except ValueError:
+                raise Reject(openai_error(400, "Invalid image data.", type_="image_generation_user_error",
+                                          code="invalid_image_file", param=f"{param}.image_url")) from None
+        else:
+            data = await self._download(url)
+        return self._input(data, "", param=f"{param}.image_url")
+
+    async def _download(self, url: str) -> bytes:
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.get(url)
+        except httpx.HTTPError:
+            raise bad("Error while downloading file. Could not connect.", param="url") from None
+        if response.status_code != 200:
+            raise bad(f"Error while downloading file. Upstream status code: {response.status_code}.", param="url")
+        return response.content
+
+    @staticmethod
+    def _check_mask(mask: bytes | None, inputs: list[bytes]) -> None:
+        if mask is None:
+            return
+        info = sniff(mask)
+        if info is None or info[0] != "image/png" or not info[3]:
+            raise bad("Invalid mask: the mask must be a PNG image with an alpha channel.", param="mask")
+        first = sniff(inputs[0]) if inputs else None
+        if first is not None and first[1:3] != info[1:3]:
+            raise bad(f"Invalid mask: the mask is {info[1]}x{info[2]} but the image is {first[1]}x{first[2]}; they "
+                      "must have the same dimensions.", param="mask")
+
+    def _scripted(self, prompt: str, spec: ModelSpec) -> None:
+        for name, kind, number in markers(prompt):
+            if name == "MODERATION_BLOCKED":
+                stage = kind or "input"
+                raise Reject(openai_error(
+                    400, "Your request was rejected by the safety system. If you believe this is an error, contact "
+                         "us at help.openai.com and include the request ID req_emulated. safety_violations=[other].",
+                    type_="image_generation_user_error", code="moderation_blocked",
+                    moderation_details={"moderation_stage": stage, "categories": ["other"]}))
+            if name == "CONTENT_POLICY":
+                raise bad("Your request was rejected as a result of our safety system. Your prompt may contain text "
+                          "that is not allowed by our safety system.", param=None, code="content_policy_violation")
+            if name != "ERROR":
+                continue
+            if kind.startswith("rate_limit"):
+                seconds = float(number) if number else 1.0
+                headers = {} if kind == "rate_limit_bare" else (
+                    {"retry-after-ms": str(round(seconds))} if kind == "rate_limit_ms" else
+                    {"retry-after": f"{seconds:g}"})
+                raise Reject(openai_error(429, "Rate limit reached for images per minute. Please try again later.",
+                                          type_="requests", code="rate_limit_exceeded", headers=headers))
+            if kind not in _ERRORS:
+                raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use rate_limit or one of {', '.join(_ERRORS)}")
+            status, type_, code, message = _ERRORS[kind]
+            raise Reject(openai_error(status, message.format(model=spec.id), type_=type_, code=code))
+
+    # -- answers ----------------------------------------------------------------------------------
+
+    def _request_id(self) -> str:
+        return "req_" + hashlib.sha256(f"openai:{self.seed}:{next(self._ids)}".encode()).hexdigest()[:32]
+
+    def _headed(self, request: Request, response: Response, *, started: float | None = None,
+                request_id: str | None = None) -> Response:
+        response.headers["x-request-id"] = request_id or self._request_id()
+        response.headers["openai-version"] = "2020-10-01"
+        response.headers["openai-processing-ms"] = str(round((time.monotonic() - (started or time.monotonic())) * 1000))
+        for name in ("openai-organization", "openai-project"):
+            if request.headers.get(name):
+                response.headers[name] = request.headers[name]
+        return response
+
+    def _quality(self, spec: ModelSpec, quality: str) -> str:
+        if quality != "auto":
+            return quality
+        if self.auto_quality == "random":
+            return self._rng.choice(["medium", "high"])
+        return self.auto_quality
+
+    def _pixels(self, spec: ModelSpec, size: str) -> tuple[int, int, str]:
+        wire = "1024x1024" if size == "auto" else size
+        width, height = parse_wh(wire) or (1024, 1024)
+        return max(16, round(width * self.pixel_scale)), max(16, round(height * self.pixel_scale)), wire
+
+    def _render(self, width: int, height: int, fmt: str, *, transparent: bool, label: str | None = None) -> bytes:
+        if fmt == "gif":
+            from PIL import Image
+
+            frames = [Image.open(io.BytesIO(self.image(width, height, "png"))).convert("P") for _ in range(2)]
+            buffer = io.BytesIO()
+            frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+            return buffer.getvalue()
+        data = self.image(width, height, fmt, label=label)
+        if not transparent:
+            return data
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            rgba = img.convert("RGBA")
+        rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
+        buffer = io.BytesIO()
+        rgba.save(buffer, "PNG" if fmt == "png" else "WEBP")
+        return buffer.getvalue()
+
+    def _usage(self, spec: ModelSpec, settings: dict[str, Any], inputs: int, quality: str, wire: str) -> dict[str, Any]:
+        text_in = math.ceil(len(settings["prompt"]) / 4) + PROMPT_OVERHEAD_TOKENS
+        image_in = inputs * int(spec.extra.get("input_tokens_per_image", 0))
+        image_out = output_tokens(spec, quality, wire) * settings["n"] + PARTIAL_IMAGE_TOKENS * settings["partials"]
+        text_out = int(spec.extra.get("text_output_tokens", 0))
+        return {"input_tokens": text_in + image_in,
+                "input_tokens_details": {"image_tokens": image_in, "text_tokens": text_in},
+                "output_tokens": image_out + text_out,
+                "output_tokens_details": {"image_tokens": image_out, "text_tokens": text_out},
+                "total_tokens": text_in + image_in + image_out + text_out}
+
+    async def _answer(self, request: Request, spec: ModelSpec, settings: dict[str, Any], inputs: list[bytes],
+                      params: dict[str, Any], *, event: str) -> Response:
+        started = time.monotonic()
+        request_id = self._request_id()
+        width, height, wire = self._pixels(spec, settings["size"])
+        quality = self._quality(spec, settings["quality"])
+        fmt, transparent = settings["output_format"], settings["background"] == "transparent"
+        prompt = settings["prompt"]
+        await self.latency.sleep(settings["n"] * width * height / 1e6 / self.pixel_scale ** 2)
+        for name, _, number in markers(prompt):
+            if name == "SLOW":
+                await anyio.sleep(float(number or 1))
+        images = [self._render(width, height, fmt, transparent=transparent) for _ in range(settings["n"])]
+        if family(spec).startswith("dalle"):
+            body, usd = self._dalle_body(request, spec, settings, params, images, quality)
+        else:
+            usage = self._usage(spec, settings, len(inputs), quality, wire)
+            usd = cost_of(_as_usage(usage), spec).usd or 0.0
+            body = {"created": int(time.time()), "background": "transparent" if transparent else "opaque",
+                    "data": [{"b64_json": base64.b64encode(data).decode()} for data in images],
+                    "output_format": fmt, "quality": quality, "size": wire, "usage": usage}
+        if any(name == "DROP_AFTER_BILLING" for name, _, _ in markers(prompt)):
+            return self._headed(request, self._dropped(body, usd, request_id), started=started, request_id=request_id)
+        if settings["stream"]:
+            response: Response = StreamingResponse(self._events(body, usd, request_id, event, settings, width, height),
+                                                   media_type="text/event-stream")
+        else:
+            self.counters.charge(usd=usd, ref=request_id)
+            response = JSONResponse(body)
+        return self._headed(request, response, started=started, request_id=request_id)
+
+    def _dalle_body(self, request: Request, spec: ModelSpec, settings: dict[str, Any], params: dict[str, Any],
+                    images: list[bytes], quality: str) -> tuple[dict[str, Any], float]:
+        as_url = params.get("response_format", "url") != "b64_json"
+        items = []
+        for data in images:
+            item = ({"url": self.file_url(request, self.store_file(data, "image/png"))} if as_url
+                    else {"b64_json": base64.b64encode(data).decode()})
+            if spec.id == "dall-e-3":
+                item = {"revised_prompt": f"A detailed rendering of: {settings['prompt'][:300]}", **item}
+            items.append(item)
+        usd = flat_cost(spec, quality, settings["size"], len(images)).usd or 0.0
+        return {"created": int(time.time()), "data": items}, usd
+
+    def _dropped(self, body: dict[str, Any], usd: float, request_id: str) -> Response:
+        from imagegen.testing._middleware import ConnectionDropped
+
+        text = json.dumps(body).encode()
+
+        async def cut() -> AsyncIterator[bytes]:
+            self.counters.charge(usd=usd, ref=request_id)
+            yield text[: len(text) // 3]
+            raise ConnectionDropped("connection dropped after billing ([[DROP_AFTER_BILLING]])")
+
+        return StreamingResponse(cut(), media_type="application/json", headers={"content-length": str(len(text))})
+
+    async def _events(self, body: dict[str, Any], usd: float, request_id: str, event: str,
+                      settings: dict[str, Any], width: int, height: int) -> AsyncIterator[bytes]:
+        echo = {"background": settings["background"], "output_format": settings["output_format"],
+                "quality": settings["quality"], "size": settings["size"]}
+        for index in range(settings["partials"]):
+            preview = self._render(width, height, settings["output_format"], transparent=False, label=f"partial {index}")
+            yield _sse(f"{event}.partial_image", {"type": f"{event}.partial_image", "created_at": body["created"],
+                                                   "b64_json": base64.b64encode(preview).decode(),
+                                                   "partial_image_index": index, **echo})
+            await anyio.sleep(0)
+        self.counters.charge(usd=usd, ref=request_id)
+        final = {k: body[k] for k in ("background", "output_format", "quality", "size")}
+        for item in body["data"]:
+            yield _sse(f"{event}.completed", {"type": f"{event}.completed", "created_at": body["created"],
+                                               "b64_json": item["b64_json"], **final, "usage": body["usage"]})
+
+
+def _sse(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _as_usage(raw: dict[str, Any]) -> Usage:
+    from ._wire import usage_of
+
+    return usage_of(raw)
+
+
+def create_emulator(*, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
+                    **options: Any) -> OpenAIEmulator:
+    """The OpenAI Images emulator (``imagegen emulate openai``); ``options`` as in the module docstring."""
+    return OpenAIEmulator(faults=faults, latency=latency, seed=seed, **options)
