@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
             mine, theirs = statistics.median(ours), statistics.median(bare)
             # Each round pairs the two runs back to back: the median of those ratios is steadier
             # than a ratio of medians when the machine's speed drifts between rounds.
-            paired = statistics.median(o / b for o, b in zip(ours, bare))
+            paired = statistics.median(o / b for o, b in zip(ours, bare, strict=True))
             lines.append(f"| {provider} | {mine:.3f} | {theirs:.3f} | {paired:.2f} | {ideal:.3f} | "
                          f"{mine / ideal:.2f} |")
     table = "\n".join(lines)

@@ -70,9 +70,8 @@ def _default_transport() -> str:
 
 def serve(port: int) -> None:
     """Child process: the Gemini emulator, photo-like JPEGs made once per size."""
-    from imagegen_gemini.emulator import GeminiEmulator
-
     from imagegen.testing import LatencyModel, run_forever
+    from imagegen_gemini.emulator import GeminiEmulator
 
     @functools.lru_cache(maxsize=8)
     def cached(width: int, height: int) -> bytes:

@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> None:
         RESULTS.write_text(
             "# Fault soak\n\n"
             f"{args.requests} requests at concurrency {args.concurrency} through three-provider routes taking "
-            f"turns (gemini -> nb2 -> wireflow and its two rotations; nb2 is nanobanana2 with async jobs), every emulator on loopback injecting per call: {mix} "
+            "turns (gemini -> nb2 -> wireflow and its two rotations; nb2 is nanobanana2 with async jobs), "
+            f"every emulator on loopback injecting per call: {mix} "
             f"(429s hint {RETRY_AFTER_S} s; timeouts stall {STALL_S} s past provider timeouts of "
             f"{', '.join(f'{k} {v} s' for k, v in TIMEOUTS.items())}). Baseline: the same run with no faults.\n\n"
             f"Command: `{command.strip()}`\n\n{text}\n{NOTES}")

@@ -34,11 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from imagegen_wireflow.emulator import create_emulator, default_latency
-
 from imagegen import AsyncClient, PollSchedule
 from imagegen._provider import AdaptivePollSchedule
 from imagegen.testing import LatencyModel, serve
+from imagegen_wireflow.emulator import create_emulator, default_latency
 
 SIZES = {"1K": 1.048576, "4K": 16.777216}  # megapixels of a 1:1 output
 DOCUMENTED = PollSchedule(1.0, 1.5, 10.0)  # P13; the provider now defaults to an adaptive one

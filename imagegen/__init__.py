@@ -41,8 +41,7 @@ from ._plugins import hookimpl
 from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSettings
 from ._streaming import PartialImage
 from ._sync import Client
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "AdaptivePollSchedule",

@@ -238,7 +238,7 @@ class DiskCache:
                 "max_bytes": self.max_bytes, "ttl_s": self.ttl_s}
 
     def clear(self) -> int:
-        count = self._db().execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        count: int = self._db().execute("SELECT COUNT(*) FROM entries").fetchone()[0]
         self._db().execute("DELETE FROM entries")
         self._drop_orphans()
         return count
@@ -262,7 +262,8 @@ class RedisCache:
     def __init__(self, url: str, *, ttl_s: float | None = None, prefix: str = "imagegen:cache:") -> None:
         import redis  # the `redis` extra; imported only when configured
 
-        self._redis = redis.Redis.from_url(url)
+        # Any: redis-py types every reply as a union of all reply shapes (bytes | str | list...).
+        self._redis: Any = redis.Redis.from_url(url)
         self.ttl_s, self.prefix = ttl_s, prefix
 
     def _ttl(self) -> int | None:

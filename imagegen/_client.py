@@ -35,10 +35,10 @@ from ._resilience import CircuitBreaker
 from ._routing import Plan, Target, resolve
 from ._streaming import PartialImage, stream_results
 from ._services import link_image_files, make_cache, make_job_store, make_ledger, make_limiter
+from ._version import __version__
 
 __all__ = ["AsyncClient"]
 
-_VERSION = "0.1.0"
 
 
 class AsyncClient(CallPipeline):
@@ -131,7 +131,7 @@ class AsyncClient(CallPipeline):
                 limits=limits,  # limits and verify still shape the proxy transports httpx mounts from the env
                 transport=self._transports.get(name) or guarded_transport(limits),
                 verify=shared_ssl_context(),
-                headers={"User-Agent": f"imagegen/{_VERSION}"},
+                headers={"User-Agent": f"imagegen/{__version__}"},
             )
             # An unused httpx client holds no connections, so a failing constructor leaks nothing.
             self._instances[name] = cls(instance_name=name, settings=settings, http=http)

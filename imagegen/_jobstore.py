@@ -16,9 +16,9 @@ import json
 import os
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._blobs import BlobDir
 from ._models import Job
@@ -55,7 +55,7 @@ def _key_of(job: Job) -> str | None:
 def _cutoff(older_than_s: float) -> datetime:
     if older_than_s < 0:
         raise ValueError(f"older_than_s must be zero or more, not {older_than_s}")
-    return datetime.now(timezone.utc) - timedelta(seconds=older_than_s)
+    return datetime.now(UTC) - timedelta(seconds=older_than_s)
 
 
 class MemoryJobStore:
@@ -156,7 +156,7 @@ class SqliteJobStore:
             # Under the write lock, which prune() holds while deleting files: a file it removed
             # between the write above and now is written again, so a committed row always has
             # its file.
-            for image, (*_, in_row) in zip(images, rows):
+            for image, (*_, in_row) in zip(images, rows, strict=True):
                 if in_row is None:
                     self.blobs.put(image.sha256, image.data)
             conn.execute("COMMIT")
@@ -191,7 +191,8 @@ class SqliteJobStore:
         if job.result is not None and blobs:
             if len(blobs) != len(job.result.images):
                 raise ValueError(f"job {job_id}: {len(job.result.images)} images recorded, {len(blobs)} stored")
-            images = [image.model_copy(update={"data": blob}) for image, blob in zip(job.result.images, blobs)]
+            images = [image.model_copy(update={"data": blob})
+                      for image, blob in zip(job.result.images, blobs, strict=True)]
             job = job.model_copy(update={"result": job.result.model_copy(update={"images": images})})
         return job
 
@@ -246,7 +247,8 @@ class RedisJobStore:
     def __init__(self, url: str, *, prefix: str = "imagegen:") -> None:
         import redis  # the `redis` extra; imported only when configured
 
-        self._redis = redis.Redis.from_url(url)
+        # Any: redis-py types every reply as a union of all reply shapes (bytes | str | list...).
+        self._redis: Any = redis.Redis.from_url(url)
         self._prefix = prefix
 
     def put(self, job: Job) -> None:

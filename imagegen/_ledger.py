@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class BudgetLimits:
 
     def windows(self, now: float) -> list[tuple[str, float, float]]:
         """(name, start timestamp, limit) for every configured limit; periods are UTC."""
-        moment = datetime.fromtimestamp(now, timezone.utc)
+        moment = datetime.fromtimestamp(now, UTC)
         day = moment.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         month = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
         candidates = [("daily", day, self.daily_usd), ("monthly", month, self.monthly_usd),
@@ -60,7 +60,7 @@ class LedgerEntry:
     estimated: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "at": datetime.fromtimestamp(self.at, timezone.utc).isoformat(),
+        return {"id": self.id, "at": datetime.fromtimestamp(self.at, UTC).isoformat(),
                 "provider": self.provider, "model": self.model, "job_id": self.job_id, "usd": self.usd,
                 "credits": self.credits, "cached": self.cached, "estimated": self.estimated}
 
@@ -179,7 +179,7 @@ class Ledger:
 def summarize(entries: list[LedgerEntry], *, by: str = "day") -> list[dict[str, Any]]:
     groups: dict[tuple[str, ...], dict[str, Any]] = {}
     for entry in entries:
-        day = datetime.fromtimestamp(entry.at, timezone.utc).date().isoformat()
+        day = datetime.fromtimestamp(entry.at, UTC).date().isoformat()
         key = {"day": (day,), "provider": (entry.provider,), "model": (entry.provider, entry.model or "-")}[by]
         row = groups.setdefault(key, {"key": "/".join(key), "calls": 0, "usd": 0.0, "credits": 0.0,
                                       "cached": 0, "estimated": 0})
@@ -215,12 +215,13 @@ class RedisLedger:
     def __init__(self, url: str, *, prefix: str = "imagegen:ledger:") -> None:
         import redis  # the `redis` extra; imported only when configured
 
-        self._redis = redis.Redis.from_url(url)
+        # Any: redis-py types every reply as a union of all reply shapes (bytes | str | list...).
+        self._redis: Any = redis.Redis.from_url(url)
         self._reserve = self._redis.register_script(_RESERVE_LUA)
         self.prefix = prefix
 
     def _period_keys(self, at: float) -> dict[str, str]:
-        moment = datetime.fromtimestamp(at, timezone.utc)
+        moment = datetime.fromtimestamp(at, UTC)
         return {"daily": f"{self.prefix}spent:day:{moment:%Y-%m-%d}",
                 "monthly": f"{self.prefix}spent:month:{moment:%Y-%m}", "total": f"{self.prefix}spent:total"}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +42,7 @@ MAX_INPUT_IMAGE_BYTES = 50 * 1024 * 1024
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Image(BaseModel):

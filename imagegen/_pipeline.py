@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cache import Coalescer, cache_key
 from ._capabilities import ModelSpec
@@ -41,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CallPipeline"]
 
 log = logging.getLogger("imagegen")
+
+T = TypeVar("T")
 
 #: Deadline for a whole call when neither the request nor the caller gives one.
 DEFAULT_CALL_TIMEOUT_S = 600.0
@@ -76,14 +79,14 @@ class CallPipeline:
     def _model(self, provider: Provider, target: Target, request: ImageRequest) -> ModelSpec:  # pragma: no cover
         raise NotImplementedError
 
-    def _in_background(self, work: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(work)
+    def _in_background(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background_done)
         return task
 
-    def _background_done(self, task: asyncio.Future[Any]) -> None:
-        self._background.discard(task)  # type: ignore[arg-type]
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("imagegen background write failed: %s", task.exception())
 
@@ -110,7 +113,7 @@ class CallPipeline:
         self.jobs.put(job)
         return job
 
-    async def _guard(self, provider: Provider, call: Any) -> Any:
+    async def _guard(self, provider: Provider, call: Awaitable[T]) -> T:
         """Await a provider call; anything that is not an ImageGenError goes through its translator."""
         try:
             return await call
@@ -197,6 +200,7 @@ class CallPipeline:
             return await self._run_on(provider, spec, request, deadline, attempts)
         key = cache_key(request, provider=name, model=spec.id)
         fresh = self._cache_writes.get(key)  # written in the background right now
+        hit: ImageResult | None
         if fresh is not None:
             hit = _as_cache_hit(fresh)
         elif getattr(cache, "blocking_get", True):
@@ -341,7 +345,7 @@ class CallPipeline:
                 job_id: str | None) -> None:
         if self.ledger is None:
             return
-        charge = {"usd": cost.usd or 0.0, "credits": cost.credits, "job_id": job_id, "cached": False,
+        charge: dict[str, Any] = {"usd": cost.usd or 0.0, "credits": cost.credits, "job_id": job_id, "cached": False,
                   "estimated": cost.estimated}
         if reservation is not None:
             self.ledger.settle(reservation, **charge)

@@ -123,7 +123,7 @@ class Provider:
     default_base_url: ClassVar[str] = ""
     #: Seconds for one HTTP request when the settings give none.
     default_timeout: ClassVar[float] = 60.0
-    poll_schedule: ClassVar[PollSchedule] = PollSchedule()
+    poll_schedule: ClassVar[PollSchedule | AdaptivePollSchedule] = PollSchedule()
     #: Failed status polls in a row (429, 5xx, broken answers) that ``wait`` rides out.
     max_poll_errors: ClassVar[int] = 8
     #: True for a synchronous API that bills a 2xx answer even when its body cannot be read

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -28,19 +28,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 EXIT_OK, EXIT_INVALID, EXIT_PROVIDER, EXIT_BUDGET = 0, 2, 3, 4
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Config file (TOML).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Directory the images are written to.")]
-ProviderOpt = Annotated[Optional[str], typer.Option("--provider", "-p",
+ProviderOpt = Annotated[str | None, typer.Option("--provider", "-p",
                                                     help="Provider, provider/model or route.")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model id.")]
-RatioOpt = Annotated[Optional[str], typer.Option("--aspect-ratio", "-r", help="e.g. 16:9")]
-SizeOpt = Annotated[Optional[str], typer.Option("--size", "-s", help="e.g. 1K, 2K, 4K")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model id.")]
+RatioOpt = Annotated[str | None, typer.Option("--aspect-ratio", "-r", help="e.g. 16:9")]
+SizeOpt = Annotated[str | None, typer.Option("--size", "-s", help="e.g. 1K, 2K, 4K")]
 NOpt = Annotated[int, typer.Option("--n", "-n", help="Number of images.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed")]
-FormatOpt = Annotated[Optional[str], typer.Option("--output-format", help="png, jpeg or webp")]
-OptionOpt = Annotated[Optional[list[str]], typer.Option(
+SeedOpt = Annotated[int | None, typer.Option("--seed")]
+FormatOpt = Annotated[str | None, typer.Option("--output-format", help="png, jpeg or webp")]
+OptionOpt = Annotated[list[str] | None, typer.Option(
     "--option", "-o", help="Provider option KEY=VALUE (VALUE parsed as JSON when it can be).")]
-TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Deadline in seconds.")]
+TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Deadline in seconds.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Ask for fresh output.")]
 
 
@@ -108,7 +108,7 @@ def generate(prompt: str, provider: ProviderOpt = None, model: ModelOpt = None,
 @app.command()
 def edit(prompt: str,
          image: Annotated[list[Path], typer.Option("--image", "-i", help="Input image (repeatable).")],
-         mask: Annotated[Optional[Path], typer.Option("--mask", help="Mask image.")] = None,
+         mask: Annotated[Path | None, typer.Option("--mask", help="Mask image.")] = None,
          blend: Annotated[bool, typer.Option("--blend", help="Blend the input images.")] = False,
          provider: ProviderOpt = None, model: ModelOpt = None, aspect_ratio: RatioOpt = None,
          size: SizeOpt = None, n: NOpt = 1, seed: SeedOpt = None, output_format: FormatOpt = None,
@@ -154,10 +154,10 @@ def wait(job_id: str, timeout: Annotated[float, typer.Option("--timeout")] = 120
 
 
 @app.command()
-def estimate(prompt: Annotated[Optional[str], typer.Argument()] = None, provider: ProviderOpt = None,
+def estimate(prompt: Annotated[str | None, typer.Argument()] = None, provider: ProviderOpt = None,
              model: ModelOpt = None, aspect_ratio: RatioOpt = None, size: SizeOpt = None, n: NOpt = 1,
              option: OptionOpt = None,
-             prompts: Annotated[Optional[Path], typer.Option("--prompts", help="A batch: one prompt per line.")] = None,
+             prompts: Annotated[Path | None, typer.Option("--prompts", help="A batch: one prompt per line.")] = None,
              as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Estimate the cost of a request, or of a whole batch, from the price book (no network call)."""
     from .._models import ImageRequest
@@ -194,8 +194,12 @@ def _show_result(result: Any, out: Path, as_json: bool) -> None:
 
 
 def _register_more() -> None:
-    from . import _batch, _cost, _extra  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo)
-    from . import _bench  # noqa: F401  (record, bench)
+    from . import (  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo)
+        _batch,
+        _bench,
+        _cost,
+        _extra,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

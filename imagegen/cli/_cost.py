@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -56,8 +56,8 @@ def cache_prune(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 
 @app.command()
 def cost(by: Annotated[str, typer.Option("--by", help="day, provider or model")] = "day",
-         days: Annotated[Optional[float], typer.Option("--days", help="Only the last N days.")] = None,
-         chart: Annotated[Optional[Path], typer.Option("--chart", help="Write a PNG chart here.")] = None,
+         days: Annotated[float | None, typer.Option("--days", help="Only the last N days.")] = None,
+         chart: Annotated[Path | None, typer.Option("--chart", help="Write a PNG chart here.")] = None,
          as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Report spend from the ledger, by day, provider or model."""
     if by not in ("day", "provider", "model"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -63,11 +63,11 @@ def _emulator_for(provider: str, **kwargs: Any) -> Any:
 def emulate(provider: str,
             port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8701,
             host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-            faults: Annotated[Optional[str], typer.Option(
+            faults: Annotated[str | None, typer.Option(
                 "--faults", help='Fault plan, e.g. "rate_limit=0.2,server_error=0.1,seed=7".')] = None,
-            time_scale: Annotated[Optional[float], typer.Option(
+            time_scale: Annotated[float | None, typer.Option(
                 "--time-scale", help="Multiply the emulator's latencies (0.01 = 100x faster).")] = None,
-            latency: Annotated[Optional[float], typer.Option(
+            latency: Annotated[float | None, typer.Option(
                 "--latency", help="Answer every generation in this many seconds (replaces the default model).")] = None,
             option: OptionOpt = None) -> None:
     """Run a provider's emulator on a local port (for tests, benchmarks and demos).

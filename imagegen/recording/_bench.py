@@ -73,7 +73,7 @@ def find_cassettes(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
         for file in files:
             try:
                 info = read_info(file)
-            except Exception as exc:  # noqa: BLE001 - a broken file is reported, not fatal
+            except Exception as exc:
                 skipped.append(f"{file}: unreadable ({type(exc).__name__})")
                 continue
             if info is None or not info.requests:
@@ -123,11 +123,12 @@ async def replay_cassette(path: Path, speed: float) -> list[CallSample]:
                 provider, model = _first_target(client, request, outcome)
                 recorded = outcomes[index].get("latency_s") if index < len(outcomes) else None
                 ok = isinstance(outcome, ImageResult)
-                images = len(outcome.images) if ok else 0
+                result = outcome if isinstance(outcome, ImageResult) else None
+                images = len(result.images) if result is not None else 0
                 samples.append(CallSample(
                     cassette=str(path), provider=provider, model=model,
                     outcome="ImageResult" if ok else type(outcome).__name__, succeeded=ok,
-                    fell_back=ok and outcome.provider != provider,
+                    fell_back=result is not None and result.provider != provider,
                     latency_s=replay.to_real_seconds(wall, replay.clock.slept_s),
                     # A sped-up recording's wall clock also holds client time, which /time_scale
                     # would inflate: only a real-time recording's latency is comparable.
@@ -136,8 +137,8 @@ async def replay_cassette(path: Path, speed: float) -> list[CallSample]:
                     bytes=replay.bytes_of(replay.played() - before),
                     estimated_usd=_per_image(estimate.usd if estimate else None, request.n),
                     estimated_credits=_per_image(estimate.credits if estimate else None, request.n),
-                    actual_usd=_per_image(outcome.cost.usd, images) if ok else None,
-                    actual_credits=_per_image(outcome.cost.credits, images) if ok else None,
+                    actual_usd=_per_image(result.cost.usd, images) if result is not None else None,
+                    actual_credits=_per_image(result.cost.credits, images) if result is not None else None,
                     images=images))
     return samples
 

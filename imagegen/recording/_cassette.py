@@ -123,7 +123,8 @@ def replay_vcr(time_scale: float = 1.0) -> vcr.VCR:
 def _load_yaml(path: Path) -> dict[str, Any]:
     from vcr.serializers import yamlserializer
 
-    return yamlserializer.deserialize(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = yamlserializer.deserialize(path.read_text(encoding="utf-8"))
+    return data
 
 
 def read_info(path: str | Path) -> CassetteInfo | None:

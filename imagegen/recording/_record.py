@@ -66,7 +66,7 @@ class RecordingClient:
         self.requests.append(request)
         started = time.perf_counter()
         try:
-            result = self.client.generate(request)
+            result: ImageResult = self.client.generate(request)
         except ImageGenError as exc:
             self.outcomes.append({"outcome": type(exc).__name__, "latency_s": time.perf_counter() - started,
                                   "provider": getattr(exc, "provider", None)})
@@ -114,7 +114,7 @@ def _loopback_replay_urls(config: Config) -> dict[str, str]:
         base = config.providers[name].get("base_url")
         host = urlsplit(base).hostname if base else None
         if host in ("127.0.0.1", "localhost", "::1"):
-            parts = urlsplit(base)
+            parts = urlsplit(str(base))
             urls[name] = f"{parts.scheme}://127.0.0.1:{8701 + index}{parts.path}".rstrip("/")
     return urls
 

@@ -106,7 +106,7 @@ class Replay:
 
     @property
     def config(self) -> dict[str, Any]:
-        config = {key: value for key, value in self.info.config.items()}
+        config = dict(self.info.config)
         providers = {name: dict(table) for name, table in (config.get("providers") or {}).items()}
         for name in provider_names(config):
             providers.setdefault(name, {})["api_key"] = REPLAY_API_KEY

@@ -248,7 +248,7 @@ def _items(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _number(key: str, value: str, convert: type = float) -> float:
+def _number(key: str, value: str, convert: type[float] = float) -> float:
     try:
         return convert(value)
     except ValueError:

@@ -79,7 +79,7 @@ def _gradient(width: int, height: int, rng: random.Random) -> Image.Image:
     start, end = _colour(rng), _colour(rng)
     steps = _GRADIENT_STEPS - 1
     palette = [
-        round(a + (b - a) * i / steps) for i in range(_GRADIENT_STEPS) for a, b in zip(start, end)
+        round(a + (b - a) * i / steps) for i in range(_GRADIENT_STEPS) for a, b in zip(start, end, strict=True)
     ]
     palette += [c for _ in range(_SHAPES) for c in _colour(rng)]
     palette += [20, 20, 20, 245, 245, 245]  # label ink and paper

@@ -72,10 +72,10 @@ class EmulatorMiddleware:
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
-                return getattr(route, "path", scope["path"])
+                return str(getattr(route, "path", scope["path"]))
             if match is Match.PARTIAL and partial is None:
                 partial = route  # e.g. right path, wrong method: the router answers 405
-        return getattr(partial, "path", scope["path"])
+        return str(getattr(partial, "path", scope["path"]))
 
     def error(self, status: int, message: str, fault: Fault) -> Response:
         return self.emulator.error_response(status, message, fault=fault)

@@ -1,9 +1,9 @@
 """The CLI in a real subprocess, through a real installed plugin."""
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 

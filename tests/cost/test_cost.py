@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from imagegen import AsyncClient, BudgetExceededError, Client, ConfigurationError, ImageRequest
+from imagegen import AsyncClient, BudgetExceededError, Client, ConfigurationError, ImageGenError, ImageRequest
 
 from .conftest import provider
 
@@ -26,7 +26,7 @@ def test_ledger_total_equals_the_emulators_charges(gemini, nb2, wireflow, tmp_pa
         client.generate("a fox", provider="gemini", n=2)  # cache hit: free
         client.generate("a hare", provider="nb2")
         client.generate("a wolf", provider="wireflow", size="2K")
-        with pytest.raises(Exception):
+        with pytest.raises(ImageGenError):
             client.generate("a fox [[IMAGE_SAFETY]]", provider="gemini")  # refused: not charged
         ledger = client.ledger
         charged = sum(s.emulator.counters.total_usd for s in (gemini, nb2, wireflow))

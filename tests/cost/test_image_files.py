@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from datetime import UTC
 
 import pytest
 
-from imagegen import AsyncClient, Image, ImageResult, Job
-from imagegen import _jobstore
+from imagegen import AsyncClient, Image, ImageResult, Job, _jobstore
 from imagegen._blobs import BlobDir
 from imagegen._jobstore import SqliteJobStore
 from imagegen.testing import synth_image
@@ -133,10 +133,10 @@ def test_the_content_hash_follows_the_bytes():
 
 
 def _aged(job_: Job, days: float, status: str = "succeeded") -> Job:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     return job_.model_copy(update={"status": status,
-                                   "updated_at": datetime.now(timezone.utc) - timedelta(days=days)})
+                                   "updated_at": datetime.now(UTC) - timedelta(days=days)})
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "memory", "redis"])

@@ -25,7 +25,6 @@ from imagegen import (
     InvalidRequestError,
     InvalidResponseError,
     JobFailedError,
-    JobNotFoundError,
     MissingCredentialsError,
     NoImageReturnedError,
     UnknownProviderError,

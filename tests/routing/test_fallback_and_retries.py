@@ -106,14 +106,14 @@ def test_refusals_do_not_trip_the_circuit(gemini_emulator, nb2_emulator):
 
 def test_a_retried_wireflow_execute_reuses_its_idempotency_key():
     """The first execute runs but its answer is cut short; the router's retry must not run it twice."""
-    from imagegen_wireflow.emulator import create_emulator
     from imagegen.testing import LatencyModel, serve
+    from imagegen_wireflow.emulator import create_emulator
 
     emulator = create_emulator(latency=LatencyModel.none(),
                                faults=FaultPlan.script(Fault("truncate"), path=r"/execute$"))
     with serve(emulator) as server:
-        config = {"providers": providers_config(wireflow=server), "jobs": {"backend": "memory"}, "cache": {"backend": "off"},
-                  "retry": FAST_RETRY}
+        config = {"providers": providers_config(wireflow=server), "jobs": {"backend": "memory"},
+                  "cache": {"backend": "off"}, "retry": FAST_RETRY}
         config["providers"]["wireflow"]["poll_schedule"] = [0.01, 1.5, 0.05]
         with Client(config) as client:
             result = client.generate("a fox", provider="wireflow")
@@ -126,8 +126,8 @@ def test_a_retried_wireflow_execute_reuses_its_idempotency_key():
 def test_a_provider_failing_after_accepting_the_job_is_waited_on_not_replaced(gemini_emulator):
     """nb2 accepted the job, then its status endpoint failed again and again: the route must not
     pay gemini for the same request while nb2's job can still finish."""
-    from imagegen_nanobanana2.emulator import create_emulator
     from imagegen.testing import LatencyModel, serve
+    from imagegen_nanobanana2.emulator import create_emulator
 
     nb2 = create_emulator(mode="async", latency=LatencyModel.none(), image_scale=0.05,
                           faults=FaultPlan.script(*["server_error"] * 12, path=r"/status/"))

@@ -16,8 +16,6 @@ import traceback
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-
 from imagegen import Client, ImageGenError
 from imagegen.testing import Fault, FaultPlan, LatencyModel, serve, synth_image
 
@@ -89,12 +87,13 @@ def _session(client: Client, emitted: list[str], servers) -> None:
         except ImageGenError as exc:
             emitted.append(_describe(exc))
 
+    # keep() calls each lambda at once, so the loop variables are the current ones.
     for name in servers:
-        keep(lambda: client.generate("a fox", provider=name, cache=False))
-        keep(lambda: client.edit("make it blue", images=[image], provider=name))
+        keep(lambda: client.generate("a fox", provider=name, cache=False))  # noqa: B023
+        keep(lambda: client.edit("make it blue", images=[image], provider=name))  # noqa: B023
         for kind in FAULTS:
             servers[name].emulator.faults = FaultPlan.script(*[Fault(kind, retry_after=0.01)] * 4)
-            keep(lambda: client.generate(f"a fox under {kind}", provider=name, cache=False))
+            keep(lambda: client.generate(f"a fox under {kind}", provider=name, cache=False))  # noqa: B023
         servers[name].emulator.faults = FaultPlan()
     job = client.submit("a submitted fox", provider="wireflow")
     keep(lambda: client.status(job.id))
@@ -147,7 +146,8 @@ def test_no_api_key_appears_in_anything_the_library_emits(tmp_path, monkeypatch,
 
         # The CLI, in another process, with --json: successes and failures.
         env = {**os.environ, **dict(KEYS.values()), "IMAGEGEN_DATA_DIR": str(tmp_path / "cli-data")}
-        good, bad = _toml(config, tmp_path / "good.toml"), _toml(_config(strict, tmp_path / "s2"), tmp_path / "bad.toml")
+        good = _toml(config, tmp_path / "good.toml")
+        bad = _toml(_config(strict, tmp_path / "s2"), tmp_path / "bad.toml")
         for args in (["generate", "a cli fox", "--provider", "nb2", "--no-cache"],
                      ["generate", "a cli fox", "--provider", "wireflow", "--no-cache"],
                      ["jobs"], ["estimate", "a fox", "--provider", "gemini"]):

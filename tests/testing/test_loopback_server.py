@@ -42,7 +42,7 @@ async def test_async_with() -> None:
 def test_port_is_unknown_before_start_and_start_is_once() -> None:
     server = serve(Emulator())
     with pytest.raises(RuntimeError, match="not started"):
-        server.base_url
+        _ = server.base_url
     with server:
         with pytest.raises(RuntimeError, match="already started"):
             server.start()

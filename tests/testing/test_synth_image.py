@@ -6,8 +6,7 @@ import time
 import pytest
 from PIL import Image
 
-from imagegen.testing import synth_image
-from imagegen.testing import _images
+from imagegen.testing import _images, synth_image
 
 
 def _open(data: bytes) -> Image.Image:

@@ -75,7 +75,7 @@ def quota_error(model: str, delay: float) -> JSONResponse:
     """A quota 429 as the spec records it: QuotaFailure, Help and RetryInfo, no Retry-After."""
     internal = "gemini-2.5-flash-preview-image" if model.startswith("gemini-2.5") else model
     shown = f"{delay:g}"
-    details = [
+    details: list[dict[str, Any]] = [
         {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
             "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
             "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",

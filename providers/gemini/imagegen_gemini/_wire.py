@@ -208,7 +208,7 @@ def read_answer(data: dict[str, Any], spec: ModelSpec, *, provider: str) -> Answ
     warnings: list[str] = []
     thought_parts = 0
     for candidate in candidates:
-        content = candidate.get("content") if isinstance(candidate.get("content"), dict) else {}
+        content = _dict(candidate.get("content"))
         for part in _dicts(content.get("parts")):
             if part.get("thoughtSignature"):
                 signatures.append(str(part["thoughtSignature"]))
@@ -235,6 +235,10 @@ def read_answer(data: dict[str, Any], spec: ModelSpec, *, provider: str) -> Answ
         raise _refusal(data, candidates, usage, text, provider=provider)
     return Answer(response_id=data.get("responseId"), images=images, text=text, usage=usage,
                   cost=cost_of(usage, spec), metadata=metadata, warnings=warnings)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
@@ -275,7 +279,7 @@ def _image(blob: dict[str, Any], *, provider: str, warnings: list[str]) -> Image
 def _refusal(data: dict[str, Any], candidates: list[dict[str, Any]], usage: Usage, text: list[str],
              *, provider: str) -> ProviderError:
     """HTTP 200 without an image: content policy, no image, or an unreadable answer."""
-    feedback = data.get("promptFeedback") if isinstance(data.get("promptFeedback"), dict) else {}
+    feedback = _dict(data.get("promptFeedback"))
     block = feedback.get("blockReason")
     first = candidates[0] if candidates else {}
     finish = first.get("finishReason")

@@ -148,7 +148,7 @@ class GeminiEmulator(Emulator):
         return await self._serve(request, api="vertex-project", versions=("v1", "v1beta1"))
 
     async def _serve(self, request: Request, *, api: str, versions: tuple[str, ...]) -> Response:
-        started = dt.datetime.now(dt.timezone.utc)
+        started = dt.datetime.now(dt.UTC)
         try:
             version = request.path_params["version"]
             model_id = request.path_params["model"].removeprefix("models/")
@@ -168,7 +168,7 @@ class GeminiEmulator(Emulator):
             self.counters.charge(usd=usd, ref=answer["responseId"])
         if api != "gemini":
             answer["createTime"] = started.isoformat().replace("+00:00", "Z")
-        elapsed = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
+        elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
         headers = {"server-timing": f"gfet4t7; dur={round(elapsed * 1000)}", "vary": "Origin, X-Origin, Referer"}
         if api == "gemini":
             headers["X-Gemini-Service-Tier"] = "standard"
@@ -188,7 +188,7 @@ class GeminiEmulator(Emulator):
                                             "identity). Please use API Key or other form of API consumer identity "
                                             "to call this API."))
         if self.api_keys is not None and key not in self.api_keys:
-            details = [
+            details: list[dict[str, Any]] = [
                 {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                  "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}},
                 {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
@@ -219,7 +219,8 @@ class GeminiEmulator(Emulator):
         if not isinstance(body, dict):
             raise Reject(google_error(400, "Invalid JSON payload received. Expected an object."))
         self.received.append(body)
-        return camelize(body)
+        camel: dict[str, Any] = camelize(body)
+        return camel
 
     def _check(self, body: dict[str, Any], spec: ModelSpec, *, vertex: bool) -> dict[str, Any]:
         """Validate as the API does; return the effective image settings."""

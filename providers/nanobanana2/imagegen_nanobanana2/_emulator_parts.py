@@ -9,7 +9,7 @@ import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 from typing import Any
@@ -41,7 +41,7 @@ class RequestError(Exception):
 
 def utc_stamp() -> str:
     """``YYYY-MM-DDTHH:MM:SSZ``, the guide's timestamp form."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_job_id() -> str:
@@ -137,7 +137,8 @@ def parse_multipart(body: bytes, content_type: str) -> FormData:
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         filename = part.get_filename()
         if filename is not None:
             files[name] = Upload(filename, part.get_content_type(), data)

@@ -75,7 +75,8 @@ def check_options(request: ImageRequest, spec: ModelSpec, *, provider: str) -> N
         if name in opts:
             _ranged(name, opts[name], spec, where)
     if "style_reference_url" in opts and not _is_url(opts["style_reference_url"]):
-        raise InvalidRequestError(f"option style_reference_url must be an http(s) URL, not {opts['style_reference_url']!r}")
+        raise InvalidRequestError(
+            f"option style_reference_url must be an http(s) URL, not {opts['style_reference_url']!r}")
     if "style_strength" in opts and "style_reference_url" not in opts:
         raise InvalidRequestError("option style_strength needs style_reference_url; set both or neither")
     if request.webhook_url is not None and not _is_url(request.webhook_url):

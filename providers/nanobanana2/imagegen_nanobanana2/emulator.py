@@ -200,7 +200,8 @@ class NanoBanana2Emulator(Emulator):
             if ratio == "auto":
                 ratio = nearest_ratio(width, height, self._sizes)
             if ratio not in self._sizes:
-                raise RequestError(400, f"Unsupported aspect_ratio {ratio!r}; use auto or one of {', '.join(self._sizes)}")
+                raise RequestError(
+                    400, f"Unsupported aspect_ratio {ratio!r}; use auto or one of {', '.join(self._sizes)}")
             job = self._new_job(request, key, prompt, 1, form.fields.get("output_format"), self._sizes[ratio],
                                 self._webhook(form.fields))
         except RequestError as exc:

@@ -1,10 +1,12 @@
 """Entry point of the nanobanana2 provider plugin."""
 
-from imagegen import hookimpl
+from collections.abc import Callable
+
+from imagegen import Provider, hookimpl
 
 
 @hookimpl
-def imagegen_register_providers(register):  # type: ignore[no-untyped-def]
+def imagegen_register_providers(register: Callable[[type[Provider]], None]) -> None:
     # Imported here so that plugin discovery costs nothing until providers are listed.
     from imagegen_nanobanana2 import NanoBanana2Provider
 

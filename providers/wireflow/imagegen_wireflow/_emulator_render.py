@@ -47,7 +47,7 @@ def error_body(options: EmulatorOptions, status: int, message: str, *, code: str
 
 
 def workflow_body(workflow: Workflow, *, full: bool = True) -> dict[str, Any]:
-    body = {
+    body: dict[str, Any] = {
         "id": workflow.id, "name": workflow.name, "description": workflow.description,
         "webhookId": workflow.webhook_id, "webhookUrl": None, "isActive": workflow.is_active,
         "isPublished": False, "executionCount": workflow.execution_count,

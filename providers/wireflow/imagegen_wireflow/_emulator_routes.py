@@ -335,7 +335,8 @@ async def upload(emu: WireflowEmulator, request: Request, account: Account | Non
     message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
     for part in message.iter_parts() if message.is_multipart() else []:
         if part.get_param("name", header="content-disposition") == "file":
-            data = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            data = payload if isinstance(payload, bytes) else b""
             path = emu.store_file(data, part.get_content_type())
             emu.counters.incr("uploads")
             return JSONResponse({"data": {"url": emu.file_url(request, path)}})

@@ -174,7 +174,8 @@ class Violation:
 
 
 def node_kind(node: dict[str, Any]) -> NodeType | None:
-    data = node.get("data") if isinstance(node.get("data"), dict) else {}
+    raw = node.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return load_catalog().nodes.get(str(data.get("nodeType", "")))
 
 
@@ -185,7 +186,8 @@ def executable(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def node_values(node: dict[str, Any]) -> dict[str, Any]:
     """A node's parameters from all three documented places (C5): data, params, config."""
-    data = node.get("data") if isinstance(node.get("data"), dict) else {}
+    raw = node.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     skip = {"label", "nodeType", "category", "config", "params", "inputs", "outputs", "output", "result",
             "selectedOutput", "selectedIndex", "isExecuting", "inputType", "dims"}
     values = {k: v for k, v in data.items() if k not in skip}

@@ -111,7 +111,7 @@ def build_graph(request: ImageRequest, spec: ModelSpec, image_urls: list[str], *
     run_inputs: dict[str, Any] = {PROMPT_NODE_ID: request.prompt}
     for index, url in enumerate(image_urls, start=1):
         node_id = f"image-{index}"
-        values = {image.value_param or "imageUrl": url, **{alias: url for alias in image.value_aliases}}
+        values = {image.value_param or "imageUrl": url, **dict.fromkeys(image.value_aliases, url)}
         nodes.append(_node(node_id, image, values, where, 0, 200 * index))
         edges.append(_edge(node_id, "image", GENERATE_NODE_ID, _image_port(gen, index)))
         run_inputs[node_id] = url

@@ -128,12 +128,16 @@ def _from_node_states(states: list[Any]) -> tuple[list[str], list[str]]:
     return _pick(nodes), texts
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _node_runs(layer: dict[str, Any]) -> list[Any]:
     results = layer.get("nodeResults")
     if isinstance(results, dict) and isinstance(results.get("nodeRuns"), list):
-        return results["nodeRuns"]
+        return _list(results["nodeRuns"])
     if isinstance(layer.get("nodeRuns"), list):
-        return layer["nodeRuns"]
+        return _list(layer["nodeRuns"])
     runs = layer.get("executionRuns")
     if isinstance(runs, list) and runs and isinstance(runs[0], dict):
         nested = runs[0].get("nodeRuns")
@@ -180,7 +184,7 @@ def parse_poll(body: Any) -> PollState:
     if raw is None:
         raise InvalidResponseError("wireflow's poll answer has no status field")
     state = PollState(status=normalize_status(raw), raw_status=str(raw))
-    states = layer.get("nodeStates") if isinstance(layer.get("nodeStates"), list) else []
+    states = _list(layer.get("nodeStates"))
     runs = _node_runs(layer)
     state.urls, state.texts = _from_node_states(states)
     if not state.urls:
@@ -193,9 +197,9 @@ def parse_poll(body: Any) -> PollState:
         if state.error is None and str(raw).upper() == "TIMEOUT":
             state.error = "the execution timed out on Wireflow (TIMEOUT)"
     state.credits = _reported_credits(layer)
-    progress = [s.get("progress") for s in states if isinstance(s, dict)
+    progress = [float(s["progress"]) for s in states if isinstance(s, dict)
                 and s.get("nodeId") == GENERATE_NODE_ID and isinstance(s.get("progress"), (int, float))]
-    state.progress = float(progress[0]) if progress else None
+    state.progress = progress[0] if progress else None
     return state
 
 
@@ -263,9 +267,9 @@ def error_from(status: int, headers: Any, body: Any, *, provider: str, raw_text:
         return AuthenticationError(full, **kw)
     if status == 402:
         required, available = _number(extra.get("requiredCredits")), _number(extra.get("availableCredits"))
-        error = InsufficientCreditsError(full, required=required, available=available, **kw)
-        error.breakdown = list(extra.get("breakdown") or [])  # type: ignore[attr-defined]
-        return error
+        credits_error = InsufficientCreditsError(full, required=required, available=available, **kw)
+        credits_error.breakdown = list(extra.get("breakdown") or [])  # type: ignore[attr-defined]
+        return credits_error
     if status == 403:
         return PermissionDeniedError(full, **kw)
     if status == 404:
@@ -288,6 +292,6 @@ def error_from(status: int, headers: Any, body: Any, *, provider: str, raw_text:
         return error
     if status >= 500:
         return ProviderUnavailableError(f"{provider}: {detail} — Wireflow had a server error; retry shortly", **kw)
-    error = ProviderError(full, retryable=False, **kw)
-    error.code = code  # type: ignore[attr-defined]
-    return error
+    other = ProviderError(full, retryable=False, **kw)
+    other.code = code  # type: ignore[attr-defined]
+    return other

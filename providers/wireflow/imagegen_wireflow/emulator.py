@@ -245,7 +245,7 @@ class WireflowEmulator(Emulator):
     def start(self, workflow: Workflow, owner: str, nodes: list[dict[str, Any]],
               edges: list[dict[str, Any]], *, initial_status: str | None = None) -> Execution:
         megapixels = 0.0
-        outcome = self.options.outcome
+        outcome: str = self.options.outcome
         for node in executable(nodes):
             kind = node_kind(node)
             if kind is not None and kind.billable:

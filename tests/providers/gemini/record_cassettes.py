@@ -22,10 +22,10 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import vcr
-from imagegen_gemini.emulator import create_emulator
 
 from imagegen import AsyncClient, Client, ImageResult, RateLimitError
 from imagegen.testing import Fault, FaultPlan, LatencyModel, synth_image
+from imagegen_gemini.emulator import create_emulator
 from tests.providers._cassettes import cassette_dir, record_all, record_from
 
 CASSETTES = cassette_dir("gemini")

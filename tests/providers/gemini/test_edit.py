@@ -47,7 +47,7 @@ def test_url_input_is_downloaded_from_the_configured_host(client: Client, emulat
     url = server.base_url + emulator.store_file(source, "image/png")
     res = client.edit("make it blue", images=[url], provider="gemini")
     assert res.images
-    [inline] = _inline_parts(list(recorder.received)[0])
+    [inline] = _inline_parts(next(iter(recorder.received)))
     assert base64.urlsafe_b64decode(inline["data"]) == source
 
 
@@ -86,7 +86,7 @@ def test_fourteen_references_on_pro(client: Client, recorder) -> None:
                                                         "orange", "purple", "pink", "gray", "cyan",
                                                         "magenta", "brown", "navy"]]
     res = client.edit("a collage", images=images, provider="gemini", model="gemini-3-pro-image")
-    assert res.images and len(_inline_parts(list(recorder.received)[0])) == 14
+    assert res.images and len(_inline_parts(next(iter(recorder.received)))) == 14
 
 
 async def test_async_edit(aclient, emulator) -> None:

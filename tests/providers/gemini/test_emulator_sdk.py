@@ -70,7 +70,8 @@ def test_sdk_sees_refusals(server) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "code", "status", "words"), [
-    ({"model": "gemini-9-imaginary"}, 404, "NOT_FOUND", "models/gemini-9-imaginary is not found for API version v1beta"),
+    ({"model": "gemini-9-imaginary"}, 404, "NOT_FOUND",
+     "models/gemini-9-imaginary is not found for API version v1beta"),
     ({"config": types.GenerateContentConfig(image_config=types.ImageConfig(aspect_ratio="1:4"))}, 400,
      "INVALID_ARGUMENT", "Aspect ratio 1:4 is not supported for this model"),
     ({"config": types.GenerateContentConfig(image_config=types.ImageConfig(aspect_ratio="7:3"))}, 400,

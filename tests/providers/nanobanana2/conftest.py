@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from imagegen import AsyncClient, Client
-from imagegen.testing import LatencyModel, LoopbackServer, serve
-from imagegen.testing import synth_image
+from imagegen.testing import LatencyModel, LoopbackServer, serve, synth_image
 from imagegen_nanobanana2.emulator import NanoBanana2Emulator, create_emulator
 
 API_KEY = "nb2_test_key"

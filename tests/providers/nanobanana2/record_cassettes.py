@@ -20,10 +20,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from imagegen_nanobanana2.emulator import create_emulator
-
 from imagegen import Client
 from imagegen.testing import Fault, FaultPlan, LatencyModel, synth_image
+from imagegen_nanobanana2.emulator import create_emulator
 from tests.providers._cassettes import cassette_dir, record_all, record_from
 
 CASSETTES = cassette_dir("nanobanana2")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from imagegen import Client, InvalidRequestError, UnsupportedFeatureError
-
-from .conftest import config, make_emulator
 from imagegen.testing import serve
 
+from .conftest import config, make_emulator
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -18,7 +18,7 @@ GUIDE_EXAMPLE = {
 def test_the_guides_example():
     gen = parse_generation(GUIDE_EXAMPLE)
     assert (gen.id, gen.status, gen.credits_used, gen.processing_time_ms) == ("gen_abc123xyz", "succeeded", 4, 2150)
-    assert gen.created_at == datetime(2025, 11, 12, 10, 30, tzinfo=timezone.utc)
+    assert gen.created_at == datetime(2025, 11, 12, 10, 30, tzinfo=UTC)
     assert gen.outputs[0].width == 1920
 
 

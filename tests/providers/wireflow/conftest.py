@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from imagegen_wireflow.emulator import WireflowEmulator, create_emulator
 
 from imagegen import AsyncClient, Client
 from imagegen.testing import FaultPlan, LatencyModel, LoopbackServer, serve
+from imagegen_wireflow.emulator import WireflowEmulator, create_emulator
 
 FAST_POLLS = [0.01, 1.5, 0.05]
 KEY = "sk-test-key"

@@ -23,10 +23,10 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import vcr
-from imagegen_wireflow.emulator import create_emulator, default_latency
 
 from imagegen import PollSchedule
 from imagegen.testing import Fault, FaultPlan, LatencyModel, synth_image
+from imagegen_wireflow.emulator import create_emulator, default_latency
 from tests.providers._cassettes import cassette_dir, record_all, record_from
 
 CASSETTES = cassette_dir("wireflow")

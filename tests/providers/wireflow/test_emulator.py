@@ -7,11 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+
+from imagegen import ImageRequest
 from imagegen_wireflow._graph import build_graph
 from imagegen_wireflow.emulator import create_emulator
 from imagegen_wireflow.provider import WireflowProvider
-
-from imagegen import ImageRequest
 
 from .conftest import KEY
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from imagegen_wireflow.provider import WireflowAPIError
 
 from imagegen import (
     AuthenticationError,
@@ -24,6 +23,7 @@ from imagegen import (
     RateLimitError,
 )
 from imagegen.testing import Fault, FaultPlan
+from imagegen_wireflow.provider import WireflowAPIError
 
 from .conftest import KEY, config
 

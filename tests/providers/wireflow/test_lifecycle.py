@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-from imagegen_wireflow._graph import build_graph
-from imagegen_wireflow.provider import WireflowProvider
 
 from imagegen import ImageRequest, InvalidRequestError
 from imagegen._jobstore import default_data_dir
 from imagegen.testing import synth_image
+from imagegen_wireflow._graph import build_graph
+from imagegen_wireflow.provider import WireflowProvider
 
 from .conftest import FAST_POLLS, KEY
 

@@ -9,15 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from imagegen_wireflow._catalog import load_catalog
-from imagegen_wireflow._graph import build_graph
-from imagegen_wireflow._protocol import (
-    error_from,
-    execution_id_from,
-    normalize_status,
-    parse_poll,
-)
-from imagegen_wireflow.provider import WireflowProvider
 
 from imagegen import (
     AuthenticationError,
@@ -27,6 +18,15 @@ from imagegen import (
     InvalidResponseError,
     RateLimitError,
 )
+from imagegen_wireflow._catalog import load_catalog
+from imagegen_wireflow._graph import build_graph
+from imagegen_wireflow._protocol import (
+    error_from,
+    execution_id_from,
+    normalize_status,
+    parse_poll,
+)
+from imagegen_wireflow.provider import WireflowProvider
 
 CDN = "https://cdn.wireflow.ai/out.png"
 

@@ -8,14 +8,15 @@ core's error paths can be exercised: ``[[rate_limit]]``, ``[[unavailable]]``,
 
 import io
 import itertools
+from typing import ClassVar
 
 from imagegen import (
     ContentPolicyError,
     Cost,
     Image,
     ImageResult,
-    PollSchedule,
     ModelSpec,
+    PollSchedule,
     Price,
     Provider,
     ProviderUnavailableError,
@@ -38,7 +39,7 @@ def _png(width, height, shade):
 class TinyProvider(Provider):
     name = "tinyplug"
     requires_api_key = False
-    _SIZES = {"S": 32, "M": 64}
+    _SIZES: ClassVar[dict[str, int]] = {"S": 32, "M": 64}
     poll_schedule = PollSchedule(initial=0.01, factor=2.0, cap=0.05)
 
     @classmethod
