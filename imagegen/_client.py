@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -33,8 +33,8 @@ from ._plugins import registry as default_registry
 from ._provider import Provider
 from ._resilience import CircuitBreaker
 from ._routing import Plan, Target, resolve
-from ._streaming import PartialImage, stream_results
 from ._services import link_image_files, make_cache, make_job_store, make_ledger, make_limiter
+from ._streaming import PartialImage, stream_results
 from ._version import __version__
 
 __all__ = ["AsyncClient"]
@@ -175,7 +175,7 @@ class AsyncClient(CallPipeline):
         return await self._run(request)
 
     def stream(self, prompt: str | ImageRequest, *, partial_images: int = 2,
-               **options: Any) -> AsyncIterator[PartialImage | ImageResult]:
+               **options: Any) -> AsyncGenerator[PartialImage | ImageResult, None]:
         """Generate (or, with ``images=``, edit), yielding previews as they arrive, then the result.
 
         Yields up to ``partial_images`` (1-3) ``PartialImage`` objects, then the final

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -57,7 +57,8 @@ def reset_partial_sink(token: contextvars.Token[PartialSink | None]) -> None:
 
 
 async def stream_results(run: Callable[[], Awaitable[ImageResult]], partials: int,
-                         background: Callable[[asyncio.Task[ImageResult]], None]) -> AsyncIterator[PartialImage | ImageResult]:
+                         background: Callable[[asyncio.Task[ImageResult]], object],
+                         ) -> AsyncGenerator[PartialImage | ImageResult, None]:
     """Run ``run()`` (one ordinary call) with a partial sink; yield previews as they come, then the result.
 
     If the consumer stops early, the call is not cancelled (it may already be billed): it

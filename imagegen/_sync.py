@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from ._client import AsyncClient
@@ -42,6 +42,10 @@ class _LoopThread:
             self._thread.join(timeout=5)
         if not self.loop.is_running():
             self.loop.close()
+
+
+async def _next(agen: AsyncIterator[T]) -> T:
+    return await agen.__anext__()
 
 
 def _blocking(name: str) -> Callable[..., Any]:
@@ -86,7 +90,7 @@ class Client:
         try:
             while True:
                 try:
-                    yield self._loop.run(agen.__anext__())
+                    yield self._loop.run(_next(agen))
                 except StopAsyncIteration:
                     return
         finally:

@@ -97,7 +97,7 @@ def free_size_problem(width: int, height: int) -> str | None:
 
 
 def _round16(value: float) -> int:
-    return max(EDGE_STEP, int(round(value / EDGE_STEP)) * EDGE_STEP)
+    return max(EDGE_STEP, round(value / EDGE_STEP) * EDGE_STEP)
 
 
 def tier_size(tier: str, ratio: str) -> tuple[int, int]:
@@ -175,7 +175,7 @@ def _fixed_size(size: str | None, ratio: str | None, spec: ModelSpec, where: str
     if size is None and ratio is None:
         return "auto"
     if size in ("auto", *FIXED_BY_RATIO.values()) and ratio is None:
-        return size  # type: ignore[return-value]
+        return size
     if size in (None, "1K") and ratio in (None, *FIXED_BY_RATIO):
         return FIXED_BY_RATIO[ratio or "1:1"]
     what = f"size {size!r}" + (f" at aspect ratio {ratio}" if ratio else "")

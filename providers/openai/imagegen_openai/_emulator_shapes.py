@@ -81,7 +81,8 @@ def parse_multipart(body: bytes, content_type: str) -> Form:
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         filename = part.get_filename()
         if filename is not None:
             form.files.append(Upload(name, filename, str(part.get("content-type") or "").strip(), data))

@@ -17,7 +17,14 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagegen import InputImage, InvalidImageError, InvalidRequestError, ImageRequest, ModelSpec, UnsupportedFeatureError
+from imagegen import (
+    ImageRequest,
+    InputImage,
+    InvalidImageError,
+    InvalidRequestError,
+    ModelSpec,
+    UnsupportedFeatureError,
+)
 
 from ._catalog import family, wire_size
 
@@ -154,7 +161,7 @@ def generation_body(request: ImageRequest, spec: ModelSpec, size: str, *, stream
 def wants_json(request: ImageRequest) -> bool:
     chosen = request.options.get("edit_encoding")
     if chosen is not None:
-        return chosen == "json"
+        return bool(chosen == "json")
     inputs = [*request.images, *([request.mask] if request.mask is not None else [])]
     return "moderation" in request.options or any(image.data is None for image in inputs)
 

@@ -95,7 +95,7 @@ class OpenAIProvider(Provider):
         if urlsplit(self.base_url).path in ("", "/"):
             self.base_url = self.base_url.rstrip("/") + "/v1"
         #: Today's date for the model lifecycle (tests replace it).
-        self.today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.timezone.utc).date()
+        self.today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date()
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -238,7 +238,8 @@ class OpenAIProvider(Provider):
                 elif event.type.endswith(".completed"):
                     final = event.data
                 elif event.type == "error" or "error" in event.data:
-                    body = event.data.get("error") if isinstance(event.data.get("error"), dict) else event.data
+                    found = event.data.get("error")
+                    body: dict[str, Any] = found if isinstance(found, dict) else event.data
                     raise error_from_body(body, status=500 if not body.get("code") else 400,
                                           headers=response.headers, provider=self.instance_name, scrub=self._scrub)
             if final is None:

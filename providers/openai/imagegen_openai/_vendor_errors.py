@@ -136,7 +136,8 @@ def _classify(code: str, kind: str, param: Any, said: str, status: int, hint: fl
         return ProviderUnavailableError(f"{name} is unavailable (HTTP {status}): {said}; retry later",
                                         retryable=True, **common)
     if status in (400, 413, 415, 422):
-        image = code in IMAGE_CODES or param == "url" or (isinstance(param, str) and param.startswith(("image", "mask")))
+        image = code in IMAGE_CODES or param == "url" or (
+            isinstance(param, str) and param.startswith(("image", "mask")))
         cls = InvalidImageError if image else InvalidRequestError
         error = cls(f"{name} rejected the request (HTTP {status}, {code or kind or 'invalid'}"
                     f"{f', param {param}' if param else ''}): {said}")

@@ -95,8 +95,9 @@ def usage_of(raw: dict[str, Any] | None) -> Usage:
     """
     if raw is None:
         return Usage()
-    details_in = raw.get("input_tokens_details") if isinstance(raw.get("input_tokens_details"), dict) else {}
-    details_out = raw.get("output_tokens_details") if isinstance(raw.get("output_tokens_details"), dict) else None
+    found_in, found_out = raw.get("input_tokens_details"), raw.get("output_tokens_details")
+    details_in: dict[str, Any] = found_in if isinstance(found_in, dict) else {}
+    details_out: dict[str, Any] | None = found_out if isinstance(found_out, dict) else None
     output = _int(raw.get("output_tokens"))
     image_out = _int(details_out.get("image_tokens")) if details_out is not None else output
     text_out = _int(details_out.get("text_tokens")) if details_out is not None else 0

@@ -61,6 +61,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -212,7 +213,7 @@ class OpenAIEmulator(Emulator):
             raise Reject(openai_error(404, f"The model `{model}` does not exist or you do not have access to it.",
                                       code="model_not_found"))
         shutdown = spec.extra.get("shutdown")
-        if shutdown is not None and shutdown <= (self.today or dt.datetime.now(dt.timezone.utc).date()):
+        if shutdown is not None and shutdown <= (self.today or dt.datetime.now(dt.UTC).date()):
             raise Reject(openai_error(404, f"The model `{model}` has been deprecated and is no longer available. "
                                            f"Use `{spec.extra.get('replacement')}` instead.", code="model_not_found"))
         return spec
@@ -315,7 +316,8 @@ class OpenAIEmulator(Emulator):
                 raise Reject(openai_error(429, "Rate limit reached for images per minute. Please try again later.",
                                           type_="requests", code="rate_limit_exceeded", headers=headers))
             if kind not in _ERRORS:
-                raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use rate_limit or one of {', '.join(_ERRORS)}")
+                raise ValueError(
+                    f"unknown [[ERROR:...]] marker {kind!r}; use rate_limit or one of {', '.join(_ERRORS)}")
             status, type_, code, message = _ERRORS[kind]
             raise Reject(openai_error(status, message.format(model=spec.id), type_=type_, code=code))
 
@@ -438,11 +440,12 @@ class OpenAIEmulator(Emulator):
         echo = {"background": settings["background"], "output_format": settings["output_format"],
                 "quality": settings["quality"], "size": settings["size"]}
         for index in range(settings["partials"]):
-            preview = self._render(width, height, settings["output_format"], transparent=False, label=f"partial {index}")
+            preview = self._render(width, height, settings["output_format"], transparent=False,
+                                   label=f"partial {index}")
             yield _sse(f"{event}.partial_image", {"type": f"{event}.partial_image", "created_at": body["created"],
                                                    "b64_json": base64.b64encode(preview).decode(),
                                                    "partial_image_index": index, **echo})
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         self.counters.charge(usd=usd, ref=request_id)
         final = {k: body[k] for k in ("background", "output_format", "quality", "size")}
         for item in body["data"]:
