@@ -37,6 +37,7 @@ from ._errors import (
     UnsupportedFeatureError,
 )
 from ._models import Attempt, Cost, Image, ImageRequest, ImageResult, InputImage, Job, JobStatus, Usage
+from ._options import ImageInput, ImageOptions, RequestOptions
 from ._plugins import hookimpl
 from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSettings
 from ._streaming import PartialImage
@@ -57,6 +58,8 @@ __all__ = [
     "Cost",
     "Image",
     "ImageGenError",
+    "ImageInput",
+    "ImageOptions",
     "ImageRequest",
     "ImageResult",
     "InputImage",
@@ -83,6 +86,7 @@ __all__ = [
     "ProviderTimeoutError",
     "ProviderUnavailableError",
     "RateLimitError",
+    "RequestOptions",
     "UnknownProviderError",
     "UnsupportedFeatureError",
     "Usage",

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from typing import Any, Unpack
 
 import httpx
 from pydantic import ValidationError
@@ -27,6 +27,7 @@ from ._http import guarded_transport, shared_ssl_context
 from ._jobstore import JobStore
 from ._ledger import BudgetLimits, Ledger, RedisLedger
 from ._models import Cost, ImageRequest, ImageResult, Job, split_job_id
+from ._options import ImageInput, ImageOptions, RequestOptions
 from ._pipeline import CallPipeline
 from ._plugins import PluginRegistry
 from ._plugins import registry as default_registry
@@ -164,18 +165,19 @@ class AsyncClient(CallPipeline):
 
     # -- public interface -----------------------------------------------------------------
 
-    async def generate(self, prompt: str | ImageRequest, **options: Any) -> ImageResult:
+    async def generate(self, prompt: str | ImageRequest, **options: Unpack[RequestOptions]) -> ImageResult:
         """Generate images from a prompt (or run a prepared ``ImageRequest``)."""
         request = prompt if isinstance(prompt, ImageRequest) else ImageRequest.build(prompt=prompt, **options)
         return await self._run(request)
 
-    async def edit(self, prompt: str, *, images: Any, mask: Any = None, **options: Any) -> ImageResult:
+    async def edit(self, prompt: str, *, images: ImageInput | Sequence[ImageInput], mask: ImageInput | None = None,
+                   **options: Unpack[ImageOptions]) -> ImageResult:
         """Edit or combine ``images`` (bytes, paths, URLs or Images) as the prompt says."""
         request = ImageRequest.build(prompt=prompt, operation="edit", images=images, mask=mask, **options)
         return await self._run(request)
 
     def stream(self, prompt: str | ImageRequest, *, partial_images: int = 2,
-               **options: Any) -> AsyncGenerator[PartialImage | ImageResult, None]:
+               **options: Unpack[RequestOptions]) -> AsyncGenerator[PartialImage | ImageResult, None]:
         """Generate (or, with ``images=``, edit), yielding previews as they arrive, then the result.
 
         Yields up to ``partial_images`` (1-3) ``PartialImage`` objects, then the final
@@ -229,7 +231,7 @@ class AsyncClient(CallPipeline):
             total = total + cost.model_copy(update={"breakdown": {f"{target.provider}/{model}": cost.usd or 0.0}})
         return total
 
-    async def estimate(self, request: ImageRequest | str, **options: Any) -> Cost:
+    async def estimate(self, request: ImageRequest | str, **options: Unpack[RequestOptions]) -> Cost:
         """Expected cost of ``request`` on its first provider, from the price book. No network call."""
         if isinstance(request, str):
             request = ImageRequest.build(prompt=request, **options)
@@ -239,7 +241,7 @@ class AsyncClient(CallPipeline):
         provider.validate(request, spec)
         return provider.estimate(request, spec)
 
-    async def submit(self, request: ImageRequest | str, **options: Any) -> Job:
+    async def submit(self, request: ImageRequest | str, **options: Unpack[RequestOptions]) -> Job:
         """Start a job and return it at once; finish it later with ``status`` or ``wait``."""
         if isinstance(request, str):
             request = ImageRequest.build(prompt=request, **options)
@@ -280,6 +282,7 @@ class AsyncClient(CallPipeline):
         return result
 
     async def cancel(self, job_id: str) -> Job:
+        """Ask the provider to cancel a job (providers that cannot raise UnsupportedFeatureError)."""
         name, native_id = split_job_id(job_id)
         provider = self.provider(name)
         job = await self._guard(provider, provider.cancel(native_id))
@@ -294,6 +297,7 @@ class AsyncClient(CallPipeline):
         await self._drain_background()
 
     async def aclose(self) -> None:
+        """Wait for background writes, then close every provider and HTTP client."""
         await self._drain_background()
         for provider in self._instances.values():
             await provider.aclose()

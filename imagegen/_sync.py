@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+import httpx
 
 from ._client import AsyncClient
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._cache import CacheBackend
+    from ._config import Config
+    from ._jobstore import JobStore
+    from ._ledger import Ledger, RedisLedger
+    from ._plugins import PluginRegistry
+    from ._provider import Provider
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class _LoopThread:
@@ -48,45 +60,24 @@ async def _next(agen: AsyncIterator[T]) -> T:
     return await agen.__anext__()
 
 
-def _blocking(name: str) -> Callable[..., Any]:
-    async_method = getattr(AsyncClient, name)
+def _blocking(method: Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]],
+              ) -> Callable[Concatenate[Client, P], T]:
+    """``AsyncClient.method`` as a blocking ``Client`` method, with the same typed signature."""
 
-    @functools.wraps(async_method)
-    def method(self: Client, *args: Any, **kwargs: Any) -> Any:
-        return self._loop.run(getattr(self._async, name)(*args, **kwargs))
+    @functools.wraps(method)
+    def blocking(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._loop.run(method(self._async, *args, **kwargs))
 
-    return method
+    return blocking
 
 
-class Client:
-    """Generate and edit images through configured providers (blocking calls).
+def _blocking_iter(method: Callable[Concatenate[AsyncClient, P], AsyncGenerator[T, None]],
+                   ) -> Callable[Concatenate[Client, P], Iterator[T]]:
+    """An ``AsyncClient`` async generator as a blocking ``Client`` iterator."""
 
-    Takes the same arguments as ``AsyncClient``; every method has the same name,
-    arguments and result, without ``await``.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._loop = _LoopThread()
-        try:
-            self._async = AsyncClient(*args, **kwargs)
-        except BaseException:
-            self._loop.stop()
-            raise
-
-    generate = _blocking("generate")
-    generate_many = _blocking("generate_many")
-    edit = _blocking("edit")
-    submit = _blocking("submit")
-    status = _blocking("status")
-    wait = _blocking("wait")
-    cancel = _blocking("cancel")
-    estimate = _blocking("estimate")
-    estimate_many = _blocking("estimate_many")
-    flush = _blocking("flush")
-
-    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        """``AsyncClient.stream`` as a blocking iterator: previews (``PartialImage``), then the ``ImageResult``."""
-        agen = self._async.stream(*args, **kwargs)
+    @functools.wraps(method)
+    def blocking(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        agen = method(self._async, *args, **kwargs)
         try:
             while True:
                 try:
@@ -96,29 +87,70 @@ class Client:
         finally:
             self._loop.run(agen.aclose())
 
+    return blocking
+
+
+class Client:
+    """Generate and edit images through configured providers (blocking calls).
+
+    Takes the same arguments as ``AsyncClient``; every method has the same name,
+    arguments and result, without ``await``. Type checkers see each method's real
+    signature: the methods are ``AsyncClient``'s, wrapped by ``_blocking``.
+    """
+
+    def __init__(
+        self,
+        config: Config | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        *,
+        registry: PluginRegistry | None = None,
+        job_store: JobStore | None = None,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
+        self._loop = _LoopThread()
+        try:
+            self._async = AsyncClient(config, registry=registry, job_store=job_store, transports=transports)
+        except BaseException:
+            self._loop.stop()
+            raise
+
+    generate = _blocking(AsyncClient.generate)
+    generate_many = _blocking(AsyncClient.generate_many)
+    edit = _blocking(AsyncClient.edit)
+    stream = _blocking_iter(AsyncClient.stream)
+    submit = _blocking(AsyncClient.submit)
+    status = _blocking(AsyncClient.status)
+    wait = _blocking(AsyncClient.wait)
+    cancel = _blocking(AsyncClient.cancel)
+    estimate = _blocking(AsyncClient.estimate)
+    estimate_many = _blocking(AsyncClient.estimate_many)
+    flush = _blocking(AsyncClient.flush)
+
     @property
-    def config(self) -> Any:
+    def config(self) -> Config:
         return self._async.config
 
     @property
-    def jobs(self) -> Any:
+    def jobs(self) -> JobStore:
         return self._async.jobs
 
     @property
-    def cache(self) -> Any:
+    def cache(self) -> CacheBackend | None:
         return self._async.cache
 
     @property
-    def ledger(self) -> Any:
+    def ledger(self) -> Ledger | RedisLedger | None:
         return self._async.ledger
 
     def circuit_state(self, name: str) -> dict[str, object]:
+        """The circuit breaker's view of a provider: state, failures, retry_in_s."""
         return self._async.circuit_state(name)
 
-    def provider(self, name: str) -> Any:
+    def provider(self, name: str) -> Provider:
+        """The provider instance configured as ``name`` (created on first use)."""
         return self._async.provider(name)
 
-    def providers(self) -> Any:
+    def providers(self) -> dict[str, type[Provider]]:
+        """Installed provider plugins by name."""
         return self._async.providers()
 
     def close(self) -> None:
