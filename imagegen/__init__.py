@@ -43,6 +43,7 @@ from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSet
 from ._streaming import PartialImage
 from ._sync import Client
 from ._version import __version__ as __version__
+from ._vendor_batch import BatchEstimate, BatchJob, BatchMember, BatchResult
 
 __all__ = [
     "AdaptivePollSchedule",
@@ -50,6 +51,10 @@ __all__ = [
     "AsyncClient",
     "Attempt",
     "AuthenticationError",
+    "BatchEstimate",
+    "BatchJob",
+    "BatchMember",
+    "BatchResult",
     "BudgetExceededError",
     "Client",
     "Config",

@@ -73,6 +73,11 @@ class ModelSpec(BaseModel):
     supports_seed: bool = False
     async_jobs: bool = False
     webhooks: bool = False
+    #: Requests can be sent as one vendor batch (``Client.submit_batch``), at ``price.batch_discount``.
+    vendor_batch: bool = False
+    #: The model keeps a conversation (``Client.session`` sends earlier turns back); without it a
+    #: session passes the previous output as a reference image.
+    multi_turn: bool = False
     #: Options the provider understands in ``ImageRequest.options``.
     options: list[str] = Field(default_factory=list)
     deprecated: str | None = None

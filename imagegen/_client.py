@@ -36,13 +36,14 @@ from ._resilience import CircuitBreaker
 from ._routing import Plan, Target, resolve
 from ._services import link_image_files, make_cache, make_job_store, make_ledger, make_limiter
 from ._streaming import PartialImage, stream_results
+from ._vendor_batch_calls import VendorBatchCalls
 from ._version import __version__
 
 __all__ = ["AsyncClient"]
 
 
 
-class AsyncClient(CallPipeline):
+class AsyncClient(CallPipeline, VendorBatchCalls):
     """Generate and edit images through configured providers, asynchronously.
 
     ``config`` is a ``Config``, a mapping of config keys, a path to a TOML file, or
@@ -263,6 +264,8 @@ class AsyncClient(CallPipeline):
         name, native_id = split_job_id(job_id)
         await self._drain_background()  # a job finished a moment ago may still be on its way in
         stored = self.jobs.get(job_id)
+        if self._batch_of(stored) is not None:  # a vendor batch, or one of its members
+            return await self._batch_status(stored)  # type: ignore[arg-type]
         if stored is not None and stored.done:
             return stored
         try:
@@ -273,7 +276,13 @@ class AsyncClient(CallPipeline):
         return self._remember(job, stored)
 
     async def wait(self, job_id: str, timeout: float = 120.0) -> ImageResult:
-        """Wait for a job to finish and return its result (raises if it failed or times out)."""
+        """Wait for a job to finish and return its result (raises if it failed or times out).
+
+        A vendor batch's id gives a `BatchResult` (every member's outcome); a member's id, that
+        member's result (or its error, raised)."""
+        stored = self.jobs.get(job_id)
+        if self._batch_of(stored) is not None:
+            return await self._batch_wait(stored, timeout)  # type: ignore[arg-type]
         job = await self.status(job_id)
         provider = self.provider(job.provider)
         deadline = time.monotonic() + timeout
@@ -283,6 +292,9 @@ class AsyncClient(CallPipeline):
 
     async def cancel(self, job_id: str) -> Job:
         """Ask the provider to cancel a job (providers that cannot raise UnsupportedFeatureError)."""
+        stored = self.jobs.get(job_id)
+        if self._batch_of(stored) is not None:
+            return await self._batch_cancel(stored)  # type: ignore[arg-type]
         name, native_id = split_job_id(job_id)
         provider = self.provider(name)
         job = await self._guard(provider, provider.cancel(native_id))

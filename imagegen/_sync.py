@@ -123,6 +123,9 @@ class Client:
     cancel = _blocking(AsyncClient.cancel)
     estimate = _blocking(AsyncClient.estimate)
     estimate_many = _blocking(AsyncClient.estimate_many)
+    submit_batch = _blocking(AsyncClient.submit_batch)
+    estimate_batch = _blocking(AsyncClient.estimate_batch)
+    resubmit_batch = _blocking(AsyncClient.resubmit_batch)
     flush = _blocking(AsyncClient.flush)
 
     @property

@@ -26,6 +26,7 @@ Importing this module is cheap: google-genai is imported on the first call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import sys
@@ -128,6 +129,13 @@ class GeminiProvider(Provider):
         #: Each SDK client's API client, when the fast path can use it (None: it cannot).
         self._api_clients: dict[int, Any] = {}
         self._sync_http: httpx.Client | None = None
+
+    @functools.cached_property
+    def vendor_batches(self) -> Any:
+        """Gemini's Batch API (``Client.submit_batch``); see ``_batch``."""
+        from ._batch import GeminiBatches
+
+        return GeminiBatches(self)
 
     # -- data -------------------------------------------------------------------------------
 

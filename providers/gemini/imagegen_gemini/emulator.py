@@ -65,6 +65,7 @@ from imagegen import ModelSpec, Usage
 from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
 
 from ._catalog import ANY_SIZE, expected_pixels, load_catalog, tokens_per_image
+from ._emulator_batch import BatchRoutes
 from ._emulator_shapes import (
     CONFIG_FIELDS,
     ERRORS,
@@ -86,6 +87,7 @@ from ._emulator_shapes import (
     refusal_kind,
     vertexify,
 )
+from ._emulator_turns import check_signatures, issue_signature
 from ._pricing import cost_of
 
 __all__ = ["GeminiEmulator", "create_emulator", "google_error", "refusal_fault"]
@@ -99,8 +101,19 @@ class GeminiEmulator(Emulator):
     def __init__(self, *, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
                  api_keys: set[str] | frozenset[str] | list[str] | None = None, pixel_scale: float = 1.0,
                  default_shape: str = "observed", enforce_shutdowns: bool = False,
-                 today: dt.date | None = None) -> None:
+                 today: dt.date | None = None, batch_turnaround_s: float = 0.0,
+                 batch_member_faults: FaultPlan | None = None, batch_file_results: str = "file",
+                 batch_get_pitfall_bytes: int | None = None, clock: Any = None,
+                 missing_signature: str = "finish", signature_bytes: int = 0) -> None:
         super().__init__(faults=faults, latency=latency, seed=seed)
+        if missing_signature not in ("finish", "400"):
+            raise ValueError(f"missing_signature must be 'finish' or '400', got {missing_signature!r}")
+        self.missing_signature = missing_signature
+        self.signature_bytes = int(signature_bytes)
+        #: The Batch API and Files API routes (see ``_emulator_batch``).
+        self.batches = BatchRoutes(self, turnaround_s=float(batch_turnaround_s), clock=clock,
+                                   member_faults=batch_member_faults, file_results=batch_file_results,
+                                   get_pitfall_bytes=batch_get_pitfall_bytes)
         if not 0 < pixel_scale <= 1:
             raise ValueError(f"pixel_scale must be in (0, 1], got {pixel_scale!r}")
         if default_shape not in ("observed", "square"):
@@ -119,6 +132,7 @@ class GeminiEmulator(Emulator):
 
     def routes(self) -> list[BaseRoute]:
         return [
+            *self.batches.routes(),
             Route("/{version}/models/{model}:generateContent", self._gemini, methods=["POST"]),
             Route("/{version}/publishers/google/models/{model}:generateContent", self._vertex_express,
                   methods=["POST"]),
@@ -158,6 +172,7 @@ class GeminiEmulator(Emulator):
             spec = self._model(model_id, version, vertex=api != "gemini")
             body = await self._body(request)
             config = self._check(body, spec, vertex=api != "gemini")
+            check_signatures(body, spec, seed=self.seed, status=self.missing_signature)
             prompt, input_images = prompt_of(body)
             self._scripted_error(prompt, spec)
             answer, megapixels, usd = self._answer(prompt, input_images, config, spec, vertex=api != "gemini")
@@ -282,7 +297,7 @@ class GeminiEmulator(Emulator):
         return base64.urlsafe_b64encode(digest[:17]).decode().rstrip("=")
 
     def _signature(self, response_id: str, index: int) -> str:
-        return base64.b64encode(hashlib.sha512(f"{response_id}:{index}".encode()).digest() * 2).decode()
+        return issue_signature(self.seed, response_id, index, size=self.signature_bytes)
 
     def _pixels(self, spec: ModelSpec, config: dict[str, Any]) -> tuple[int, int]:
         ratio = config["ratio"] or ("1:1" if self.default_shape == "square" else None)

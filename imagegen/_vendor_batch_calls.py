@@ -1,0 +1,425 @@
+"""``submit_batch`` and the vendor-batch side of ``status``, ``wait`` and ``cancel``.
+
+Money follows the one lifecycle: every member's batch-price estimate is reserved against the
+budgets before anything is sent (all or none); the batch and every member are in the job store
+as soon as the vendor has accepted them; once the batch has ended, each member that produced
+images is charged what the vendor reports (at the batch price) under its own job id, and the
+reservations of the others are released. Settling is keyed by job id, so two processes
+finishing the same batch charge it once. ``AsyncClient`` mixes this in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
+
+from ._errors import (
+    ImageGenError,
+    InvalidRequestError,
+    JobFailedError,
+    JobTimeoutError,
+    ProviderError,
+    UnsupportedFeatureError,
+)
+from ._models import Cost, ImageRequest, ImageResult, Job, make_job_id
+from ._provider import PollSchedule
+from ._vendor_batch import (
+    BatchEstimate,
+    BatchJob,
+    BatchMember,
+    BatchResult,
+    Delivery,
+    VendorBatchAPI,
+    VendorBatchSnapshot,
+    batch_id_of_member,
+    batch_status,
+    error_from_dict,
+    member_job_id,
+    member_record,
+    unique_keys,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._capabilities import ModelSpec
+    from ._provider import Provider
+
+__all__ = ["VendorBatchCalls"]
+
+#: Looks at a vendor batch: soon at first (a small batch can be over in seconds), then at most a
+#: minute apart (the target turnaround is 24 h).
+BATCH_POLL_SCHEDULE = PollSchedule(initial=1.0, factor=1.5, cap=60.0)
+Fallback = Literal["error", "concurrent"]
+
+
+class VendorBatchCalls:
+    """The vendor-batch calls of ``AsyncClient`` (which provides the attributes used here)."""
+
+    batch_poll_schedule: PollSchedule = BATCH_POLL_SCHEDULE
+
+    # -- public ------------------------------------------------------------------------------
+
+    async def submit_batch(self, requests: Iterable[ImageRequest | str], *, provider: str | None = None,
+                           display_name: str | None = None, delivery: Delivery | Literal["auto"] = "auto",
+                           fallback: Fallback = "error", concurrency: int = 4) -> BatchJob:
+        """Send ``requests`` as one vendor batch (Gemini's Batch API: half price, up to 24 h) and
+        return its handle at once; ``status``/``wait`` take its id (or a member's) from any process.
+
+        ``delivery``: ``"auto"`` (inline while small, else an uploaded file), ``"inline"``,
+        ``"file"``, or ``"concurrent"`` (standard calls now, at the standard price). A provider
+        without a vendor batch is an `UnsupportedFeatureError` naming those that have one, unless
+        ``fallback="concurrent"``.
+        """
+        items = self._batch_requests(requests, provider)
+        target, spec = self._batch_target(items)
+        api = self._vendor_api(target, spec)
+        if delivery == "concurrent" or api is None:
+            if delivery != "concurrent" and fallback != "concurrent":
+                raise self._no_vendor_batch(target, spec)
+            return await self._run_concurrently(items, target, spec, concurrency=concurrency)
+        members = self._expand(items)
+        self._check_not_submitted(members)
+        estimate = self._estimate(target, spec, [r for _, r in members], api)
+        share = (estimate.batch.usd or 0.0) / max(1, len(members))
+        reservations = self._reserve_all(target, spec, share, len(members))
+        name = display_name or f"imagegen-{uuid.uuid4().hex[:12]}"
+        try:
+            native_id, used = await self._guard(target, api.create(members, spec, display_name=name,
+                                                                   delivery=delivery))
+        except BaseException:
+            for reservation in reservations:
+                if reservation is not None:
+                    self.ledger.release(reservation)  # type: ignore[union-attr]
+            raise
+        batch = BatchJob(id=make_job_id(target.instance_name, native_id), provider=target.instance_name,
+                         native_id=native_id, status="queued", model=spec.id, delivery=used, display_name=name,
+                         estimate=estimate.model_copy(update={"delivery": used}))
+        batch.members = [BatchMember(index=i, key=key, job_id=member_job_id(target.instance_name, native_id, i),
+                                     reservation=reservations[i]) for i, (key, _) in enumerate(members)]
+        self._record(batch, [r for _, r in members])
+        return batch
+
+    async def estimate_batch(self, requests: Iterable[ImageRequest | str], *, provider: str | None = None) -> BatchEstimate:
+        """The batch price of ``requests`` next to their standard price; no network call."""
+        items = self._batch_requests(requests, provider)
+        target, spec = self._batch_target(items)
+        api = self._vendor_api(target, spec)
+        if api is None:
+            raise self._no_vendor_batch(target, spec)
+        return self._estimate(target, spec, [r for _, r in self._expand(items)], api)
+
+    async def resubmit_batch(self, batch_id: str, *, keys: Iterable[str] | None = None,
+                             delivery: Delivery | Literal["auto"] = "auto") -> BatchJob:
+        """Send members of a finished batch again, as a new batch: the ``keys`` given, or every
+        member that did not succeed. ``delivery="concurrent"`` sends them as standard calls."""
+        batch = await self._batch_view(self._stored_batch(batch_id))
+        if not batch.done:
+            raise InvalidRequestError(f"batch {batch_id} is still {batch.state}; wait for it before resubmitting")
+        wanted = set(keys) if keys is not None else {m.key for m in batch.failed}
+        unknown = wanted - {m.key for m in batch.members}
+        if unknown:
+            raise InvalidRequestError(f"batch {batch_id} has no member(s) {', '.join(sorted(unknown))}")
+        chosen = [m for m in batch.members if m.key in wanted]
+        if not chosen:
+            raise InvalidRequestError(f"every member of batch {batch_id} succeeded; nothing to resubmit")
+        requests = [self._member_request(m) for m in chosen]
+        return await self.submit_batch(requests, provider=f"{batch.provider}/{batch.model}", delivery=delivery,
+                                       fallback="concurrent")
+
+    # -- hooks for status / wait / cancel -----------------------------------------------------
+
+    def _batch_of(self, stored: Job | None) -> BatchJob | None:
+        """The batch ``stored`` is, or belongs to (None: an ordinary job)."""
+        if BatchJob.is_record(stored):
+            return BatchJob.from_record(stored)  # type: ignore[arg-type]
+        parent = batch_id_of_member(stored)
+        return self._stored_batch(parent) if parent else None
+
+    async def _batch_status(self, stored: Job) -> Job:
+        batch = await self._batch_view(self._batch_of(stored))  # type: ignore[arg-type]
+        return batch if stored.id == batch.id else self.jobs.get(stored.id) or stored
+
+    async def _batch_wait(self, stored: Job, timeout: float) -> ImageResult:
+        batch = self._batch_of(stored)
+        assert batch is not None
+        result = await self._wait_batch(batch, timeout)
+        if stored.id == batch.id:
+            return result
+        member = next(m for m in result.members if m.job_id == stored.id)
+        if member.result is None:
+            raise error_from_dict(member.error or {})
+        return member.result
+
+    async def _batch_cancel(self, stored: Job) -> Job:
+        batch = self._batch_of(stored)
+        assert batch is not None
+        provider = self.provider(batch.provider)
+        api = getattr(provider, "vendor_batches", None)
+        if api is None or batch.delivery == "concurrent":
+            raise UnsupportedFeatureError(f"batch {batch.id} ran as standard calls; there is nothing to cancel")
+        await self._guard(provider, api.cancel(batch.native_id))
+        return await self._batch_view(batch)
+
+    # -- following a batch --------------------------------------------------------------------
+
+    async def _batch_view(self, batch: BatchJob) -> BatchJob:
+        """The batch as it stands: from the store once over, else asked of the vendor once."""
+        if batch.done and batch.settled:
+            return batch
+        try:
+            return await self._refresh(batch)
+        except ProviderError as exc:
+            if not exc.retryable:
+                raise
+            # A failing batches.get (503/504) says nothing about the batch: report what is known.
+            return batch.model_copy(update={"last_error": exc.message})
+
+    async def _wait_batch(self, batch: BatchJob, timeout: float) -> BatchResult:
+        deadline = time.monotonic() + timeout
+        delays = self.batch_poll_schedule.delays()
+        errors = 0
+        while True:
+            batch = await self._batch_view(batch)
+            # A failing look (503/504) is ridden out for a while: the batch itself is unaffected.
+            errors = 0 if batch.last_error is None else errors + 1
+            if errors >= self.provider(batch.provider).max_poll_errors:
+                raise _unreachable(batch)
+            if batch.done and batch.settled:
+                return self._result_of(batch)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise JobTimeoutError(
+                    f"batch {batch.id} is still {batch.state} ({_counts(batch)}); vendor batches can take up to "
+                    f"24 h: call wait({batch.id!r}) or status() again later, from any process",
+                    provider=batch.provider, job_id=batch.id)
+            await asyncio.sleep(min(next(delays), remaining))
+
+    async def _refresh(self, batch: BatchJob) -> BatchJob:
+        provider = self.provider(batch.provider)
+        spec = self._batch_spec(provider, batch)
+        api = getattr(provider, "vendor_batches", None)
+        if api is None:
+            raise UnsupportedFeatureError(f"provider {batch.provider} no longer offers vendor batches")
+        snapshot: VendorBatchSnapshot = await self._guard(provider, api.poll(batch.native_id, spec))
+        batch = batch.model_copy(update={"state": snapshot.state, "vendor_state": snapshot.vendor_state,
+                                         "status": batch_status(snapshot.state), "last_error": None})
+        if batch.done:
+            batch = self._finish(provider, spec, batch, snapshot)
+        self.jobs.put(batch.to_record())
+        return batch
+
+    def _finish(self, provider: Provider, spec: ModelSpec, batch: BatchJob, snapshot: VendorBatchSnapshot) -> BatchJob:
+        """Record every member's outcome, then settle its charge (or release it): once, by job id."""
+        outcomes = snapshot.outcomes or {}
+        members = []
+        for member in batch.members:
+            outcome = outcomes.get(member.key) or self._unanswered(batch, member, snapshot)
+            record = self.jobs.get(member.job_id)
+            request = record.request if record is not None else None
+            if isinstance(outcome, ImageResult):
+                result = outcome.model_copy(update={"job_id": member.job_id})
+                member = member.model_copy(update={"status": "succeeded", "cost": result.cost, "error": None})
+                self.jobs.put(member_record(batch, member, request).model_copy(update={"result": result}))
+                self._settle(provider, spec, member.reservation, result.cost, member.job_id)
+            else:
+                cancelled = snapshot.state == "cancelled" and member.key not in outcomes
+                member = member.model_copy(update={"status": "cancelled" if cancelled else "failed",
+                                                   "error": outcome.to_dict(), "cost": Cost(usd=0.0, estimated=False)})
+                self.jobs.put(member_record(batch, member, request))
+                if member.reservation is not None and self.ledger is not None:
+                    self.ledger.release(member.reservation)
+            members.append(member.model_copy(update={"reservation": None}))
+        return batch.model_copy(update={"members": members, "settled": True})
+
+    @staticmethod
+    def _unanswered(batch: BatchJob, member: BatchMember, snapshot: VendorBatchSnapshot) -> ImageGenError:
+        why = {"expired": "the batch expired (its 24 h window ran out) before this member was answered",
+               "cancelled": "the batch was cancelled before this member was answered",
+               "failed": f"the batch failed: {snapshot.message or 'no reason given'}"}.get(
+            batch.state, "the vendor returned no answer for this member")
+        return JobFailedError(f"member {member.key!r} of batch {batch.id}: {why}; resubmit it with "
+                              f"resubmit_batch({batch.id!r}, keys=[{member.key!r}])", provider=batch.provider)
+
+    def _result_of(self, batch: BatchJob) -> BatchResult:
+        members = []
+        for member in batch.members:
+            record = self.jobs.get(member.job_id)
+            members.append(member.model_copy(update={"result": record.result if record is not None else None}))
+        results = [m.result for m in members if m.result is not None]
+        cost = sum((r.cost for r in results), Cost(usd=0.0, estimated=False))
+        failed = [m for m in members if m.status != "succeeded"]
+        warnings = [f"{len(failed)} of {len(members)} member(s) did not succeed: "
+                    + ", ".join(m.key for m in failed[:10])] if failed else []
+        return BatchResult(images=[image for r in results for image in r.images], provider=batch.provider,
+                           model=batch.model or "", job_id=batch.id, cost=cost, warnings=warnings,
+                           batch_id=batch.id, state=batch.state, members=members)
+
+    # -- building a batch ---------------------------------------------------------------------
+
+    def _batch_requests(self, requests: Iterable[ImageRequest | str], provider: str | None) -> list[ImageRequest]:
+        items = []
+        for item in requests:
+            request = item if isinstance(item, ImageRequest) else ImageRequest.build(prompt=item)
+            if provider is not None and request.provider is None:
+                request = request.model_copy(update={"provider": provider})
+            items.append(request)
+        if not items:
+            raise InvalidRequestError("a batch needs at least one request")
+        return items
+
+    def _batch_target(self, items: list[ImageRequest]) -> tuple[Provider, ModelSpec]:
+        chosen: tuple[str, str] | None = None
+        for request in items:
+            target = self._plan(request).targets[0]
+            provider = self.provider(target.provider)
+            spec = self._model(provider, target, request)
+            if chosen is not None and chosen != (target.provider, spec.id):
+                raise InvalidRequestError(
+                    f"one batch goes to one provider and model; got {chosen[0]}/{chosen[1]} and "
+                    f"{target.provider}/{spec.id}: submit one batch per model")
+            chosen = (target.provider, spec.id)
+        return provider, spec
+
+    def _vendor_api(self, provider: Provider, spec: ModelSpec) -> VendorBatchAPI | None:
+        api = getattr(provider, "vendor_batches", None)
+        return api if api is not None and spec.vendor_batch else None
+
+    def _no_vendor_batch(self, provider: Provider, spec: ModelSpec) -> UnsupportedFeatureError:
+        offering = []
+        for name in sorted(set(self.config.providers) | set(self.registry.providers())):
+            try:
+                cls = self._plugin_of(name)
+            except ImageGenError:
+                continue
+            offering += [f"{name}/{s.id}" for s in cls.models() if s.vendor_batch] \
+                if getattr(cls, "vendor_batches", None) is not None else []
+        where = ", ".join(offering) or "none installed"
+        return UnsupportedFeatureError(
+            f"{provider.instance_name}/{spec.id} has no vendor batch API; models that have one: {where}. "
+            "Or pass fallback=\"concurrent\" to send the requests as standard calls (standard price)")
+
+    def _expand(self, items: list[ImageRequest]) -> list[tuple[str, ImageRequest]]:
+        """One member per image: ``n`` > 1 is split, as the Batch API makes one image per request."""
+        members = []
+        for request in items:
+            key = request.idempotency_key or uuid.uuid4().hex
+            for i in range(request.n):
+                sub = f"{key}.{i}" if i else key
+                members.append((sub, request.model_copy(update={"n": 1, "idempotency_key": sub})))
+        unique_keys(k for k, _ in members)
+        return members
+
+    def _check_not_submitted(self, members: list[tuple[str, ImageRequest]]) -> None:
+        for key, _ in members:
+            earlier = self.jobs.find(key)
+            if earlier is not None and earlier.status not in ("failed", "cancelled"):
+                raise InvalidRequestError(
+                    f"a request with key {key!r} was already submitted as job {earlier.id} ({earlier.status}); "
+                    "wait() for it instead of paying twice, or give the request a new idempotency_key")
+
+    def _estimate(self, provider: Provider, spec: ModelSpec, requests: list[ImageRequest],
+                  api: VendorBatchAPI | None) -> BatchEstimate:
+        standard = Cost(usd=0.0, estimated=True)
+        for request in requests:
+            provider.validate(request, spec)
+            standard = standard + provider.estimate(request, spec)
+        discount = spec.price.batch_discount if spec.price and spec.price.batch_discount else 1.0
+        batch = Cost(usd=None if standard.usd is None else round(standard.usd * discount, 9), estimated=True,
+                     breakdown={k: round(v * discount, 9) for k, v in standard.breakdown.items()})
+        return BatchEstimate(provider=provider.instance_name, model=spec.id, members=len(requests), standard=standard,
+                             batch=batch, discount=discount,
+                             delivery=api.delivery(requests, spec) if api is not None else "concurrent")
+
+    def _reserve_all(self, provider: Provider, spec: ModelSpec, usd: float, count: int) -> list[str | None]:
+        """Reserve every member's share before anything is sent; all of them or none."""
+        held: list[str | None] = []
+        try:
+            for _ in range(count):
+                held.append(self._reserve(provider, spec, Cost(usd=usd, estimated=True)))
+        except BaseException:
+            for reservation in held:
+                if reservation is not None:
+                    self.ledger.release(reservation)  # type: ignore[union-attr]
+            raise
+        return held
+
+    def _record(self, batch: BatchJob, requests: list[ImageRequest]) -> None:
+        # Members first: a batch record never names a member the store does not have.
+        for member, request in zip(batch.members, requests):
+            self.jobs.put(member_record(batch, member, request))
+        self.jobs.put(batch.to_record())
+
+    async def _run_concurrently(self, items: list[ImageRequest], provider: Provider, spec: ModelSpec, *,
+                                concurrency: int) -> BatchJob:
+        """The fallback: standard calls now, recorded as a batch so the handle works the same."""
+        members = self._expand(items)
+        outcomes = await self.generate_many([r for _, r in members], concurrency=concurrency)
+        native_id = f"local-{uuid.uuid4().hex[:16]}"
+        batch = BatchJob(id=make_job_id(provider.instance_name, native_id), provider=provider.instance_name,
+                         native_id=native_id, status="queued", model=spec.id, delivery="concurrent",
+                         estimate=self._estimate(provider, spec, [r for _, r in members], None))
+        batch.members = [BatchMember(index=i, key=key, job_id=member_job_id(provider.instance_name, native_id, i))
+                         for i, (key, _) in enumerate(members)]
+        snapshot = VendorBatchSnapshot(state="succeeded", vendor_state="CONCURRENT",
+                                       outcomes={key: outcome for (key, _), outcome in zip(members, outcomes)})
+        self._record(batch, [r for _, r in members])
+        # Each call was charged by its own pipeline run; the batch only records the outcomes.
+        finished = self._finish_local(batch, snapshot)
+        self.jobs.put(finished.to_record())
+        return finished
+
+    def _finish_local(self, batch: BatchJob, snapshot: VendorBatchSnapshot) -> BatchJob:
+        members = []
+        for member in batch.members:
+            outcome = (snapshot.outcomes or {})[member.key]
+            record = self.jobs.get(member.job_id)
+            request = record.request if record is not None else None
+            if isinstance(outcome, ImageResult):
+                member = member.model_copy(update={"status": "succeeded", "cost": outcome.cost})
+                self.jobs.put(member_record(batch, member, request).model_copy(update={"result": outcome}))
+            else:
+                member = member.model_copy(update={"status": "failed", "error": outcome.to_dict()})
+                self.jobs.put(member_record(batch, member, request))
+            members.append(member)
+        state = "succeeded" if any(m.status == "succeeded" for m in members) else "failed"
+        return batch.model_copy(update={"members": members, "settled": True, "state": state,
+                                        "status": batch_status(state), "vendor_state": "CONCURRENT"})
+
+    # -- small lookups ------------------------------------------------------------------------
+
+    def _stored_batch(self, batch_id: str) -> BatchJob:
+        from ._errors import JobNotFoundError
+
+        stored = self.jobs.get(batch_id)
+        if not BatchJob.is_record(stored):
+            raise JobNotFoundError(f"no batch {batch_id!r} in the job store (jobs.backend / jobs.path in the config)")
+        return BatchJob.from_record(stored)  # type: ignore[arg-type]
+
+    def _member_request(self, member: BatchMember) -> ImageRequest:
+        record = self.jobs.get(member.job_id)
+        if record is None or record.request is None:
+            raise InvalidRequestError(f"member {member.key!r}: its request is not in the job store")
+        return record.request
+
+    def _batch_spec(self, provider: Provider, batch: BatchJob) -> ModelSpec:
+        from ._routing import Target
+
+        return self._model(provider, Target(provider.instance_name, batch.model), ImageRequest.build(prompt="-"))
+
+
+def _counts(batch: BatchJob) -> str:
+    done = sum(1 for m in batch.members if m.status in ("succeeded", "failed", "cancelled"))
+    return f"{done} of {len(batch.members)} member(s) done"
+
+
+def _unreachable(batch: BatchJob) -> ProviderError:
+    from ._errors import ProviderUnavailableError
+
+    return ProviderUnavailableError(
+        f"batch {batch.id}: asking for its state keeps failing ({batch.last_error}). Large inline image "
+        "batches are known to make batches.get fail with 503/504 for days; the batch may still finish: "
+        f"call wait({batch.id!r}) later, or cancel it and resubmit with delivery=\"file\"",
+        provider=batch.provider)
+

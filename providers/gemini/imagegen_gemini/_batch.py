@@ -1,0 +1,164 @@
+"""Gemini's Batch API as imagegen's vendor batch (``GeminiProvider.vendor_batches``).
+
+Requests go inline in the create call while they and twice their expected answers fit in 20 MB,
+else as a JSONL file uploaded through the Files API first (see ``_batch_wire``); both go
+through the SDK's API client on the provider's own httpx clients, like ``generateContent``,
+so the URL, authentication, timeout and error answers are the SDK's. The answers are read as
+raw JSON (the SDK's parsed batch drops ``batchStats`` and each answer's ``finishMessage``) with
+the same reader as a standard call, and each member is charged the model's batch price
+(``price.batch_discount`` x the cost its usage reports).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+from imagegen import (
+    Cost,
+    ImageGenError,
+    ImageRequest,
+    ImageResult,
+    InvalidResponseError,
+    ModelSpec,
+    UnsupportedFeatureError,
+)
+from imagegen._vendor_batch import Delivery, VendorBatchSnapshot
+
+from . import _batch_wire as wire
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._provider import GeminiProvider
+
+__all__ = ["GeminiBatches"]
+
+#: Seconds for one batch call (create, get, upload, download): a finished inline batch of
+#: images is a large answer.
+BATCH_CALL_TIMEOUT_S = 300.0
+#: Assumed size of an input image given by URL, before it is fetched (for the delivery plan).
+_URL_IMAGE_BYTES = 1_000_000
+
+
+class GeminiBatches:
+    """The vendor-batch calls of one Gemini provider instance."""
+
+    def __init__(self, provider: GeminiProvider) -> None:
+        self.provider = provider
+
+    @property
+    def name(self) -> str:
+        return self.provider.instance_name
+
+    # -- planning (no I/O) ----------------------------------------------------------------------
+
+    def delivery(self, requests: list[ImageRequest], spec: ModelSpec) -> Delivery:
+        sizes = [len(r.prompt) + sum(len(i.data) * 4 // 3 if i.data is not None else _URL_IMAGE_BYTES
+                                     for i in r.images) + 256 for r in requests]
+        return wire.choose_delivery(sizes, (wire.expected_answer_bytes(r, spec) for r in requests))
+
+    # -- I/O ------------------------------------------------------------------------------------
+
+    async def create(self, members: list[tuple[str, ImageRequest]], spec: ModelSpec, *, display_name: str,
+                     delivery: Delivery) -> tuple[str, Delivery]:
+        """Send the batch; return its name (``batches/...``) and how the requests travelled."""
+        api = self._api()
+        built = [wire.MemberRequest(key, await self._body(request, spec)) for key, request in members]
+        if delivery not in ("inline", "file"):
+            delivery = wire.choose_delivery((m.size() for m in built),
+                                            (wire.expected_answer_bytes(r, spec) for _, r in members))
+        try:
+            if delivery == "inline":
+                body = wire.inline_body(display_name, built)
+            else:
+                body = wire.file_body(display_name, await self._upload(built, display_name))
+            del built
+            response = await api.async_request("post", f"models/{spec.id}:batchGenerateContent", body)
+            snapshot = wire.read_operation(json.loads(response.body or "{}"))
+        except Exception as exc:
+            raise self.provider._translate(exc, spec) from exc
+        return snapshot.name, delivery
+
+    async def poll(self, native_id: str, spec: ModelSpec) -> VendorBatchSnapshot:
+        try:
+            response = await self._api().async_request("get", native_id, {})
+            snapshot = wire.read_operation(json.loads(response.body or "{}"))
+            answers = None
+            if snapshot.inline is not None:
+                answers = wire.outcomes_of_inline(snapshot.inline)
+            elif snapshot.responses_file is not None:
+                answers = wire.outcomes_of_jsonl(await self._download(snapshot.responses_file))
+        except Exception as exc:
+            raise self.provider._translate(exc, spec) from exc
+        outcomes = None if answers is None else {key: self._outcome(key, answer, spec, native_id)
+                                                 for key, answer in answers.items()}
+        message = str(snapshot.error.get("message")) if snapshot.error else None
+        return VendorBatchSnapshot(state=snapshot.state, vendor_state=snapshot.vendor_state,  # type: ignore[arg-type]
+                                   outcomes=outcomes, counts=snapshot.stats, message=message)
+
+    async def cancel(self, native_id: str) -> None:
+        try:
+            await self._api().async_request("post", f"{native_id}:cancel", {})
+        except Exception as exc:
+            raise self.provider._translate(exc, None) from exc
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _api(self) -> Any:
+        if self.provider.settings.vertexai:
+            raise UnsupportedFeatureError(
+                f"{self.name}: the vendor batch is the Gemini API's Batch API; on Vertex AI batches read from "
+                "Cloud Storage or BigQuery, which imagegen does not drive. Use the Gemini API (vertexai = false)")
+        from ._provider import _api_client_of
+
+        api = _api_client_of(self.provider._client(BATCH_CALL_TIMEOUT_S))
+        if api is None:
+            raise UnsupportedFeatureError(
+                f"{self.name}: this google-genai release has no API client imagegen can send batches through; "
+                "install google-genai 3.4 to 3.x")
+        return api
+
+    async def _body(self, request: ImageRequest, spec: ModelSpec) -> dict[str, Any]:
+        from . import _wire
+
+        self.provider.validate(request, spec)
+        images = [await self.provider._input_image(image, i) for i, image in enumerate(request.images, 1)]
+        return _wire.build_body(request, images)
+
+    async def _upload(self, members: list[wire.MemberRequest], display_name: str) -> str:
+        data = b"".join(wire.jsonl_lines(members))
+        client = self.provider._client(BATCH_CALL_TIMEOUT_S)
+        uploaded = await client.aio.files.upload(
+            file=io.BytesIO(data), config={"mime_type": "application/jsonl", "display_name": f"{display_name} input"})
+        if not uploaded.name:
+            raise InvalidResponseError(f"{self.name}: the Files API stored the batch input without a name",
+                                       provider=self.name)
+        return str(uploaded.name)
+
+    async def _download(self, name: str) -> bytes:
+        client = self.provider._client(BATCH_CALL_TIMEOUT_S)
+        return bytes(await client.aio.files.download(file=name))
+
+    def _outcome(self, key: str, answer: dict[str, Any], spec: ModelSpec, native_id: str) -> ImageResult | ImageGenError:
+        """One member's answer: its result at the batch price, or the error it stands for."""
+        from google.genai import errors
+
+        from . import _wire
+
+        name = self.name
+        if "error" in answer:
+            status, status_name = wire.http_status_of(answer["error"])
+            envelope = {"error": {**answer["error"], "code": status, "status": status_name}}
+            return _wire.error_from_api(errors.APIError(status, envelope), provider=name, model=spec.id)
+        try:
+            read = _wire.read_answer(answer["response"], spec, provider=name)
+        except ImageGenError as exc:
+            return exc
+        except Exception as exc:  # a malformed answer for this member only
+            return self.provider._translate(exc, spec)
+        discount = spec.price.batch_discount if spec.price and spec.price.batch_discount else 1.0
+        cost = Cost(usd=None if read.cost.usd is None else round(read.cost.usd * discount, 9), estimated=False,
+                    breakdown={k: round(v * discount, 9) for k, v in read.cost.breakdown.items()})
+        return ImageResult(images=read.images, provider=name, model=spec.id, cost=cost, usage=read.usage,
+                           text=read.text, warnings=read.warnings,
+                           metadata={**read.metadata, "batch": native_id, "batch_key": key, "batch_discount": discount})
