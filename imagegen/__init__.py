@@ -42,8 +42,8 @@ from ._plugins import hookimpl
 from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSettings
 from ._streaming import PartialImage
 from ._sync import Client
-from ._version import __version__ as __version__
 from ._vendor_batch import BatchEstimate, BatchJob, BatchMember, BatchResult
+from ._version import __version__ as __version__
 
 __all__ = [
     "AdaptivePollSchedule",

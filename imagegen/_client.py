@@ -43,7 +43,7 @@ __all__ = ["AsyncClient"]
 
 
 
-class AsyncClient(CallPipeline, VendorBatchCalls):
+class AsyncClient(VendorBatchCalls, CallPipeline):
     """Generate and edit images through configured providers, asynchronously.
 
     ``config`` is a ``Config``, a mapping of config keys, a path to a TOML file, or

@@ -209,8 +209,9 @@ class VendorBatchAPI(Protocol):
         ...
 
     async def create(self, members: list[tuple[str, ImageRequest]], spec: ModelSpec, *, display_name: str,
-                     delivery: Delivery) -> str:
-        """Send the batch (``(key, request)`` pairs) and return its native id once accepted."""
+                     delivery: Delivery | Literal["auto"]) -> tuple[str, Delivery]:
+        """Send the batch (``(key, request)`` pairs) once accepted; return its native id and how
+        the requests travelled (``"auto"``: the provider's choice)."""
         ...
 
     async def poll(self, native_id: str, spec: ModelSpec) -> VendorBatchSnapshot:

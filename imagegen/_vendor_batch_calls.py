@@ -25,6 +25,7 @@ from ._errors import (
     UnsupportedFeatureError,
 )
 from ._models import Cost, ImageRequest, ImageResult, Job, make_job_id
+from ._pipeline import CallPipeline
 from ._provider import PollSchedule
 from ._vendor_batch import (
     BatchEstimate,
@@ -44,6 +45,7 @@ from ._vendor_batch import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._capabilities import ModelSpec
+    from ._plugins import PluginRegistry
     from ._provider import Provider
 
 __all__ = ["VendorBatchCalls"]
@@ -54,10 +56,18 @@ BATCH_POLL_SCHEDULE = PollSchedule(initial=1.0, factor=1.5, cap=60.0)
 Fallback = Literal["error", "concurrent"]
 
 
-class VendorBatchCalls:
+class VendorBatchCalls(CallPipeline):
     """The vendor-batch calls of ``AsyncClient`` (which provides the attributes used here)."""
 
     batch_poll_schedule: PollSchedule = BATCH_POLL_SCHEDULE
+    registry: PluginRegistry
+
+    def _plugin_of(self, name: str) -> type[Provider]:  # pragma: no cover - provided by AsyncClient
+        raise NotImplementedError
+
+    async def generate_many(self, requests: Iterable[ImageRequest | str], *,
+                            concurrency: int = 4) -> list[ImageResult | ImageGenError]:  # pragma: no cover
+        raise NotImplementedError
 
     # -- public ------------------------------------------------------------------------------
 
@@ -101,7 +111,8 @@ class VendorBatchCalls:
         self._record(batch, [r for _, r in members])
         return batch
 
-    async def estimate_batch(self, requests: Iterable[ImageRequest | str], *, provider: str | None = None) -> BatchEstimate:
+    async def estimate_batch(self, requests: Iterable[ImageRequest | str], *,
+                             provider: str | None = None) -> BatchEstimate:
         """The batch price of ``requests`` next to their standard price; no network call."""
         items = self._batch_requests(requests, provider)
         target, spec = self._batch_target(items)
@@ -347,7 +358,7 @@ class VendorBatchCalls:
 
     def _record(self, batch: BatchJob, requests: list[ImageRequest]) -> None:
         # Members first: a batch record never names a member the store does not have.
-        for member, request in zip(batch.members, requests):
+        for member, request in zip(batch.members, requests, strict=True):
             self.jobs.put(member_record(batch, member, request))
         self.jobs.put(batch.to_record())
 
@@ -362,8 +373,8 @@ class VendorBatchCalls:
                          estimate=self._estimate(provider, spec, [r for _, r in members], None))
         batch.members = [BatchMember(index=i, key=key, job_id=member_job_id(provider.instance_name, native_id, i))
                          for i, (key, _) in enumerate(members)]
-        snapshot = VendorBatchSnapshot(state="succeeded", vendor_state="CONCURRENT",
-                                       outcomes={key: outcome for (key, _), outcome in zip(members, outcomes)})
+        answers = {key: outcome for (key, _), outcome in zip(members, outcomes, strict=True)}
+        snapshot = VendorBatchSnapshot(state="succeeded", vendor_state="CONCURRENT", outcomes=answers)
         self._record(batch, [r for _, r in members])
         # Each call was charged by its own pipeline run; the batch only records the outcomes.
         finished = self._finish_local(batch, snapshot)

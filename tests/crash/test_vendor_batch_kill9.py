@@ -127,4 +127,4 @@ def test_a_killed_waiter_is_replaced_by_another_process(tmp_path: Path) -> None:
                   "jobs": {"backend": "memory"}, "cache": {"backend": "off"}, "ledger": {"backend": "off"}}
         with Client(config) as client:
             standard = client.generate(PROMPTS[0], provider="gemini").cost.usd
-        assert set(round(usd / standard, 6) for usd in charges.values()) == {0.5}
+        assert {round(usd / standard, 6) for usd in charges.values()} == {0.5}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from imagegen import (
     Cost,
@@ -60,7 +60,7 @@ class GeminiBatches:
     # -- I/O ------------------------------------------------------------------------------------
 
     async def create(self, members: list[tuple[str, ImageRequest]], spec: ModelSpec, *, display_name: str,
-                     delivery: Delivery) -> tuple[str, Delivery]:
+                     delivery: Delivery | Literal["auto"]) -> tuple[str, Delivery]:
         """Send the batch; return its name (``batches/...``) and how the requests travelled."""
         api = self._api()
         built = [wire.MemberRequest(key, await self._body(request, spec)) for key, request in members]
@@ -139,7 +139,8 @@ class GeminiBatches:
         client = self.provider._client(BATCH_CALL_TIMEOUT_S)
         return bytes(await client.aio.files.download(file=name))
 
-    def _outcome(self, key: str, answer: dict[str, Any], spec: ModelSpec, native_id: str) -> ImageResult | ImageGenError:
+    def _outcome(self, key: str, answer: dict[str, Any], spec: ModelSpec,
+                 native_id: str) -> ImageResult | ImageGenError:
         """One member's answer: its result at the batch price, or the error it stands for."""
         from google.genai import errors
 

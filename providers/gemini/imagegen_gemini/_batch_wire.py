@@ -171,8 +171,8 @@ def read_operation(operation: dict[str, Any]) -> Snapshot:
     for output in (_dict(operation.get("response")), _dict(metadata.get("output"))):
         inline = inline or _dict(output.get("inlinedResponses")).get("inlinedResponses")
         responses_file = responses_file or output.get("responsesFile")
-    snapshot = Snapshot(name=name, state=state, vendor_state=vendor, stats=stats,
-                        inline=[item for item in inline if isinstance(item, dict)] if isinstance(inline, list) else None,
+    items = [item for item in inline if isinstance(item, dict)] if isinstance(inline, list) else None
+    snapshot = Snapshot(name=name, state=state, vendor_state=vendor, stats=stats, inline=items,
                         responses_file=str(responses_file) if responses_file else None,
                         error=_dict(operation.get("error")) or None)
     if snapshot.error is not None and not snapshot.done:

@@ -68,7 +68,7 @@ def model_turn(answer: dict[str, Any]) -> dict[str, Any] | None:
             continue
         kept = dict(part)  # every other field, thoughtSignature included, as received
         blob = part.get("inlineData")
-        if _is_result_image(part):
+        if _is_result_image(part) and isinstance(blob, dict):
             kept["inlineData"] = {"mimeType": blob["mimeType"], REF: "output", "index": outputs}
             outputs += 1
         elif isinstance(blob, dict):

@@ -37,7 +37,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +62,7 @@ _FAULT_STATUS = {"rate_limit": (8, "RESOURCE_EXHAUSTED", "Resource has been exha
 
 
 def _now_text() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -156,7 +156,8 @@ class BatchRoutes:
     def _base(self, request: Request) -> str:
         return str(request.base_url).rstrip("/")
 
-    async def _guard(self, request: Request, handler: Callable[[], Any], *, auth: bool = True) -> Response:
+    async def _guard(self, request: Request, handler: Callable[[], Awaitable[Response]], *,
+                     auth: bool = True) -> Response:
         try:
             if auth:
                 self.emulator._authenticate(request, "gemini")
@@ -233,7 +234,7 @@ class BatchRoutes:
     async def _list(self, request: Request) -> Response:
         async def handle() -> Response:
             base = self._base(request)
-            operations = [json.loads(self._operation(b, base).body) for b in list(self.batches.values())]
+            operations = [json.loads(bytes(self._operation(b, base).body)) for b in list(self.batches.values())]
             return JSONResponse({"operations": operations})
         return await self._guard(request, handle)
 
@@ -285,7 +286,7 @@ class BatchRoutes:
             self.emulator._scripted_error(prompt, entry.spec)
             answer, _, usd = self.emulator._answer(prompt, images, config, entry.spec, vertex=False)
         except Reject as reject:
-            error = json.loads(reject.response.body)["error"]
+            error = json.loads(bytes(reject.response.body))["error"]
             return {"error": {"code": _grpc_code(int(error["code"])), "message": error["message"],
                               "status": error.get("status")}}
         if usd:

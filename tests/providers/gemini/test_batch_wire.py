@@ -51,7 +51,8 @@ def test_bodies_and_input_file_put_each_request_under_its_key() -> None:
     assert body["batch"]["displayName"] == "shots"
     assert [r["metadata"]["key"] for r in requests] == ["k1", "k2"]
     assert requests[1]["request"]["contents"][0]["parts"][0]["text"] == "b"
-    assert file_body("shots", "files/abc") == {"batch": {"displayName": "shots", "inputConfig": {"fileName": "files/abc"}}}
+    assert file_body("shots", "files/abc") == {"batch": {"displayName": "shots",
+                                                         "inputConfig": {"fileName": "files/abc"}}}
     lines = [json.loads(line) for line in jsonl_lines(members)]
     assert lines == [{"key": "k1", "request": members[0].body}, {"key": "k2", "request": members[1].body}]
 
