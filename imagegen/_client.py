@@ -304,6 +304,12 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         """Installed provider plugins by name."""
         return self.registry.providers()
 
+    def fleet(self, url: str | None = None) -> Any:
+        """A handle on the fleet of workers sharing the Redis at ``url`` (see ``imagegen.fleet``)."""
+        from .fleet import AsyncFleet
+
+        return AsyncFleet(self, url)
+
     async def flush(self) -> None:
         """Wait until background writes (results going into the cache) have landed."""
         await self._drain_background()

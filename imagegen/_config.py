@@ -25,7 +25,7 @@ from ._errors import ConfigurationError, MissingCredentialsError
 from ._ratelimit import RateLimitConfig
 from ._resilience import CircuitConfig, RetryConfig
 
-__all__ = ["BudgetConfig", "CacheConfig", "Config", "JobsConfig", "LedgerConfig", "PriceOverride", "RouteConfig",
+__all__ = ["BudgetConfig", "CacheConfig", "Config", "FleetConfig", "JobsConfig", "LedgerConfig", "PriceOverride", "RouteConfig",
            "config_from_mapping",
            "find_config_file", "load_config", "resolve_secret"]
 
@@ -99,6 +99,25 @@ class JobsConfig(BaseModel):
     url: str | None = None
 
 
+class FleetConfig(BaseModel):
+    """``[fleet]``: the Redis a fleet of workers shares (see ``imagegen.fleet``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = None
+    key_prefix: str = "imagegen:fleet:"
+    #: A prompt held this long by a worker that stopped renewing it is handed to another.
+    visibility_timeout_s: float = Field(default=60.0, gt=0)
+    #: A prompt handed out this many times without an outcome is recorded as failed.
+    max_deliveries: int = Field(default=5, ge=1)
+    #: The window of each provider's ``requests_per_minute``; shorter only for scaled-time tests.
+    rate_window_s: float = Field(default=60.0, gt=0)
+    #: Extra time a request-rate slot is held, for the request's way to the vendor.
+    rate_guard_s: float = Field(default=0.5, ge=0)
+    #: Passed to fsspec for an ``--out`` URL (e.g. ``{"endpoint_url": ...}``); no secrets here.
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
         super().__init__(settings_cls)
@@ -127,6 +146,7 @@ class Config(BaseSettings):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     circuit: CircuitConfig = Field(default_factory=CircuitConfig)
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     #: Where the file came from, for error messages (not a config key).
     source: str | None = Field(default=None, exclude=True)
 

@@ -156,6 +156,12 @@ class Client:
         """Installed provider plugins by name."""
         return self._async.providers()
 
+    def fleet(self, url: str | None = None) -> Any:
+        """The blocking twin of ``AsyncClient.fleet`` (see ``imagegen.fleet``)."""
+        from .fleet import AsyncFleet, Fleet
+
+        return Fleet(AsyncFleet(self._async, url), self._loop.run)
+
     def close(self) -> None:
         if self._loop.loop.is_closed():
             return

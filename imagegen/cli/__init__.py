@@ -194,19 +194,22 @@ def _show_result(result: Any, out: Path, as_json: bool) -> None:
 
 
 def _register_more() -> None:
-    from . import (  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo)
+    from . import (  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo, worker, batch verbs)
         _batch,
         _bench,
         _cost,
         _extra,
+        _fleet,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     _register_more()
+    from ._fleet import route_batch_verb
+
     try:
-        app(args=argv, prog_name="imagegen")
+        app(args=route_batch_verb(sys.argv[1:] if argv is None else argv), prog_name="imagegen")
     except ImageGenError as exc:  # a command that did not catch its own error
         typer.secho(f"{type(exc).__name__}: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(exit_code_for(exc))

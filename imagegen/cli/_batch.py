@@ -66,8 +66,22 @@ def batch_key(prompts_file: Path, index: int, prompt: str) -> str:
 def batch(prompts: Path,
           concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Requests at once.")] = 4,
           provider: ProviderOpt = None, size: SizeOpt = None, aspect_ratio: RatioOpt = None,
-          out: OutOpt = Path("imagegen-batch"), as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Generate one image per line of PROMPTS; resumable, failures do not stop the batch."""
+          out: OutOpt = Path("imagegen-batch"), as_json: JsonOpt = False, config: ConfigOpt = None,
+          fleet: Annotated[str | None, typer.Option(
+              "--fleet", help="Queue the batch on a fleet's Redis (redis://...) for `imagegen worker`s; "
+                              "prints its id. --out may then be an fsspec URL (s3://bucket/prefix).")] = None,
+          watch: Annotated[bool, typer.Option("--watch", help="With --fleet: show progress until done.")] = False,
+          ) -> None:
+    """Generate one image per line of PROMPTS; resumable, failures do not stop the batch.
+
+    With --fleet the batch runs on `imagegen worker`s; `imagegen batch status|pause|resume|cancel ID`
+    steer it from any machine."""
+    if fleet:
+        from ._fleet import out_location, submit_to_fleet
+
+        fields = {k: v for k, v in {"provider": provider, "size": size, "aspect_ratio": aspect_ratio}.items() if v}
+        return submit_to_fleet(prompts, fields, fleet_url=fleet, out=out_location(out), batch_id=None,
+                               watch=watch, as_json=as_json, config=config)
     try:
         lines = read_prompts(prompts)
         out.mkdir(parents=True, exist_ok=True)

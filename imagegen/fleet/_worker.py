@@ -1,0 +1,197 @@
+"""A fleet worker: takes prompts from every running batch's stream, runs them, records them.
+
+One worker is one asyncio loop running up to ``concurrency`` prompts at once. It reads new
+prompts with XREADGROUP and, every few seconds, takes over prompts that another worker has
+held silently for longer than the visibility timeout (XAUTOCLAIM): that worker died. While a
+prompt is being worked on, the worker resets its idle time (XCLAIM JUSTID) and renews its
+claim, so a slow call is never handed to a second worker. A prompt is acknowledged (XACK)
+only after its outcome is recorded, so a worker killed at any point loses nothing: the
+prompt is handed out again and, through the claim and the job store, not paid twice.
+
+Redis going away is waited out: the worker retries with a backoff and goes on where it was
+(the stream, the pending entries and the outcomes are all in Redis, which should persist
+them: ``appendonly yes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from .._config import FleetConfig
+from .._errors import BudgetExceededError, ImageGenError
+from .._models import ImageRequest, ImageResult
+from ._claim import Claims, run_claimed
+from ._queue import BatchQueue
+from ._storage import RESULTS_NAME, ResultStorage
+
+__all__ = ["Worker", "assemble_results"]
+
+log = logging.getLogger("imagegen.fleet")
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def assemble_results(queue: BatchQueue, batch_id: str, storage_options: dict[str, Any]) -> str:
+    """Write the batch's ``batch.jsonl`` (every outcome, in prompt order) next to its images."""
+    import json
+
+    meta = await queue.meta(batch_id)
+    lines = await queue.outcomes(batch_id)
+    storage = ResultStorage(meta["out"], storage_options)
+    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    return await asyncio.to_thread(storage.write, RESULTS_NAME, body)
+
+
+class Worker:
+    """Runs prompts from the fleet's batches with ``client`` (an ``AsyncClient``)."""
+
+    def __init__(self, client: Any, redis: Any, settings: FleetConfig, *, name: str | None = None,
+                 concurrency: int = 4) -> None:
+        self.client = client
+        self.settings = settings
+        self.name = name or default_worker_name()
+        self.concurrency = concurrency
+        self.queue = BatchQueue(redis, prefix=settings.key_prefix)
+        self.claims = Claims(redis, prefix=settings.key_prefix, owner=self.name,
+                             lease_s=settings.visibility_timeout_s)
+        self._in_flight: dict[asyncio.Task[None], tuple[str, bytes]] = {}
+        self._storages: dict[str, ResultStorage] = {}
+        self.processed = 0
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, *, exit_when_idle: bool = False, stop: asyncio.Event | None = None) -> int:
+        """Work until ``stop`` is set (or, with ``exit_when_idle``, until no batch is left)."""
+        stop = stop or asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        backoff = 0.2
+        last_reclaim = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    batches = await self.queue.running_batches()
+                    if time.monotonic() - last_reclaim > self._reclaim_every:
+                        last_reclaim = time.monotonic()
+                        for batch_id in batches:
+                            self._start(await self.queue.reclaim(batch_id, self.name, self._min_idle_ms,
+                                                                 self._free()))
+                    if exit_when_idle and not self._in_flight and not await self.queue.has_active():
+                        break
+                    if not batches or not self._free():
+                        await self._wait_a_little(stop)
+                        continue
+                    self._start(await self.queue.read(batches, self.name, self._free(), block_ms=200))
+                    backoff = 0.2
+                except RedisError as exc:
+                    log.warning("fleet Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            heartbeat.cancel()
+        return self.processed
+
+    @property
+    def _min_idle_ms(self) -> int:
+        return int(self.settings.visibility_timeout_s * 1000)
+
+    @property
+    def _reclaim_every(self) -> float:
+        return self.settings.visibility_timeout_s / 2
+
+    def _free(self) -> int:
+        return self.concurrency - len(self._in_flight)
+
+    async def _wait_a_little(self, stop: asyncio.Event) -> None:
+        pending = [asyncio.ensure_future(stop.wait()), *self._in_flight]
+        done, _ = await asyncio.wait(pending, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+        pending[0].cancel()
+
+    def _start(self, entries: list[tuple[str, bytes, dict]]) -> None:
+        for batch_id, entry_id, fields in entries:
+            task = asyncio.create_task(self._guarded(batch_id, entry_id, fields))
+            self._in_flight[task] = (batch_id, entry_id)
+            task.add_done_callback(self._in_flight.pop)
+
+    async def _heartbeat(self) -> None:
+        """Keep what this worker holds from being handed to another one."""
+        while True:
+            await asyncio.sleep(self.settings.visibility_timeout_s / 3)
+            held: dict[str, list[bytes]] = {}
+            for batch_id, entry_id in self._in_flight.values():
+                held.setdefault(batch_id, []).append(entry_id)
+            try:
+                await self.queue.touch(held, self.name)
+                await self.claims.renew()
+            except RedisError as exc:
+                log.warning("fleet heartbeat failed (%s); retrying", exc)
+
+    # -- one prompt -------------------------------------------------------------------------
+
+    async def _guarded(self, batch_id: str, entry_id: bytes, fields: dict) -> None:
+        """Process one entry; an unknown failure is logged and the entry left for redelivery."""
+        try:
+            await self._process(batch_id, entry_id, fields)
+        except RedisError as exc:
+            log.warning("batch %s: Redis failed mid-prompt (%s); it will be handed out again", batch_id, exc)
+        except Exception:
+            log.exception("batch %s: prompt %s failed unexpectedly; it will be handed out again",
+                          batch_id, entry_id)
+
+    async def _process(self, batch_id: str, entry_id: bytes, fields: dict) -> None:
+        index = int(fields[b"i"])
+        request = ImageRequest.model_validate_json(fields[b"req"])
+        request = request.model_copy(update={"idempotency_key": fields[b"key"].decode()})
+        line: dict[str, Any] = {"index": index, "prompt": request.prompt, "key": request.idempotency_key}
+        meta = await self.queue.meta(batch_id)
+        if await self.queue.is_recorded(batch_id, index):
+            await self.queue.ack(batch_id, entry_id)  # finished by a worker that died before its ack
+            return
+        if meta["state"] == "cancelled":
+            await self.queue.ack(batch_id, entry_id)
+            return
+        deliveries = await self.queue.deliveries(batch_id, entry_id)
+        if deliveries > self.settings.max_deliveries:
+            line.update(status="failed", error={
+                "type": "AbandonedPromptError", "retryable": False,
+                "message": f"handed to workers {deliveries} times without an outcome; see the workers' logs"})
+        else:
+            try:
+                result = await run_claimed(self.client, request, self.claims)
+            except BudgetExceededError as exc:
+                await self.queue.set_state(batch_id, "paused", reason=f"budget: {exc.message}")
+                log.warning("batch %s paused: %s", batch_id, exc.message)
+                return  # left pending: handed out again once the batch is resumed
+            except ImageGenError as exc:
+                line.update(status="failed", error=exc.to_dict())
+            else:
+                storage = self._storage(meta["out"])
+                width = len(str(max(int(meta["total"]) - 1, 0)))
+                images = await asyncio.to_thread(storage.save_images, result, f"{index:0{width}d}")
+                line.update(_success_fields(result), images=images)
+        line["worker"] = self.name
+        if await self.queue.record(batch_id, index, line) == 2:
+            await assemble_results(self.queue, batch_id, self.settings.storage_options)
+        await self.queue.ack(batch_id, entry_id)
+        self.processed += 1
+
+    def _storage(self, out: str) -> ResultStorage:
+        if out not in self._storages:
+            self._storages[out] = ResultStorage(out, self.settings.storage_options)
+        return self._storages[out]
+
+
+def _success_fields(result: ImageResult) -> dict[str, Any]:
+    return {"status": "succeeded", "job_id": result.job_id, "provider": result.provider, "model": result.model,
+            "cost_usd": result.cost.usd, "cost_estimated": result.cost.estimated, "cached": result.cached,
+            "latency_s": round(result.latency_s, 4)}
