@@ -52,6 +52,29 @@ def worker_config(config: Config, url: str) -> Config:
     return config.model_copy(update=updates)
 
 
+#: How long a worker rides out a Redis outage, command by command, before giving up on a
+#: command: long enough for a restart, and a paid result is never dropped for want of Redis.
+OUTAGE_RETRIES = 120
+
+
+def _patient(**kwargs: Any) -> dict[str, Any]:
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+    from redis.retry import Retry
+
+    return {"retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), OUTAGE_RETRIES),
+            "retry_on_error": [ConnectionError, TimeoutError], **kwargs}
+
+
+def _make_patient(service: Any) -> None:
+    """Give a Redis-backed job store or ledger the worker's patience: a write after a paid call
+    waits for Redis to come back instead of failing (and the call being paid for again)."""
+    client = getattr(service, "_redis", None)
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        pool.connection_kwargs.update(_patient())
+
+
 class AsyncFleet:
     """One client's handle on a fleet: the Redis at ``url`` (else ``[fleet] url`` in the config)."""
 
@@ -128,16 +151,22 @@ class AsyncFleet:
 
         if concurrency < 1:
             raise InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
+        import redis.asyncio as redis_asyncio
+
         settings = self.settings
+        redis = redis_asyncio.Redis.from_url(self.url, **_patient())
         client = AsyncClient(worker_config(self.client.config, self.url), registry=self.client.registry,
                              transports=self.client._transports)
-        client.limiter = FleetLimiter(self.redis, prefix=settings.key_prefix, window_s=settings.rate_window_s,
+        for service in (client.jobs, client.ledger):
+            _make_patient(service)
+        client.limiter = FleetLimiter(redis, prefix=settings.key_prefix, window_s=settings.rate_window_s,
                                       guard_s=settings.rate_guard_s, lease_s=settings.visibility_timeout_s)
         try:
-            worker = Worker(client, self.redis, settings, name=name, concurrency=concurrency)
+            worker = Worker(client, redis, settings, name=name, concurrency=concurrency)
             return await worker.run(exit_when_idle=exit_when_idle, stop=stop)
         finally:
             await client.aclose()
+            await redis.aclose()
 
     async def aclose(self) -> None:
         await self.redis.aclose()

@@ -22,10 +22,11 @@ Redis and is checked by Lua scripts timed by the Redis server's clock:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -34,6 +35,8 @@ from .._errors import RateLimitError
 from .._ratelimit import RateLimiter
 
 __all__ = ["FleetLimiter"]
+
+log = logging.getLogger("imagegen.fleet")
 
 _GATE_LUA = """
 -- KEYS: pause, window. ARGV: window seconds, limit (0: none), member
@@ -91,6 +94,14 @@ return 1
 """
 
 
+@contextmanager
+def _logged(what: str) -> Iterator[None]:
+    try:
+        yield
+    except RedisError as exc:
+        log.warning("fleet limits: could not %s: %s", what, exc)
+
+
 class FleetLimiter(RateLimiter):
     """Per-provider limits shared by every worker using the same Redis and prefix."""
 
@@ -120,11 +131,14 @@ class FleetLimiter(RateLimiter):
                 yield
             finally:
                 if taken is not None:
-                    await self._sent(keys=[f"{self._prefix}rate:{provider}"],
-                                     args=[*taken, self.send_bound_s, self.window_s + self.guard_s])
+                    # After the call: a failure here must not cost its (perhaps paid) result.
+                    with _logged("recount a request slot"):
+                        await self._sent(keys=[f"{self._prefix}rate:{provider}"],
+                                         args=[*taken, self.send_bound_s, self.window_s + self.guard_s])
         finally:
             if lease is not None:
-                await self._give_back(provider, lease)
+                with _logged("return a concurrency lease (it runs out by itself)"):
+                    await self._give_back(provider, lease)
 
     def pause(self, provider: str, seconds: float) -> None:
         """Hold ``provider`` for the whole fleet (the pipeline calls this synchronously)."""
