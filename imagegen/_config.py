@@ -114,6 +114,8 @@ class FleetConfig(BaseModel):
     rate_window_s: float = Field(default=60.0, gt=0)
     #: Extra time a request-rate slot is held, for the request's way to the vendor.
     rate_guard_s: float = Field(default=0.5, ge=0)
+    #: A slot counts again from when its call ended, if that is within this long of taking it.
+    rate_send_bound_s: float = Field(default=10.0, ge=0)
     #: Passed to fsspec for an ``--out`` URL (e.g. ``{"endpoint_url": ...}``); no secrets here.
     storage_options: dict[str, Any] = Field(default_factory=dict)
 

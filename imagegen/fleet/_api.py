@@ -160,7 +160,8 @@ class AsyncFleet:
         for service in (client.jobs, client.ledger):
             _make_patient(service)
         client.limiter = FleetLimiter(redis, prefix=settings.key_prefix, window_s=settings.rate_window_s,
-                                      guard_s=settings.rate_guard_s, lease_s=settings.visibility_timeout_s)
+                                      guard_s=settings.rate_guard_s, send_bound_s=settings.rate_send_bound_s,
+                                      lease_s=settings.visibility_timeout_s)
         try:
             worker = Worker(client, redis, settings, name=name, concurrency=concurrency)
             return await worker.run(exit_when_idle=exit_when_idle, stop=stop)

@@ -106,7 +106,7 @@ class FleetLimiter(RateLimiter):
     """Per-provider limits shared by every worker using the same Redis and prefix."""
 
     def __init__(self, redis: Any, *, prefix: str = "imagegen:fleet:", window_s: float = 60.0,
-                 guard_s: float = 0.5, send_bound_s: float = 5.0, lease_s: float = 15.0,
+                 guard_s: float = 0.5, send_bound_s: float = 10.0, lease_s: float = 15.0,
                  poll_s: float = 0.05) -> None:
         super().__init__()
         self._redis = redis

@@ -29,6 +29,8 @@ def test_three_workers_stay_under_one_shared_limit_and_pay_each_prompt_once(tmp_
     with serve(arrivals) as server:
         config = write_config(tmp_path, {"gemini": server.base_url},
                               fleet={"key_prefix": prefix, "rate_window_s": WINDOW_S, "rate_guard_s": GUARD_S,
+                                     # a worker's first call (SDK import) may take seconds on a loaded CI box
+                                     "rate_send_bound_s": 30.0,
                                      "visibility_timeout_s": 5.0},
                               provider_extra={"gemini": f"requests_per_minute = {LIMIT}\n"})
         env = cli_env(tmp_path)
