@@ -12,7 +12,7 @@ import asyncio
 import json
 import signal
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -22,7 +22,7 @@ from . import EXIT_PROVIDER, ConfigOpt, JsonOpt, app, fail, make_client
 from ._output import emit
 
 VERBS = ("status", "pause", "resume", "cancel")
-FleetOpt = Annotated[Optional[str], typer.Option(
+FleetOpt = Annotated[str | None, typer.Option(
     "--fleet", envvar="IMAGEGEN_FLEET_URL", help="The fleet's Redis URL (else [fleet] url in the config).")]
 WatchOpt = Annotated[bool, typer.Option("--watch", help="Show a progress bar until the batch is over.")]
 
@@ -86,7 +86,7 @@ def submit_to_fleet(prompts: Path, fields: dict[str, Any], *, fleet_url: str | N
 def worker(fleet: FleetOpt = None,
            concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1,
                                                     help="Prompts this worker runs at once.")] = 4,
-           name: Annotated[Optional[str], typer.Option("--name", help="Worker name (default host-pid).")] = None,
+           name: Annotated[str | None, typer.Option("--name", help="Worker name (default host-pid).")] = None,
            exit_when_idle: Annotated[bool, typer.Option(
                "--exit-when-idle", help="Stop once no batch is left instead of waiting for more.")] = False,
            as_json: JsonOpt = False, config: ConfigOpt = None) -> None:

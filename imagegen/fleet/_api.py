@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
-
-from pathlib import Path
 
 from .._config import Config, FleetConfig
 from .._errors import ConfigurationError, InvalidRequestError
@@ -50,6 +49,11 @@ def worker_config(config: Config, url: str) -> Config:
     if config.rate_limits.backend != "redis":
         updates["rate_limits"] = config.rate_limits.model_copy(update={"backend": "redis", "url": url})
     return config.model_copy(update=updates)
+
+
+def _location(out: str) -> str:
+    """A URL as given; a directory made absolute (every worker must see it under this path)."""
+    return out if is_url(out) else os.path.abspath(os.path.expanduser(out))
 
 
 #: How long a worker rides out a Redis outage, command by command, before giving up on a
@@ -97,11 +101,10 @@ class AsyncFleet:
         items = [r if isinstance(r, ImageRequest) else ImageRequest.build(prompt=r) for r in requests]
         for request in items:
             await self.client.estimate(request)  # unknown providers, bad sizes: refused before enqueuing
-        if not is_url(out):  # every worker must see the directory under this same path
-            out = str(Path(out).expanduser().resolve())
+        out = _location(out)
         batch_id = batch_id or new_batch_id()
         keys = item_keys(items)
-        await self.queue.submit(batch_id, ((i, k, r) for i, (k, r) in enumerate(zip(keys, items))),
+        await self.queue.submit(batch_id, ((i, k, r) for i, (k, r) in enumerate(zip(keys, items, strict=True))),
                                 out=out, total=len(items))
         return batch_id
 

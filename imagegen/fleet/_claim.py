@@ -64,7 +64,7 @@ async def run_claimed(client: Any, request: ImageRequest, claims: Claims, *, pol
     """Run ``request`` (which carries its idempotency key) at most once across the fleet."""
     key = request.idempotency_key
     assert key is not None, "fleet requests always carry their item key"
-    while not await claims.acquire(key):
+    while not await claims.acquire(key):  # noqa: ASYNC110 - polling Redis, not a local condition
         await asyncio.sleep(poll_s)  # another worker is on it: its outcome is what we will return
     try:
         result: ImageResult = await client.generate(request)

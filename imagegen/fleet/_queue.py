@@ -60,7 +60,7 @@ if redis.call('HLEN', KEYS[1]) >= total then
   return 2
 end
 return 1
-""" % (FAILURES_KEPT - 1)
+""".replace("%d", str(FAILURES_KEPT - 1))
 
 
 def new_batch_id() -> str:
@@ -149,14 +149,15 @@ class BatchQueue:
         for batch_id in ids:
             pipe.hget(self.key(batch_id, "meta"), "state")
         states = await pipe.execute()
-        return [b for b, s in zip(ids, states) if s == b"running"]
+        return [b for b, s in zip(ids, states, strict=True) if s == b"running"]
 
     async def has_active(self) -> bool:
         return bool(await self.redis.scard(f"{self.prefix}active"))
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def read(self, batch_ids: list[str], consumer: str, count: int, block_ms: int) -> list[tuple[str, bytes, dict]]:
+    async def read(self, batch_ids: list[str], consumer: str, count: int,
+                   block_ms: int) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
         """New prompts for ``consumer``: (batch id, entry id, fields)."""
         if not batch_ids or count < 1:
             return []
@@ -165,7 +166,8 @@ class BatchQueue:
         return [(self._batch_of(stream), entry_id, fields)
                 for stream, entries in answer or [] for entry_id, fields in entries if fields]
 
-    async def reclaim(self, batch_id: str, consumer: str, min_idle_ms: int, count: int) -> list[tuple[str, bytes, dict]]:
+    async def reclaim(self, batch_id: str, consumer: str, min_idle_ms: int,
+                      count: int) -> list[tuple[str, bytes, dict[bytes, bytes]]]:
         """Prompts a dead (or silent) worker held longer than ``min_idle_ms``, now ``consumer``'s."""
         if count < 1:
             return []

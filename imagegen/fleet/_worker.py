@@ -180,7 +180,9 @@ class Worker:
                 images = await asyncio.to_thread(storage.save_images, result, f"{index:0{width}d}")
                 line.update(_success_fields(result), images=images)
         line["worker"] = self.name
-        if await self.queue.record(batch_id, index, line) == 2:
+        recorded = await self.queue.record(batch_id, index, line)
+        if recorded == 2 or (recorded and (await self.queue.meta(batch_id))["state"] == "cancelled"):
+            # The last outcome, or one that finished after a cancel: the results file is rewritten.
             await assemble_results(self.queue, batch_id, self.settings.storage_options)
         await self.queue.ack(batch_id, entry_id)
         self.processed += 1

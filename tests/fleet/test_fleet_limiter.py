@@ -19,7 +19,7 @@ async def pair(redis_url):
     clients = [redis_asyncio.Redis.from_url(redis_url) for _ in range(2)]
     limiters = [FleetLimiter(c, prefix=prefix, window_s=60, guard_s=0, lease_s=0.6, poll_s=0.01) for c in clients]
     yield limiters
-    for limiter, client in zip(limiters, clients):
+    for limiter, client in zip(limiters, clients, strict=True):
         await limiter.aclose()
         await client.aclose()
 
@@ -42,7 +42,7 @@ async def test_a_concurrency_cap_holds_across_workers(pair):
             running -= 1
 
     tasks = [asyncio.create_task(call(lim)) for lim in (a, b, a, b)]
-    while running < 2:
+    while running < 2:  # noqa: ASYNC110 - the tasks poll Redis; this waits for them
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)  # the other two are polling for a slot meanwhile
     assert running == 2
