@@ -25,7 +25,8 @@ from ._errors import ConfigurationError, MissingCredentialsError
 from ._ratelimit import RateLimitConfig
 from ._resilience import CircuitConfig, RetryConfig
 
-__all__ = ["BudgetConfig", "CacheConfig", "Config", "FleetConfig", "JobsConfig", "LedgerConfig", "PriceOverride", "RouteConfig",
+__all__ = ["BudgetConfig", "CacheConfig", "Config", "FleetConfig",
+           "JobsConfig", "LedgerConfig", "PriceOverride", "RouteConfig",
            "config_from_mapping",
            "find_config_file", "load_config", "resolve_secret"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from typing import Any, TypeVar, cast
 
 from .._config import Config, FleetConfig
 from .._errors import ConfigurationError, InvalidRequestError
@@ -18,6 +18,8 @@ from ._storage import is_url
 from ._worker import Worker, assemble_results
 
 __all__ = ["AsyncFleet", "Fleet", "item_keys", "worker_config"]
+
+T = TypeVar("T")
 
 
 def item_keys(requests: list[ImageRequest]) -> list[str]:
@@ -86,10 +88,11 @@ class AsyncFleet:
         import redis.asyncio as redis_asyncio  # the `redis` extra
 
         settings: FleetConfig = client.config.fleet
-        self.url = url or settings.url
-        if not self.url:
+        resolved = url or settings.url
+        if not resolved:
             raise ConfigurationError("a fleet needs a Redis URL: pass --fleet redis://... (or url=...), or set "
                                      "[fleet] url in the config")
+        self.url: str = resolved
         self.client = client
         self.settings = settings
         self.redis = redis_asyncio.Redis.from_url(self.url)
@@ -179,13 +182,16 @@ class AsyncFleet:
 class Fleet:
     """The blocking twin of `AsyncFleet` (``Client.fleet``): the same methods, run on the client's loop."""
 
-    def __init__(self, fleet: AsyncFleet, run: Any) -> None:
+    def __init__(self, fleet: AsyncFleet, run: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
         self._fleet = fleet
-        self._run = run
+        self._runner = run
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return cast(T, self._runner(coro))
 
     @property
     def url(self) -> str:
-        return self._fleet.url  # type: ignore[return-value]
+        return self._fleet.url
 
     def submit(self, requests: Iterable[ImageRequest | str], *, out: str, batch_id: str | None = None) -> str:
         return self._run(self._fleet.submit(list(requests), out=out, batch_id=batch_id))

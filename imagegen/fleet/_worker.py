@@ -117,7 +117,7 @@ class Worker:
         done, _ = await asyncio.wait(pending, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
         pending[0].cancel()
 
-    def _start(self, entries: list[tuple[str, bytes, dict]]) -> None:
+    def _start(self, entries: list[tuple[str, bytes, dict[bytes, bytes]]]) -> None:
         for batch_id, entry_id, fields in entries:
             task = asyncio.create_task(self._guarded(batch_id, entry_id, fields))
             self._in_flight[task] = (batch_id, entry_id)
@@ -138,7 +138,7 @@ class Worker:
 
     # -- one prompt -------------------------------------------------------------------------
 
-    async def _guarded(self, batch_id: str, entry_id: bytes, fields: dict) -> None:
+    async def _guarded(self, batch_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         """Process one entry; an unknown failure is logged and the entry left for redelivery."""
         try:
             await self._process(batch_id, entry_id, fields)
@@ -148,7 +148,7 @@ class Worker:
             log.exception("batch %s: prompt %s failed unexpectedly; it will be handed out again",
                           batch_id, entry_id)
 
-    async def _process(self, batch_id: str, entry_id: bytes, fields: dict) -> None:
+    async def _process(self, batch_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         index = int(fields[b"i"])
         request = ImageRequest.model_validate_json(fields[b"req"])
         request = request.model_copy(update={"idempotency_key": fields[b"key"].decode()})
