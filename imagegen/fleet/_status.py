@@ -19,6 +19,7 @@ RECENT_S = 60.0
 class ProviderProgress(BaseModel):
     """One provider's share of a batch."""
 
+    #: Prompts it finished, failures included.
     done: int = 0
     usd: float = 0.0
     #: Prompts it finished per minute, over the batch's running time.

@@ -173,7 +173,7 @@ class Worker:
                 log.warning("batch %s paused: %s", batch_id, exc.message)
                 return  # left pending: handed out again once the batch is resumed
             except ImageGenError as exc:
-                line.update(status="failed", error=exc.to_dict())
+                line.update(status="failed", provider=getattr(exc, "provider", None), error=exc.to_dict())
             else:
                 storage = self._storage(meta["out"])
                 width = len(str(max(int(meta["total"]) - 1, 0)))
