@@ -8,7 +8,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import httpx
 from pydantic import ValidationError
@@ -38,6 +38,9 @@ from ._services import link_image_files, make_cache, make_job_store, make_ledger
 from ._streaming import PartialImage, stream_results
 from ._vendor_batch_calls import VendorBatchCalls
 from ._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .fleet import AsyncFleet
 
 __all__ = ["AsyncClient"]
 
@@ -304,7 +307,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         """Installed provider plugins by name."""
         return self.registry.providers()
 
-    def fleet(self, url: str | None = None) -> Any:
+    def fleet(self, url: str | None = None) -> AsyncFleet:
         """A handle on the fleet of workers sharing the Redis at ``url`` (see ``imagegen.fleet``)."""
         from .fleet import AsyncFleet
 

@@ -19,6 +19,7 @@ import httpx
 from ._client import AsyncClient
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .fleet import Fleet
     from ._cache import CacheBackend
     from ._config import Config
     from ._jobstore import JobStore
@@ -156,7 +157,7 @@ class Client:
         """Installed provider plugins by name."""
         return self._async.providers()
 
-    def fleet(self, url: str | None = None) -> Any:
+    def fleet(self, url: str | None = None) -> Fleet:
         """The blocking twin of ``AsyncClient.fleet`` (see ``imagegen.fleet``)."""
         from .fleet import AsyncFleet, Fleet
 
