@@ -19,13 +19,13 @@ import httpx
 from ._client import AsyncClient
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fleet import Fleet
     from ._cache import CacheBackend
     from ._config import Config
     from ._jobstore import JobStore
     from ._ledger import Ledger, RedisLedger
     from ._plugins import PluginRegistry
     from ._provider import Provider
+    from .fleet import Fleet
 
 __all__ = ["Client"]
 
