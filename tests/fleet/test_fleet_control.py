@@ -115,3 +115,36 @@ def test_cancel_stops_the_batch_and_keeps_what_was_paid_for(tmp_path, redis_url,
     # batch.jsonl holds them all, those that finished after the cancel too.
     lines = (tmp_path / "out" / "batch.jsonl").read_text().splitlines()
     assert seen["at_cancel"]["succeeded"] <= len(lines) == final["succeeded"]
+
+
+def test_a_budget_holds_across_workers_and_pauses_the_batch(tmp_path, redis_url, monkeypatch):
+    emulator = make_emulator("gemini", latency_s=0.05)
+    with serve(emulator) as server:
+        config = write_config(tmp_path, {"gemini": server.base_url}, fleet={"key_prefix": f"t{time.time_ns()}:"})
+        monkeypatch.setenv("FLEET_TEST_KEY", "fleet-key")
+
+        async def scenario() -> tuple[dict, float]:
+            async with AsyncClient(config) as probe:
+                estimate = (await probe.estimate("a budget kite")).usd
+            # Room for two images and a half: the third reservation is refused, whichever worker asks.
+            with config.open("a") as toml:
+                toml.write(f'[budget]\ntotal_usd = {estimate * 2.5}\n[ledger]\nkey_prefix = "t{time.time_ns()}:"\n')
+            async with AsyncClient(config) as client:
+                fleet = client.fleet(redis_url)
+                batch_id = await fleet.submit([f"a budget kite, take {i}" for i in range(8)],
+                                              out=str(tmp_path / "out"))
+                stop = asyncio.Event()
+                workers = [asyncio.create_task(fleet.work(concurrency=2, name=f"w{i}", stop=stop)) for i in range(2)]
+                while (await fleet.status(batch_id)).state != "paused":  # noqa: ASYNC110 - polling Redis
+                    await asyncio.sleep(0.05)
+                stop.set()
+                await asyncio.gather(*workers)
+                status = (await fleet.status(batch_id)).model_dump()
+                await fleet.aclose()
+                return status, estimate
+
+        status, estimate = asyncio.run(scenario())
+
+    assert status["state"] == "paused" and status["reason"].startswith("budget: ")
+    assert status["succeeded"] == 2 == len(emulator.counters.charges)
+    assert emulator.counters.total_usd <= estimate * 2.5
