@@ -40,6 +40,7 @@ from ._models import Attempt, Cost, Image, ImageRequest, ImageResult, InputImage
 from ._options import ImageInput, ImageOptions, RequestOptions
 from ._plugins import hookimpl
 from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSettings
+from ._sessions import AsyncSession, Session, SessionTurn
 from ._streaming import PartialImage
 from ._sync import Client
 from ._vendor_batch import BatchEstimate, BatchJob, BatchMember, BatchResult
@@ -49,6 +50,7 @@ __all__ = [
     "AdaptivePollSchedule",
     "AllProvidersFailedError",
     "AsyncClient",
+    "AsyncSession",
     "Attempt",
     "AuthenticationError",
     "BatchEstimate",
@@ -92,6 +94,8 @@ __all__ = [
     "ProviderUnavailableError",
     "RateLimitError",
     "RequestOptions",
+    "Session",
+    "SessionTurn",
     "UnknownProviderError",
     "UnsupportedFeatureError",
     "Usage",

@@ -139,6 +139,10 @@ def check_request(request: ImageRequest, spec: ModelSpec, *, provider: str) -> l
         raise UnsupportedFeatureError(f"{where} does not accept a seed; leave seed unset")
     if request.webhook_url is not None and not spec.webhooks:
         raise UnsupportedFeatureError(f"{where} does not deliver webhooks; poll with status() instead")
+    if request.conversation is not None and not spec.multi_turn:
+        raise UnsupportedFeatureError(f"{where} keeps no conversation; a session sends it the previous image instead")
+    if request.conversation is not None and request.cache:
+        raise InvalidRequestError("a conversation turn depends on earlier turns the cache cannot see; set cache=False")
     unknown = sorted(set(request.options) - set(spec.options))
     if unknown:
         raise UnsupportedFeatureError(

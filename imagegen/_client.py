@@ -35,6 +35,7 @@ from ._provider import Provider
 from ._resilience import CircuitBreaker
 from ._routing import Plan, Target, resolve
 from ._services import link_image_files, make_cache, make_job_store, make_ledger, make_limiter
+from ._sessions import AsyncSession
 from ._streaming import PartialImage, stream_results
 from ._vendor_batch_calls import VendorBatchCalls
 from ._version import __version__
@@ -302,6 +303,13 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         provider = self.provider(name)
         job = await self._guard(provider, provider.cancel(native_id))
         return self._remember(job, self.jobs.get(job_id))
+
+    def session(self, provider: str | None = None, *, id: str | None = None) -> AsyncSession:
+        """An edit session: turns that build on each other ("now make the roof blue"), kept in the
+        job store; ``id`` resumes a stored session, from any process (see ``_sessions``)."""
+        from ._sessions import load_session, new_session
+
+        return load_session(self, id) if id is not None else new_session(self, provider)
 
     def providers(self) -> dict[str, type[Provider]]:
         """Installed provider plugins by name."""

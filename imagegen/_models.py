@@ -175,6 +175,10 @@ class ImageRequest(BaseModel):
     #: (Wireflow's ``Idempotency-Key``) never charges a retried call twice. The client
     #: fills it in when it is not given.
     idempotency_key: str | None = None
+    #: The earlier turns of a multi-turn edit, in the provider's own wire format, sent before
+    #: this request (``Client.session`` fills it in; None: no conversation). Not written with
+    #: the job, whose result keeps its own turn, and never cached.
+    conversation: list[dict[str, Any]] | None = Field(default=None, exclude=True, repr=False)
 
     @field_validator("prompt")
     @classmethod

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import httpx
 
 from ._client import AsyncClient
+from ._sessions import Session
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._cache import CacheBackend
@@ -162,6 +163,10 @@ class Client:
         from .fleet import AsyncFleet, Fleet
 
         return Fleet(AsyncFleet(self._async, url), self._loop.run)
+
+    def session(self, provider: str | None = None, *, id: str | None = None) -> Session:
+        """An edit session (see ``AsyncClient.session``); ``id`` resumes a stored one."""
+        return Session(self._async.session(provider, id=id), self._loop.run)
 
     def close(self) -> None:
         if self._loop.loop.is_closed():

@@ -59,6 +59,7 @@ from imagegen._http import fetch_image, shared_ssl_context
 from imagegen._models import make_job_id
 from imagegen._provider import OnSubmit
 
+from . import _conversation
 from ._catalog import load_catalog
 from ._pricing import estimate_cost
 
@@ -136,6 +137,10 @@ class GeminiProvider(Provider):
         from ._batch import GeminiBatches
 
         return GeminiBatches(self)
+
+    def conversation_of(self, job: Job) -> list[dict[str, Any]]:
+        """What a finished session turn adds to the conversation (``Client.session``)."""
+        return _conversation.restore(job)
 
     # -- data -------------------------------------------------------------------------------
 
@@ -238,6 +243,10 @@ class GeminiProvider(Provider):
         remaining = max(1.0, deadline - time.monotonic())
         body = _wire.build_body(request, images)
         del images
+        # A session turn: the earlier turns go first, exactly as they were (signatures and all).
+        user_turn = _conversation.user_turn(body, request) if request.conversation is not None else None
+        if request.conversation:
+            body["contents"] = [*request.conversation, *body["contents"]]
         client = self._client(limit)
         try:
             # The SDK client's own timeout is ``limit``; a nearer deadline is enforced here. When the
@@ -252,11 +261,14 @@ class GeminiProvider(Provider):
             # answer is megabytes of base64 (see benchmarks/gemini_memory.py).
             data = _wire.parse_body(http_response.body if http_response else None, provider=self.instance_name)
             del http_response
+            model_turn = _conversation.model_turn(data) if user_turn is not None else None
             answer = _wire.read_answer(data, spec, provider=self.instance_name)
         except ImageGenError:
             raise
         except Exception as exc:
             raise self._translate(exc, spec) from exc
+        if user_turn is not None:
+            answer.metadata[_conversation.KEY] = [user_turn, model_turn]
         native_id = answer.response_id or uuid.uuid4().hex
         return ImageResult(
             images=answer.images, provider=self.instance_name, model=spec.id,
