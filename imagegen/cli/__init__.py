@@ -42,6 +42,8 @@ OptionOpt = Annotated[list[str] | None, typer.Option(
     "--option", "-o", help="Provider option KEY=VALUE (VALUE parsed as JSON when it can be).")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Deadline in seconds.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Ask for fresh output.")]
+SessionOpt = Annotated[str | None, typer.Option(
+    "--session", help="A turn of edit session ID (\"new\" starts one and prints its id); see `imagegen session`.")]
 
 
 def exit_code_for(error: ImageGenError) -> int:
@@ -93,11 +95,15 @@ def generate(prompt: str, provider: ProviderOpt = None, model: ModelOpt = None,
              aspect_ratio: RatioOpt = None, size: SizeOpt = None, n: NOpt = 1, seed: SeedOpt = None,
              output_format: FormatOpt = None, option: OptionOpt = None, timeout: TimeoutOpt = None,
              no_cache: NoCacheOpt = False, out: OutOpt = Path("."), as_json: JsonOpt = False,
-             config: ConfigOpt = None) -> None:
-    """Generate images from a text prompt."""
+             config: ConfigOpt = None, session: SessionOpt = None) -> None:
+    """Generate images from a text prompt (or as a turn of an edit session)."""
     try:
         fields = _request_fields(provider, model, aspect_ratio, size, n, seed, output_format, option,
                                  timeout, no_cache)
+        if session is not None:
+            from ._sessions import run_turn
+
+            return run_turn(config, session, "generate", prompt, [], fields, out, as_json)
         with make_client(config) as client:
             result = client.generate(prompt, **fields)
     except ImageGenError as exc:
@@ -107,19 +113,26 @@ def generate(prompt: str, provider: ProviderOpt = None, model: ModelOpt = None,
 
 @app.command()
 def edit(prompt: str,
-         image: Annotated[list[Path], typer.Option("--image", "-i", help="Input image (repeatable).")],
+         image: Annotated[list[Path] | None, typer.Option("--image", "-i", help="Input image (repeatable).")] = None,
          mask: Annotated[Path | None, typer.Option("--mask", help="Mask image.")] = None,
          blend: Annotated[bool, typer.Option("--blend", help="Blend the input images.")] = False,
          provider: ProviderOpt = None, model: ModelOpt = None, aspect_ratio: RatioOpt = None,
          size: SizeOpt = None, n: NOpt = 1, seed: SeedOpt = None, output_format: FormatOpt = None,
          option: OptionOpt = None, timeout: TimeoutOpt = None, no_cache: NoCacheOpt = False,
-         out: OutOpt = Path("."), as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Edit or combine input images as the prompt says."""
+         out: OutOpt = Path("."), as_json: JsonOpt = False, config: ConfigOpt = None,
+         session: SessionOpt = None) -> None:
+    """Edit or combine input images as the prompt says (or continue an edit session)."""
     try:
         fields = _request_fields(provider, model, aspect_ratio, size, n, seed, output_format, option,
                                  timeout, no_cache)
         if blend:
             fields["options"] = {**fields["options"], "blend": True}
+        if session is not None:
+            from ._sessions import run_turn
+
+            return run_turn(config, session, "edit", prompt, list(image or []), fields, out, as_json)
+        if not image:
+            raise InvalidRequestError("edit needs an input image: --image PATH (or --session ID to continue a session)")
         with make_client(config) as client:
             result = client.edit(prompt, images=list(image), mask=mask, **fields)
     except ImageGenError as exc:
@@ -158,6 +171,8 @@ def estimate(prompt: Annotated[str | None, typer.Argument()] = None, provider: P
              model: ModelOpt = None, aspect_ratio: RatioOpt = None, size: SizeOpt = None, n: NOpt = 1,
              option: OptionOpt = None,
              prompts: Annotated[Path | None, typer.Option("--prompts", help="A batch: one prompt per line.")] = None,
+             vendor_batch: Annotated[bool, typer.Option(
+                 "--vendor-batch", help="The vendor batch price next to the standard one.")] = False,
              as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Estimate the cost of a request, or of a whole batch, from the price book (no network call)."""
     from .._models import ImageRequest
@@ -166,6 +181,10 @@ def estimate(prompt: Annotated[str | None, typer.Argument()] = None, provider: P
         fields = _request_fields(provider, model, aspect_ratio, size, n, None, None, option, None, False)
         if (prompt is None) == (prompts is None):
             raise InvalidRequestError("give a PROMPT or --prompts FILE (not both)")
+        if vendor_batch:
+            from ._vendor_batch import estimate_vendor_batch
+
+            return estimate_vendor_batch(prompt, prompts, fields, as_json=as_json, config=config)
         with make_client(config) as client:
             if prompts is not None:
                 from ._batch import read_prompts
@@ -187,19 +206,25 @@ def estimate(prompt: Annotated[str | None, typer.Argument()] = None, provider: P
 
 
 def _show_result(result: Any, out: Path, as_json: bool) -> None:
+    from .._vendor_batch import BatchResult
+
     if as_json:
-        emit(result_payload(result, out))
+        payload = result_payload(result, out)
+        if isinstance(result, BatchResult):  # a vendor batch's wait: every member's outcome too
+            payload["members"] = [m.model_dump(mode="json", exclude={"result", "reservation"}) for m in result.members]
+        emit(payload)
     else:
         print_result(result, out)
 
 
 def _register_more() -> None:
-    from . import (  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo, worker, batch verbs)
+    from . import (  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo, worker, batch verbs, session)
         _batch,
         _bench,
         _cost,
         _extra,
         _fleet,
+        _sessions,
     )
 
 

@@ -71,6 +71,12 @@ def batch(prompts: Path,
               "--fleet", help="Queue the batch on a fleet's Redis (redis://...) for `imagegen worker`s; "
                               "prints its id. --out may then be an fsspec URL (s3://bucket/prefix).")] = None,
           watch: Annotated[bool, typer.Option("--watch", help="With --fleet: show progress until done.")] = False,
+          vendor_batch: Annotated[bool, typer.Option(
+              "--vendor-batch", help="Send the prompts as one vendor batch (Gemini: half price, up to 24 h).")] = False,
+          wait: Annotated[bool, typer.Option("--wait/--no-wait", help="With --vendor-batch: wait for the results, "
+                                             "or submit and return (run again to collect).")] = True,
+          wait_timeout: Annotated[float, typer.Option("--wait-timeout", help="With --vendor-batch: seconds to "
+                                                      "wait.")] = 25 * 3600.0,
           ) -> None:
     """Generate one image per line of PROMPTS; resumable, failures do not stop the batch.
 
@@ -88,6 +94,11 @@ def batch(prompts: Path,
         results = out / RESULTS_NAME
         done = finished_lines(results)
         fields = {k: v for k, v in {"provider": provider, "size": size, "aspect_ratio": aspect_ratio}.items() if v}
+        if vendor_batch:
+            from ._vendor_batch import run_vendor_batch
+
+            return run_vendor_batch(prompts, lines, done, fields, out, results, wait=wait, timeout=wait_timeout,
+                                    as_json=as_json, config=config)
         pending = [(i, p) for i, p in enumerate(lines) if i not in done]
         requests = [ImageRequest.build(prompt=p, idempotency_key=batch_key(prompts, i, p), **fields)
                     for i, p in pending]
