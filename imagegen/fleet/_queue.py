@@ -190,7 +190,12 @@ class BatchQueue:
         await pipe.execute()
 
     async def ack(self, batch_id: str, entry_id: bytes) -> None:
-        await self.redis.xack(self.key(batch_id, "items"), GROUP, entry_id)
+        """Done with an entry: acknowledged, and deleted (its outcome is kept; a million-prompt
+        batch does not keep a million requests in Redis's memory until it expires)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(self.key(batch_id, "items"), GROUP, entry_id)
+        pipe.xdel(self.key(batch_id, "items"), entry_id)
+        await pipe.execute()
 
     def _batch_of(self, stream: bytes | str) -> str:
         name = stream.decode() if isinstance(stream, bytes) else stream
