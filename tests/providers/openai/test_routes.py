@@ -1,0 +1,94 @@
+"""Routes across vendors: Gemini and OpenAI in one chain, the capability-aware skip, and a
+Gemini -> OpenAI fallback under the soak's fault mix with the books balanced."""
+
+from __future__ import annotations
+
+import collections
+import math
+from contextlib import ExitStack
+
+import pytest
+
+from benchmarks.soak import FAULT_RATES, RETRY_AFTER_S, STALL_S
+from imagegen import Client, ImageRequest, ImageResult
+from imagegen.testing import FaultPlan, LatencyModel, serve
+from imagegen_gemini.emulator import create_emulator as gemini_emulator
+from imagegen_openai.emulator import create_emulator as openai_emulator
+
+from .conftest import API_KEY, FAST_RETRY, mask, png
+
+
+def route_config(servers, chain, **gemini):
+    return {"providers": {"gemini": {"base_url": servers["gemini"].base_url, "api_key": "g-key", **gemini},
+                          "openai": {"base_url": servers["openai"].base_url, "api_key": API_KEY}},
+            "routes": {"cross": {"chain": chain}}, "jobs": {"backend": "memory"}, "cache": {"backend": "off"},
+            "retry": FAST_RETRY}
+
+
+@pytest.fixture
+def servers():
+    emulators = {"gemini": gemini_emulator(pixel_scale=0.02), "openai": openai_emulator(pixel_scale=0.02)}
+    with ExitStack() as stack:
+        yield {name: stack.enter_context(serve(emulator)) for name, emulator in emulators.items()}
+
+
+def test_a_masked_edit_skips_gemini_and_says_why(servers):
+    with Client(route_config(servers, ["gemini", "openai"])) as client:
+        result = client.edit("a hat on the cat", images=[png()], mask=mask(), provider="cross")
+    skipped, served = result.attempts
+    assert (skipped.provider, skipped.outcome, skipped.error_type) == ("gemini", "skipped", "UnsupportedFeatureError")
+    assert "masks are supported by openai" in skipped.error
+    assert (served.provider, served.outcome, result.provider) == ("openai", "succeeded", "openai")
+
+
+def test_4k_skips_the_provider_that_cannot_make_it(servers):
+    with Client(route_config(servers, ["gemini", "openai"], model="gemini-3.1-flash-lite-image")) as client:
+        wide = client.generate("a harbour at dawn", provider="cross", size="4K", aspect_ratio="16:9")
+    assert [(a.provider, a.outcome) for a in wide.attempts] == [("gemini", "skipped"), ("openai", "succeeded")]
+    assert "size '4K' is not supported" in wide.attempts[0].error
+    assert (wide.images[0].width, wide.images[0].height) == (77, 43)  # 3840x2160 at the emulator's 2% scale
+    with Client(route_config(servers, ["openai", "gemini"], model="gemini-3-pro-image")) as client:
+        square = client.generate("a harbour at dawn", provider="cross", size="4K", aspect_ratio="1:1")
+    assert [(a.provider, a.outcome) for a in square.attempts] == [("openai", "skipped"), ("gemini", "succeeded")]
+    assert "the largest 1:1 size is 2880x2880" in square.attempts[0].error
+
+
+def test_gemini_to_openai_fallback_under_the_soak_fault_mix_balances_the_books(tmp_path):
+    """Both emulators inject the soak's mix (429s, 5xx, drops, truncations, HTML, timeouts); the ledger
+    must equal the vendors' charges: for results, plus (at the estimate) billed answers cut in transit."""
+    emulators = {
+        "gemini": gemini_emulator(pixel_scale=0.02, latency=LatencyModel(base=0.01, seed=1),
+                                  faults=FaultPlan.random(FAULT_RATES, seed=11, retry_after=RETRY_AFTER_S,
+                                                          timeout_delay=STALL_S)),
+        "openai": openai_emulator(pixel_scale=0.02, latency=LatencyModel(base=0.01, seed=2),
+                                  faults=FaultPlan.random(FAULT_RATES, seed=12, retry_after=RETRY_AFTER_S,
+                                                          timeout_delay=STALL_S)),
+    }
+    with ExitStack() as stack:
+        servers = {name: stack.enter_context(serve(e)) for name, e in emulators.items()}
+        config = route_config(servers, ["gemini", "openai"])
+        config["providers"]["gemini"]["timeout"] = 1.0
+        config["providers"]["openai"]["timeout"] = 1.0
+        config["ledger"] = {"backend": "sqlite", "path": str(tmp_path / "ledger.sqlite3")}
+        config["circuit"] = {"failure_threshold": 5, "cooldown_s": 0.2}
+        with Client(config) as client:
+            outcomes = client.generate_many(
+                [ImageRequest.build(prompt=f"a lighthouse, take {i}", provider="cross", timeout=30)
+                 for i in range(60)], concurrency=10)
+            entries = client.ledger.entries()
+    results = [o for o in outcomes if isinstance(o, ImageResult)]
+    assert len(results) >= 55 and {r.provider for r in results} == {"gemini", "openai"}
+    refs = collections.Counter(r.job_id for r in results)
+    assert max(refs.values()) == 1
+    for name, emulator in emulators.items():
+        charges = emulator.counters.charges
+        assert max(collections.Counter(c["ref"] for c in charges).values()) == 1, name  # nothing billed twice
+        unmatched = [c for c in charges if f"{name}:{c['ref']}" not in refs]
+        # A charge without a result is only ever a billed answer cut in transit (no job to fetch again).
+        assert len(unmatched) <= emulator.counters.faults.get("truncate", 0), name
+        mine = math.fsum(r.cost.usd for r in results if r.provider == name)
+        theirs = math.fsum(c["usd"] for c in charges if f"{name}:{c['ref']}" in refs)
+        assert mine == pytest.approx(theirs, abs=1e-9), name
+    ledger_results = math.fsum(e.usd for e in entries if e.job_id is not None)
+    assert ledger_results == pytest.approx(math.fsum(r.cost.usd for r in results), abs=1e-9)
+    assert all(e.estimated for e in entries if e.job_id is None)
