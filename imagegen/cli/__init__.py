@@ -218,13 +218,14 @@ def _show_result(result: Any, out: Path, as_json: bool) -> None:
 
 
 def _register_more() -> None:
-    from . import (  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo, worker, batch verbs, session)
+    from . import (  # noqa: F401  (batch, jobs, cache, cost, providers, emulate, demo, worker, batch verbs, session, stream)
         _batch,
         _bench,
         _cost,
         _extra,
         _fleet,
         _sessions,
+        _stream,
     )
 
 
