@@ -22,7 +22,12 @@ import tomllib
 from importlib import resources
 from typing import Any
 
-from imagegen import ConfigurationError, ImageRequest, ModelSpec, UnsupportedFeatureError
+from imagegen import (
+    ConfigurationError,
+    ImageRequest,
+    ModelSpec,
+    UnsupportedFeatureError,
+)
 
 __all__ = ["MAX_EDGE", "MAX_PIXELS", "MAX_RATIO", "MIN_PIXELS", "TIERS", "check_lifecycle", "load_catalog",
            "output_tokens", "parse_wh", "rate", "wire_size"]

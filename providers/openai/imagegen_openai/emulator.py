@@ -51,28 +51,35 @@ import base64
 import collections
 import datetime as dt
 import hashlib
-import io
 import itertools
-import json
 import math
 import random
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from imagegen import ModelSpec, Usage
+from imagegen import ModelSpec
 from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
 
-from ._catalog import family, load_catalog, output_tokens, parse_wh
-from ._emulator_shapes import Reject, bad, check_params, json_body, markers, openai_error, parse_multipart, sniff
-from ._pricing import PARTIAL_IMAGE_TOKENS, PROMPT_OVERHEAD_TOKENS, cost_of, flat_cost
+from ._catalog import family, load_catalog, parse_wh
+from ._emulator_answers import AnswerParts
+from ._emulator_shapes import (
+    Reject,
+    bad,
+    check_params,
+    json_body,
+    markers,
+    openai_error,
+    parse_multipart,
+    sniff,
+)
+from ._pricing import cost_of
+from ._wire import usage_of
 
 __all__ = ["OpenAIEmulator", "create_emulator"]
 
@@ -93,7 +100,7 @@ _ERRORS: dict[str, tuple[int, str, str | None, str]] = {
 }
 
 
-class OpenAIEmulator(Emulator):
+class OpenAIEmulator(AnswerParts, Emulator):
     """OpenAI's Images API; see the module docstring."""
 
     name = "openai"
@@ -316,8 +323,7 @@ class OpenAIEmulator(Emulator):
                 raise Reject(openai_error(429, "Rate limit reached for images per minute. Please try again later.",
                                           type_="requests", code="rate_limit_exceeded", headers=headers))
             if kind not in _ERRORS:
-                raise ValueError(
-                    f"unknown [[ERROR:...]] marker {kind!r}; use rate_limit or one of {', '.join(_ERRORS)}")
+                raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use rate_limit or one of {', '.join(_ERRORS)}")
             status, type_, code, message = _ERRORS[kind]
             raise Reject(openai_error(status, message.format(model=spec.id), type_=type_, code=code))
 
@@ -348,37 +354,6 @@ class OpenAIEmulator(Emulator):
         width, height = parse_wh(wire) or (1024, 1024)
         return max(16, round(width * self.pixel_scale)), max(16, round(height * self.pixel_scale)), wire
 
-    def _render(self, width: int, height: int, fmt: str, *, transparent: bool, label: str | None = None) -> bytes:
-        if fmt == "gif":
-            from PIL import Image
-
-            frames = [Image.open(io.BytesIO(self.image(width, height, "png"))).convert("P") for _ in range(2)]
-            buffer = io.BytesIO()
-            frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
-            return buffer.getvalue()
-        data = self.image(width, height, fmt, label=label)
-        if not transparent:
-            return data
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as img:
-            rgba = img.convert("RGBA")
-        rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
-        buffer = io.BytesIO()
-        rgba.save(buffer, "PNG" if fmt == "png" else "WEBP")
-        return buffer.getvalue()
-
-    def _usage(self, spec: ModelSpec, settings: dict[str, Any], inputs: int, quality: str, wire: str) -> dict[str, Any]:
-        text_in = math.ceil(len(settings["prompt"]) / 4) + PROMPT_OVERHEAD_TOKENS
-        image_in = inputs * int(spec.extra.get("input_tokens_per_image", 0))
-        image_out = output_tokens(spec, quality, wire) * settings["n"] + PARTIAL_IMAGE_TOKENS * settings["partials"]
-        text_out = int(spec.extra.get("text_output_tokens", 0))
-        return {"input_tokens": text_in + image_in,
-                "input_tokens_details": {"image_tokens": image_in, "text_tokens": text_in},
-                "output_tokens": image_out + text_out,
-                "output_tokens_details": {"image_tokens": image_out, "text_tokens": text_out},
-                "total_tokens": text_in + image_in + image_out + text_out}
-
     async def _answer(self, request: Request, spec: ModelSpec, settings: dict[str, Any], inputs: list[bytes],
                       params: dict[str, Any], *, event: str) -> Response:
         started = time.monotonic()
@@ -396,7 +371,7 @@ class OpenAIEmulator(Emulator):
             body, usd = self._dalle_body(request, spec, settings, params, images, quality)
         else:
             usage = self._usage(spec, settings, len(inputs), quality, wire)
-            usd = cost_of(_as_usage(usage), spec).usd or 0.0
+            usd = cost_of(usage_of(usage), spec).usd or 0.0
             body = {"created": int(time.time()), "background": "transparent" if transparent else "opaque",
                     "data": [{"b64_json": base64.b64encode(data).decode()} for data in images],
                     "output_format": fmt, "quality": quality, "size": wire, "usage": usage}
@@ -409,59 +384,6 @@ class OpenAIEmulator(Emulator):
             self.counters.charge(usd=usd, ref=request_id)
             response = JSONResponse(body)
         return self._headed(request, response, started=started, request_id=request_id)
-
-    def _dalle_body(self, request: Request, spec: ModelSpec, settings: dict[str, Any], params: dict[str, Any],
-                    images: list[bytes], quality: str) -> tuple[dict[str, Any], float]:
-        as_url = params.get("response_format", "url") != "b64_json"
-        items = []
-        for data in images:
-            item = ({"url": self.file_url(request, self.store_file(data, "image/png"))} if as_url
-                    else {"b64_json": base64.b64encode(data).decode()})
-            if spec.id == "dall-e-3":
-                item = {"revised_prompt": f"A detailed rendering of: {settings['prompt'][:300]}", **item}
-            items.append(item)
-        usd = flat_cost(spec, quality, settings["size"], len(images)).usd or 0.0
-        return {"created": int(time.time()), "data": items}, usd
-
-    def _dropped(self, body: dict[str, Any], usd: float, request_id: str) -> Response:
-        from imagegen.testing._middleware import ConnectionDropped
-
-        text = json.dumps(body).encode()
-
-        async def cut() -> AsyncIterator[bytes]:
-            self.counters.charge(usd=usd, ref=request_id)
-            yield text[: len(text) // 3]
-            raise ConnectionDropped("connection dropped after billing ([[DROP_AFTER_BILLING]])")
-
-        return StreamingResponse(cut(), media_type="application/json", headers={"content-length": str(len(text))})
-
-    async def _events(self, body: dict[str, Any], usd: float, request_id: str, event: str,
-                      settings: dict[str, Any], width: int, height: int) -> AsyncIterator[bytes]:
-        echo = {"background": settings["background"], "output_format": settings["output_format"],
-                "quality": settings["quality"], "size": settings["size"]}
-        for index in range(settings["partials"]):
-            preview = self._render(width, height, settings["output_format"], transparent=False,
-                                   label=f"partial {index}")
-            yield _sse(f"{event}.partial_image", {"type": f"{event}.partial_image", "created_at": body["created"],
-                                                   "b64_json": base64.b64encode(preview).decode(),
-                                                   "partial_image_index": index, **echo})
-            await anyio.lowlevel.checkpoint()
-        self.counters.charge(usd=usd, ref=request_id)
-        final = {k: body[k] for k in ("background", "output_format", "quality", "size")}
-        for item in body["data"]:
-            yield _sse(f"{event}.completed", {"type": f"{event}.completed", "created_at": body["created"],
-                                               "b64_json": item["b64_json"], **final, "usage": body["usage"]})
-
-
-def _sse(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-def _as_usage(raw: dict[str, Any]) -> Usage:
-    from ._wire import usage_of
-
-    return usage_of(raw)
-
 
 def create_emulator(*, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
                     **options: Any) -> OpenAIEmulator:

@@ -1,0 +1,113 @@
+"""The OpenAI emulator's answers: images, usage, DALL-E url items, streams and billed drops."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from imagegen import ModelSpec
+
+from ._catalog import output_tokens
+from ._pricing import PARTIAL_IMAGE_TOKENS, PROMPT_OVERHEAD_TOKENS, flat_cost
+
+__all__ = ["AnswerParts"]
+
+
+class AnswerParts:
+    """Mixed into ``OpenAIEmulator``: the pieces of a successful answer."""
+
+    # Provided by the Emulator base class, which comes after this mixin: image(), store_file(),
+    # file_url() and counters.
+    counters: Any
+    image: Any
+    store_file: Any
+    file_url: Any
+
+    def _render(self, width: int, height: int, fmt: str, *, transparent: bool, label: str | None = None) -> bytes:
+        if fmt == "gif":
+            from PIL import Image
+
+            frames = [Image.open(io.BytesIO(self.image(width, height, "png"))).convert("P") for _ in range(2)]
+            buffer = io.BytesIO()
+            frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+            return buffer.getvalue()
+        data = self.image(width, height, fmt, label=label)
+        if not transparent:
+            return data
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            rgba = img.convert("RGBA")
+        rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
+        buffer = io.BytesIO()
+        rgba.save(buffer, "PNG" if fmt == "png" else "WEBP")
+        return buffer.getvalue()
+
+    def _usage(self, spec: ModelSpec, settings: dict[str, Any], inputs: int, quality: str, wire: str) -> dict[str, Any]:
+        text_in = math.ceil(len(settings["prompt"]) / 4) + PROMPT_OVERHEAD_TOKENS
+        image_in = inputs * int(spec.extra.get("input_tokens_per_image", 0))
+        image_out = output_tokens(spec, quality, wire) * settings["n"] + PARTIAL_IMAGE_TOKENS * settings["partials"]
+        text_out = int(spec.extra.get("text_output_tokens", 0))
+        return {"input_tokens": text_in + image_in,
+                "input_tokens_details": {"image_tokens": image_in, "text_tokens": text_in},
+                "output_tokens": image_out + text_out,
+                "output_tokens_details": {"image_tokens": image_out, "text_tokens": text_out},
+                "total_tokens": text_in + image_in + image_out + text_out}
+
+    def _dalle_body(self, request: Request, spec: ModelSpec, settings: dict[str, Any], params: dict[str, Any],
+                    images: list[bytes], quality: str) -> tuple[dict[str, Any], float]:
+        as_url = params.get("response_format", "url") != "b64_json"
+        items = []
+        for data in images:
+            item = ({"url": self.file_url(request, self.store_file(data, "image/png"))} if as_url
+                    else {"b64_json": base64.b64encode(data).decode()})
+            if spec.id == "dall-e-3":
+                item = {"revised_prompt": f"A detailed rendering of: {settings['prompt'][:300]}", **item}
+            items.append(item)
+        usd = flat_cost(spec, quality, settings["size"], len(images)).usd or 0.0
+        return {"created": int(time.time()), "data": items}, usd
+
+    def _dropped(self, body: dict[str, Any], usd: float, request_id: str) -> Response:
+        from imagegen.testing._middleware import ConnectionDropped
+
+        text = json.dumps(body).encode()
+
+        async def cut() -> AsyncIterator[bytes]:
+            self.counters.charge(usd=usd, ref=request_id)
+            yield text[: len(text) // 3]
+            raise ConnectionDropped("connection dropped after billing ([[DROP_AFTER_BILLING]])")
+
+        return StreamingResponse(cut(), media_type="application/json", headers={"content-length": str(len(text))})
+
+    async def _events(self, body: dict[str, Any], usd: float, request_id: str, event: str,
+                      settings: dict[str, Any], width: int, height: int) -> AsyncIterator[bytes]:
+        echo = {"background": settings["background"], "output_format": settings["output_format"],
+                "quality": settings["quality"], "size": settings["size"]}
+        for index in range(settings["partials"]):
+            preview = self._render(width, height, settings["output_format"], transparent=False, label=f"partial {index}")
+            yield _sse(f"{event}.partial_image", {"type": f"{event}.partial_image", "created_at": body["created"],
+                                                   "b64_json": base64.b64encode(preview).decode(),
+                                                   "partial_image_index": index, **echo})
+            await anyio.sleep(0)
+        self.counters.charge(usd=usd, ref=request_id)
+        final = {k: body[k] for k in ("background", "output_format", "quality", "size")}
+        for item in body["data"]:
+            yield _sse(f"{event}.completed", {"type": f"{event}.completed", "created_at": body["created"],
+                                               "b64_json": item["b64_json"], **final, "usage": body["usage"]})
+
+
+def _sse(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+
+
