@@ -122,7 +122,8 @@ def check(path: Path) -> list[str]:
     with Client(config, transports={"openai": transport(record)}) as client:
         provider = client.provider("openai")
         provider.today = lambda: dt.date(2023, 1, 1)  # before every shutdown: old models may be called
-        provider.download_policy = lambda: DownloadPolicy(allow_hosts=frozenset({"oaidalleapiprodscus.blob.core.windows.net"}))
+        blob_host = frozenset({"oaidalleapiprodscus.blob.core.windows.net"})
+        provider.download_policy = lambda: DownloadPolicy(allow_hosts=blob_host)
         try:
             if operation == "edit":
                 prompt = fields.pop("prompt")
@@ -148,7 +149,8 @@ def check(path: Path) -> list[str]:
         size = body.get("size") or fields.get("size")
         if size and not sanitized and f"{image.width}x{image.height}" != size:
             problems.append(f"image {index} is {image.width}x{image.height}, expected {size}")
-        if item.get("revised_prompt") and result.metadata.get("revised_prompts", [None])[index] != item["revised_prompt"]:
+        kept = result.metadata.get("revised_prompts", [None])[index]
+        if item.get("revised_prompt") and kept != item["revised_prompt"]:
             problems.append("revised_prompt lost")
     model = fields["provider"].split("/", 1)[1]
     quality = body.get("quality") or fields["options"].get("quality") or "standard"

@@ -9,7 +9,7 @@ for each preview, then the result object. Providers that cannot stream write the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,8 +38,8 @@ from ._output import emit
 @app.command()
 def stream(prompt: str,
            partial_images: Annotated[int, typer.Option("--partial-images", help="Previews to stream (1-3).")] = 2,
-           image: Annotated[Optional[list[Path]], typer.Option("--image", "-i", help="Input image: edit it.")] = None,
-           mask: Annotated[Optional[Path], typer.Option("--mask", help="Mask (PNG with alpha) for the edit.")] = None,
+           image: Annotated[list[Path] | None, typer.Option("--image", "-i", help="Input image: edit it.")] = None,
+           mask: Annotated[Path | None, typer.Option("--mask", help="Mask (PNG with alpha) for the edit.")] = None,
            provider: ProviderOpt = None, model: ModelOpt = None, aspect_ratio: RatioOpt = None,
            size: SizeOpt = None, output_format: FormatOpt = None, option: OptionOpt = None,
            timeout: TimeoutOpt = None, no_cache: NoCacheOpt = False, out: OutOpt = Path("."),

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -40,7 +41,7 @@ class AnswerParts:
             buffer = io.BytesIO()
             frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
             return buffer.getvalue()
-        data = self.image(width, height, fmt, label=label)
+        data: bytes = self.image(width, height, fmt, label=label)
         if not transparent:
             return data
         from PIL import Image
@@ -93,11 +94,12 @@ class AnswerParts:
         echo = {"background": settings["background"], "output_format": settings["output_format"],
                 "quality": settings["quality"], "size": settings["size"]}
         for index in range(settings["partials"]):
-            preview = self._render(width, height, settings["output_format"], transparent=False, label=f"partial {index}")
+            preview = self._render(width, height, settings["output_format"], transparent=False,
+                                   label=f"partial {index}")
             yield _sse(f"{event}.partial_image", {"type": f"{event}.partial_image", "created_at": body["created"],
                                                    "b64_json": base64.b64encode(preview).decode(),
                                                    "partial_image_index": index, **echo})
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         self.counters.charge(usd=usd, ref=request_id)
         final = {k: body[k] for k in ("background", "output_format", "quality", "size")}
         for item in body["data"]:

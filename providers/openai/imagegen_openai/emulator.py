@@ -323,7 +323,8 @@ class OpenAIEmulator(AnswerParts, Emulator):
                 raise Reject(openai_error(429, "Rate limit reached for images per minute. Please try again later.",
                                           type_="requests", code="rate_limit_exceeded", headers=headers))
             if kind not in _ERRORS:
-                raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use rate_limit or one of {', '.join(_ERRORS)}")
+                raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use rate_limit or one of "
+                                 f"{', '.join(_ERRORS)}")
             status, type_, code, message = _ERRORS[kind]
             raise Reject(openai_error(status, message.format(model=spec.id), type_=type_, code=code))
 
