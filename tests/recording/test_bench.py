@@ -26,7 +26,7 @@ def test_bench_json_over_the_shipped_cassettes(tmp_path: Path) -> None:
     payload = json.loads(result.output)
     assert payload["cassettes"] >= 20 and payload["skipped"] == []
     rows = payload["rows"]
-    assert {row["provider"] for row in rows} == {"gemini", "nanobanana2", "wireflow"}
+    assert {row["provider"] for row in rows} == {"gemini", "nanobanana2", "openai", "wireflow"}
     for row in rows:
         assert set(row) >= METRICS, row
         assert set(row["cost_per_image"]) == {"estimated_usd", "actual_usd", "estimated_credits", "actual_credits"}
@@ -35,7 +35,7 @@ def test_bench_json_over_the_shipped_cassettes(tmp_path: Path) -> None:
             assert 0 < row["latency_p50_s"] <= row["latency_p95_s"]
     polled = [row for row in rows if row["provider"] == "wireflow"]
     assert all(row["polls_per_job"] >= 2 for row in polled)
-    assert all(row["polls_per_job"] == 0 for row in rows if row["provider"] == "gemini")
+    assert all(row["polls_per_job"] == 0 for row in rows if row["provider"] in ("gemini", "openai"))
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
