@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from imagegen_openai.emulator import OpenAIEmulator, create_emulator
 from PIL import Image as PILImage
 
 from imagegen.testing import LoopbackServer, serve
+from imagegen_openai.emulator import OpenAIEmulator, create_emulator
 
 API_KEY = "sk-test-openai-0123456789"
 FAST_RETRY = {"initial_backoff_s": 0.01, "max_backoff_s": 0.05}

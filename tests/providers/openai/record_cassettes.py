@@ -17,10 +17,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from imagegen_openai.emulator import create_emulator
-
 from imagegen import Client
 from imagegen.testing import Fault, FaultPlan, LatencyModel
+from imagegen_openai.emulator import create_emulator
 from tests.providers._cassettes import cassette_dir, record_all, record_from
 from tests.providers.openai.conftest import mask, png
 

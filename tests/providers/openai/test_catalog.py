@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from imagegen_openai._catalog import check_lifecycle, load_catalog, output_tokens, wire_size
 
 from imagegen import ImageRequest, UnsupportedFeatureError
+from imagegen_openai._catalog import check_lifecycle, load_catalog, output_tokens, wire_size
 
 SPECS = {spec.id: spec for spec in load_catalog()}
 

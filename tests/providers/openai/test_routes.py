@@ -8,12 +8,12 @@ import math
 from contextlib import ExitStack
 
 import pytest
-from imagegen_openai.emulator import create_emulator as openai_emulator
 
 from benchmarks.soak import FAULT_RATES, RETRY_AFTER_S, STALL_S
 from imagegen import Client, ImageRequest, ImageResult
 from imagegen.testing import FaultPlan, LatencyModel, serve
 from imagegen_gemini.emulator import create_emulator as gemini_emulator
+from imagegen_openai.emulator import create_emulator as openai_emulator
 
 from .conftest import API_KEY, FAST_RETRY, mask, png
 

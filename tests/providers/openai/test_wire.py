@@ -6,10 +6,6 @@ import base64
 
 import httpx
 import pytest
-from imagegen_openai._catalog import load_catalog
-from imagegen_openai._pricing import cost_of, flat_cost
-from imagegen_openai._vendor_errors import error_from_body, parse_duration, retry_hint
-from imagegen_openai._wire import parse_images, read_sse, usage_of
 
 from imagegen import (
     AuthenticationError,
@@ -23,6 +19,10 @@ from imagegen import (
     RateLimitError,
 )
 from imagegen.testing import synth_image
+from imagegen_openai._catalog import load_catalog
+from imagegen_openai._pricing import cost_of, flat_cost
+from imagegen_openai._vendor_errors import error_from_body, parse_duration, retry_hint
+from imagegen_openai._wire import parse_images, read_sse, usage_of
 
 SPECS = {spec.id: spec for spec in load_catalog()}
 B64 = base64.b64encode(synth_image(32, 16, "png", seed=3)).decode()
