@@ -1,13 +1,15 @@
 """The ``openai`` provider: OpenAI's Images API (``/v1/images/generations`` and ``/edits``) for the
 GPT Image models, through httpx directly.
 
-Why httpx and not the official ``openai`` SDK: the 2026 SDK runs on its own ``httpx2`` fork, so
-the provider's pooled ``httpx.AsyncClient`` (limits, the download guard, the shared TLS context,
-instrumentation) cannot be injected into it; its retries would have to be switched off (the
-router retries and honours the same hints); its ``size`` types lag the API's free sizes; and its
-edit method has no JSON form. The wire is small (two JSON/multipart POSTs, one error envelope),
-so building it here costs little. ``benchmarks/openai_overhead.py`` measures both against the
-emulator (per-call time and memory); the tests drive the emulator with the real SDK.
+Why httpx and not the official ``openai`` SDK: the 2026 SDK is typed for its own ``httpx2`` fork;
+the provider's pooled ``httpx.AsyncClient`` (limits, the download guard, the shared TLS context)
+can be handed to it only because the SDK happens to build requests with the client it is given,
+which no release promises. It would also bring a second error tree and a retry policy to switch
+off (the router retries and honours the same hints), its ``size`` types lag the API's free sizes,
+and its edit method has no JSON form. The wire is small (two JSON/multipart POSTs, one error
+envelope). ``benchmarks/openai_overhead.py`` measured both against the emulator: per-call time
+within a few percent of each other (``benchmarks/results/openai_overhead.md``). The tests drive
+the emulator with the real SDK.
 
 The API is synchronous: ``generate``/``edit`` make one call and report the finished job through
 ``on_submit``; ``submit`` returns an already-succeeded job, and the job store answers ``status``.
