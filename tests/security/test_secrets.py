@@ -1,4 +1,4 @@
-"""No API key leaks: a session through all three providers, failures included, with
+"""No API key leaks: a session through all four providers, failures included, with
 distinctive keys given as ``env:`` references; then everything the library emitted is
 scanned for them -- logs at DEBUG (every logger), exception messages, reprs, ``to_dict`` and
 full tracebacks, results, recorded cassettes, the SQLite job store and ledger (file bytes,
@@ -23,14 +23,16 @@ KEYS = {
     "gemini": ("SECRETS_TEST_GEMINI", "AIzaSyLEAKCHECK-gemini-5c1e9d2b7a"),
     "nb2": ("SECRETS_TEST_NB2", "nb2LEAKCHECK-a41f77e0c3d9"),
     "wireflow": ("SECRETS_TEST_WIREFLOW", "sk-LEAKCHECK-wireflow-93bd2c61"),
+    "openai": ("SECRETS_TEST_OPENAI", "sk-proj-LEAKCHECK-openai-7f3a91c2"),
 }
-PLUGINS = {"gemini": "gemini", "nb2": "nanobanana2", "wireflow": "wireflow"}
+PLUGINS = {"gemini": "gemini", "nb2": "nanobanana2", "wireflow": "wireflow", "openai": "openai"}
 FAULTS = ["rate_limit", "server_error", "html", "truncate", "drop", "malformed"]
 
 
 def _emulators(strict: bool):
     from imagegen_gemini.emulator import create_emulator as gemini
     from imagegen_nanobanana2.emulator import create_emulator as nb2
+    from imagegen_openai.emulator import create_emulator as openai
     from imagegen_wireflow.emulator import create_emulator as wireflow
 
     none = LatencyModel.none()
@@ -41,6 +43,7 @@ def _emulators(strict: bool):
         "nb2": nb2(latency=none, image_scale=0.02, api_keys=other if strict else None),
         "wireflow": wireflow(latency=none, output_max_side=16, executions_per_minute=1e6,
                              invalid_keys=(KEYS["wireflow"][1],) if strict else ()),
+        "openai": openai(latency=none, pixel_scale=0.02, api_keys=other if strict else None),
     }
 
 
@@ -150,6 +153,7 @@ def test_no_api_key_appears_in_anything_the_library_emits(tmp_path, monkeypatch,
         bad = _toml(_config(strict, tmp_path / "s2"), tmp_path / "bad.toml")
         for args in (["generate", "a cli fox", "--provider", "nb2", "--no-cache"],
                      ["generate", "a cli fox", "--provider", "wireflow", "--no-cache"],
+                     ["stream", "a cli fox", "--provider", "openai", "--no-cache"],
                      ["jobs"], ["estimate", "a fox", "--provider", "gemini"]):
             run = subprocess.run([sys.executable, "-m", "imagegen", *args, "--json", "--config", str(good),
                                   *(["--out", str(tmp_path / "cli-out")] if args[0] == "generate" else [])],
@@ -174,6 +178,6 @@ def test_no_api_key_appears_in_anything_the_library_emits(tmp_path, monkeypatch,
     files = [p for root in (tmp_path, Path(os.environ["IMAGEGEN_DATA_DIR"]), Path(os.environ["XDG_CACHE_HOME"]))
              if root.exists() for p in root.rglob("*") if p.is_file()]
     names = {p.name for p in files}
-    assert {"jobs.sqlite3", "ledger.sqlite3", "gemini.yaml", "nb2.yaml", "wireflow.yaml"} <= names, names
+    assert {"jobs.sqlite3", "ledger.sqlite3", "gemini.yaml", "nb2.yaml", "wireflow.yaml", "openai.yaml"} <= names, names
     for path in files:
         assert not _leaks(path.read_bytes()), f"{path} holds an API key"
