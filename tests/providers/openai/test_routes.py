@@ -53,15 +53,15 @@ def test_4k_skips_the_provider_that_cannot_make_it(servers):
     assert "the largest 1:1 size is 2880x2880" in square.attempts[0].error
 
 
-def test_gemini_to_openai_fallback_under_the_soak_fault_mix_balances_the_books(tmp_path):
-    """Both emulators inject the soak's mix (429s, 5xx, drops, truncations, HTML, timeouts); the ledger
-    must equal the vendors' charges: for results, plus (at the estimate) billed answers cut in transit."""
+def fallback_soak(requests: int, store, *, seed: int = 1) -> dict:
+    """Gemini -> OpenAI under the soak's fault mix; returns the books (run larger by hand:
+    ``python -c "from tests.providers.openai.test_routes import main; main(500)"``)."""
     emulators = {
-        "gemini": gemini_emulator(pixel_scale=0.02, latency=LatencyModel(base=0.01, seed=1),
-                                  faults=FaultPlan.random(FAULT_RATES, seed=11, retry_after=RETRY_AFTER_S,
+        "gemini": gemini_emulator(pixel_scale=0.02, latency=LatencyModel(base=0.01, seed=seed),
+                                  faults=FaultPlan.random(FAULT_RATES, seed=10 * seed + 1, retry_after=RETRY_AFTER_S,
                                                           timeout_delay=STALL_S)),
-        "openai": openai_emulator(pixel_scale=0.02, latency=LatencyModel(base=0.01, seed=2),
-                                  faults=FaultPlan.random(FAULT_RATES, seed=12, retry_after=RETRY_AFTER_S,
+        "openai": openai_emulator(pixel_scale=0.02, latency=LatencyModel(base=0.01, seed=seed + 1),
+                                  faults=FaultPlan.random(FAULT_RATES, seed=10 * seed + 2, retry_after=RETRY_AFTER_S,
                                                           timeout_delay=STALL_S)),
     }
     with ExitStack() as stack:
@@ -69,26 +69,52 @@ def test_gemini_to_openai_fallback_under_the_soak_fault_mix_balances_the_books(t
         config = route_config(servers, ["gemini", "openai"])
         config["providers"]["gemini"]["timeout"] = 1.0
         config["providers"]["openai"]["timeout"] = 1.0
-        config["ledger"] = {"backend": "sqlite", "path": str(tmp_path / "ledger.sqlite3")}
+        config["ledger"] = {"backend": "sqlite", "path": str(store / "ledger.sqlite3")}
         config["circuit"] = {"failure_threshold": 5, "cooldown_s": 0.2}
         with Client(config) as client:
             outcomes = client.generate_many(
                 [ImageRequest.build(prompt=f"a lighthouse, take {i}", provider="cross", timeout=30)
-                 for i in range(60)], concurrency=10)
+                 for i in range(requests)], concurrency=10)
             entries = client.ledger.entries()
     results = [o for o in outcomes if isinstance(o, ImageResult)]
-    assert len(results) >= 55 and {r.provider for r in results} == {"gemini", "openai"}
     refs = collections.Counter(r.job_id for r in results)
-    assert max(refs.values()) == 1
+    books: dict = {"results": len(results), "by_provider": collections.Counter(r.provider for r in results),
+                   "errors": collections.Counter(type(o).__name__ for o in outcomes if not isinstance(o, ImageResult)),
+                   "returned_twice": [ref for ref, n in refs.items() if n > 1], "vendors": {}}
     for name, emulator in emulators.items():
         charges = emulator.counters.charges
-        assert max(collections.Counter(c["ref"] for c in charges).values()) == 1, name  # nothing billed twice
-        unmatched = [c for c in charges if f"{name}:{c['ref']}" not in refs]
+        books["vendors"][name] = {
+            "faults": emulator.counters.faults, "charges": len(charges),
+            "charged_twice": [r for r, n in collections.Counter(c["ref"] for c in charges).items() if n > 1],
+            "unmatched": sum(f"{name}:{c['ref']}" not in refs for c in charges),
+            "results_usd": math.fsum(r.cost.usd for r in results if r.provider == name),
+            "charged_for_results_usd": math.fsum(c["usd"] for c in charges if f"{name}:{c['ref']}" in refs)}
+    books["ledger_results_usd"] = math.fsum(e.usd for e in entries if e.job_id is not None)
+    books["ledger_lost_in_transit_usd"] = math.fsum(e.usd for e in entries if e.job_id is None)
+    books["ledger_lost_are_estimates"] = all(e.estimated for e in entries if e.job_id is None)
+    books["results_usd"] = math.fsum(r.cost.usd for r in results)
+    return books
+
+
+def test_gemini_to_openai_fallback_under_the_soak_fault_mix_balances_the_books(tmp_path):
+    """Both emulators inject the soak's mix (429s, 5xx, drops, truncations, HTML, timeouts); the ledger
+    must equal the vendors' charges: for results, plus (at the estimate) billed answers cut in transit."""
+    books = fallback_soak(60, tmp_path)
+    assert books["results"] >= 55 and set(books["by_provider"]) == {"gemini", "openai"}
+    assert books["returned_twice"] == []
+    for name, vendor in books["vendors"].items():
+        assert vendor["charged_twice"] == [], name  # nothing billed twice
         # A charge without a result is only ever a billed answer cut in transit (no job to fetch again).
-        assert len(unmatched) <= emulator.counters.faults.get("truncate", 0), name
-        mine = math.fsum(r.cost.usd for r in results if r.provider == name)
-        theirs = math.fsum(c["usd"] for c in charges if f"{name}:{c['ref']}" in refs)
-        assert mine == pytest.approx(theirs, abs=1e-9), name
-    ledger_results = math.fsum(e.usd for e in entries if e.job_id is not None)
-    assert ledger_results == pytest.approx(math.fsum(r.cost.usd for r in results), abs=1e-9)
-    assert all(e.estimated for e in entries if e.job_id is None)
+        assert vendor["unmatched"] <= vendor["faults"].get("truncate", 0), name
+        assert vendor["results_usd"] == pytest.approx(vendor["charged_for_results_usd"], abs=1e-9), name
+    assert books["ledger_results_usd"] == pytest.approx(books["results_usd"], abs=1e-9)
+    assert books["ledger_lost_are_estimates"]
+
+
+def main(requests: int = 500) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print(json.dumps(fallback_soak(requests, Path(tmp)), indent=1, default=str))
