@@ -106,6 +106,11 @@ async def replay_cassette(path: Path, speed: float) -> list[CallSample]:
     with Replay(path, speed=speed) as replay:
         async with AsyncClient(replay.config, transports=replay.transports) as client:
             replay.instrument(client)
+            if replay.info.kind in ("vendor_batch", "session"):
+                from ._kinds import replay_batch, replay_session
+
+                run = replay_batch if replay.info.kind == "vendor_batch" else replay_session
+                return await run(client, replay, path)
             outcomes = replay.info.outcomes
             for index, request in enumerate(replay.requests):
                 try:

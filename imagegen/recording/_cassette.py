@@ -58,6 +58,8 @@ class CassetteInfo(BaseModel):
     source: str = "service"
     #: What each request ended with while recording (result or error type, latency, cost).
     outcomes: list[dict[str, Any]] = Field(default_factory=list)
+    #: How the requests were made: ``calls`` (generate), ``vendor_batch`` or ``session`` (see ``_kinds``).
+    kind: str = "calls"
 
 
 def _scrub(text: Any, secrets: Iterable[str]) -> Any:

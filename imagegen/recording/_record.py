@@ -54,6 +54,20 @@ class RecordingClient:
         self.client = client
         self.requests: list[ImageRequest] = []
         self.outcomes: list[dict[str, Any]] = []
+        #: ``calls``, or ``vendor_batch`` / ``session`` once ``run_batch`` / ``session`` is used.
+        self.kind = "calls"
+
+    def run_batch(self, requests: list[ImageRequest | str], **options: Any) -> Any:
+        """``submit_batch`` then ``wait`` (see ``_kinds``); the cassette replays it as a vendor batch."""
+        from ._kinds import record_batch
+
+        return record_batch(self, requests, **options)
+
+    def session(self, provider: str | None = None) -> Any:
+        """An edit session whose turns the cassette replays through ``Client.session``."""
+        from ._kinds import RecordingSession
+
+        return RecordingSession(self, provider)
 
     def generate(self, prompt: str | ImageRequest, **options: Any) -> ImageResult:
         request = prompt if isinstance(prompt, ImageRequest) else ImageRequest.build(prompt=prompt, **options)
@@ -169,7 +183,7 @@ def record_cassette(path: str | Path, config: Config | Mapping[str, Any] | str |
     info = CassetteInfo(config=_replay_config(cfg, replay_urls),
                         requests=[r.model_dump(mode="json", exclude_defaults=True) for r in recorder.requests],
                         time_scale=time_scale, source=source or ("emulator" if is_emulator else "service"),
-                        outcomes=recorder.outcomes)
+                        outcomes=recorder.outcomes, kind=recorder.kind)
     if path.exists():
         # Secrets go from the metadata too (a prompt may quote one); hosts are rewritten.
         write_info(path, info, replace_text={**{s: FILTERED for s in secrets if len(s) >= 8}, **rewrites})

@@ -23,7 +23,8 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 import vcr
 
-from imagegen import AsyncClient, Client, ImageResult, RateLimitError
+from imagegen import AsyncClient, Client, ImageRequest, ImageResult, RateLimitError
+from imagegen.recording import RecordingClient
 from imagegen.testing import Fault, FaultPlan, LatencyModel, synth_image
 from imagegen_gemini.emulator import create_emulator
 from tests.providers._cassettes import cassette_dir, record_all, record_from
@@ -74,6 +75,43 @@ def _retry_once_on_rate_limit(c: Client | AsyncClient) -> Any:
         return call()
 
 
+LITE = "gemini/gemini-3.1-flash-lite-image"
+
+
+def _vendor_batch(prompts: list[str]) -> Callable[[Any], Any]:
+    """One vendor batch of ``prompts`` (the lite model), waited for: recorded, replayed sync or async.
+    Each request has a fixed key: the answers are matched to requests by key."""
+    def call(c: Any) -> Any:
+        requests = [ImageRequest(prompt=p, idempotency_key=f"member-{i}") for i, p in enumerate(prompts)]
+        if isinstance(c, RecordingClient):
+            return c.run_batch(requests, provider=LITE)
+        if isinstance(c, AsyncClient):
+            async def run() -> Any:
+                batch = await c.submit_batch(requests, provider=LITE)
+                return await c.wait(batch.id)
+
+            return run()
+        return c.wait(c.submit_batch(requests, provider=LITE).id)
+
+    return call
+
+
+def _session_three_turns(c: Any) -> Any:
+    """An edit session of three turns on 3 Pro: each turn sends the earlier ones back."""
+    turns = ["a cottage in a meadow", "now make the roof blue", "now add snow"]
+    session = c.session("gemini/gemini-3-pro-image")
+    if isinstance(c, AsyncClient):
+        async def run() -> Any:
+            await session.generate(turns[0])
+            await session.edit(turns[1])
+            return await session.edit(turns[2])
+
+        return run()
+    session.generate(turns[0])
+    session.edit(turns[1])
+    return session.edit(turns[2])
+
+
 #: scenario -> (emulator fault plan or None, the call to make, expected outcome class name)
 SCENARIOS: dict[str, tuple[FaultPlan | None, Callable[[Client], Any], str]] = {
     "generate_flash_25": (None, _generate("gemini-2.5-flash-image", aspect_ratio="1:1"), "ImageResult"),
@@ -91,9 +129,15 @@ SCENARIOS: dict[str, tuple[FaultPlan | None, Callable[[Client], Any], str]] = {
     "refusal_text_only": (None, _generate("gemini-2.5-flash-image", "x [[TEXT_ONLY]]"), "NoImageReturnedError"),
     "rate_limit_then_success": (FaultPlan.script(Fault("rate_limit", retry_after=0)), _retry_once_on_rate_limit,
                                 "ImageResult"),
+    # The same prompt as generate_flash_lite_31: `imagegen bench` shows the two costs per image side by side.
+    "vendor_batch_inline": (None, _vendor_batch(["a red fox in the snow"] * 2), "BatchResult"),
+    "vendor_batch_file": (None, _vendor_batch(["a red fox in the snow"] * 3), "BatchResult"),
+    "session_three_turns": (None, _session_three_turns, "ImageResult"),
 }
-#: HTTP exchanges in each cassette (every scenario is one call, except the 429 one).
-EXCHANGES = {name: 2 if name == "rate_limit_then_success" else 1 for name in SCENARIOS}
+#: HTTP exchanges in each cassette: one call per scenario, except the 429 one (two), the batches
+#: (create and get; a file batch also uploads in two steps and downloads the answers) and the session.
+EXCHANGES = dict.fromkeys(SCENARIOS, 1) | {"rate_limit_then_success": 2, "vendor_batch_inline": 2,
+                                               "vendor_batch_file": 5, "session_three_turns": 3}
 
 
 def recorder(record_mode: str) -> vcr.VCR:

@@ -6,7 +6,7 @@ from functools import partial
 
 import pytest
 
-from imagegen import ImageResult
+from imagegen import BatchResult, ImageResult
 from tests.providers._cassettes import (
     assert_small_filtered_cassettes,
     replay_async,
@@ -30,7 +30,10 @@ def check(name: str, outcome: object, cassette: object) -> None:
     _, _, expected = SCENARIOS[name]
     assert cassette.all_played and cassette.play_count == EXCHANGES[name]
     assert type(outcome).__name__ == expected, outcome
-    if isinstance(outcome, ImageResult):
+    if isinstance(outcome, BatchResult):  # every member answered, charged the batch price
+        assert outcome.state == "succeeded" and len(outcome.images) == len(outcome.members) >= 2
+        assert all(m.result.cost.usd > 0 and m.result.metadata["batch_discount"] == 0.5 for m in outcome.members)
+    elif isinstance(outcome, ImageResult):
         assert outcome.images and all(image.width > 0 for image in outcome.images)
         assert outcome.cost.estimated is False and outcome.cost.usd > 0
         assert outcome.usage.image_tokens > 0
