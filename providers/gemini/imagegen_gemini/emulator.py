@@ -44,6 +44,13 @@ scripts an HTTP-200 refusal through a plan: ``FaultPlan.script(refusal_fault("NO
 ``api_keys`` (accepted keys; default any), ``pixel_scale`` (shrink images, e.g. for small
 cassettes), ``default_shape`` (``"observed"`` or ``"square"`` when no ratio is sent),
 ``enforce_shutdowns`` (404 for models the Gemini API has retired).
+
+Multi-turn (``_emulator_turns``): signatures are verifiable, and a request whose earlier model
+turns lost or changed one is answered ``MISSING_THOUGHT_SIGNATURE`` (``missing_signature="400"``:
+a 400 instead); ``signature_bytes`` pads signatures to a realistic size (real ones: 1-3 MB).
+The Batch and Files APIs (``_emulator_batch``, as ``self.batches``): ``batch_turnaround_s`` on
+``clock`` (a callable, default ``time.monotonic``), ``batch_member_faults``,
+``batch_file_results`` and ``batch_get_pitfall_bytes``.
 """
 
 from __future__ import annotations
