@@ -188,6 +188,9 @@ def _print_status(status: Any) -> None:
                   f"failed{f', {status.cancelled} cancelled' if status.cancelled else ''})  "
                   f"{status.per_minute:.1f}/min  spent ${status.usd:.4f}  ETA {eta}")
     console.print(f"results: {status.out}")
+    if status.workers:
+        console.print("workers: " + ", ".join(f"{name} (holding {w.holding}, idle {w.idle_s:.0f}s)"
+                                              for name, w in sorted(status.workers.items())))
     if status.providers:
         table = Table(title="per provider")
         for column in ("provider", "done", "per minute", "usd"):

@@ -52,7 +52,8 @@ ledger is in the same Redis.
 
 from ._api import AsyncFleet, Fleet, item_keys
 from ._limits import FleetLimiter
-from ._status import BatchStatus, ProviderProgress
+from ._status import BatchStatus, ProviderProgress, WorkerView
 from ._storage import ResultStorage
 
-__all__ = ["AsyncFleet", "BatchStatus", "Fleet", "FleetLimiter", "ProviderProgress", "ResultStorage", "item_keys"]
+__all__ = ["AsyncFleet", "BatchStatus", "Fleet", "FleetLimiter", "ProviderProgress", "ResultStorage", "WorkerView",
+           "item_keys"]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from ._queue import BatchQueue
 
-__all__ = ["BatchStatus", "ProviderProgress", "read_status"]
+__all__ = ["BatchStatus", "ProviderProgress", "WorkerView", "read_status"]
 
 #: Throughput and the ETA are measured over the last this many seconds.
 RECENT_S = 60.0
@@ -24,6 +24,15 @@ class ProviderProgress(BaseModel):
     usd: float = 0.0
     #: Prompts it finished per minute, over the batch's running time.
     per_minute: float = 0.0
+
+
+class WorkerView(BaseModel):
+    """One worker as the batch's consumer group sees it."""
+
+    #: Prompts it holds right now (read, no outcome yet).
+    holding: int = 0
+    #: Seconds since it last read or renewed anything: a dead worker's grows past the visibility timeout.
+    idle_s: float = 0.0
 
 
 class BatchStatus(BaseModel):
@@ -46,6 +55,8 @@ class BatchStatus(BaseModel):
     #: Prompts finished per minute over the last minute (all workers together).
     per_minute: float = 0.0
     eta_s: float | None = None
+    #: The workers that have taken prompts of this batch, by name.
+    workers: dict[str, WorkerView] = Field(default_factory=dict)
 
     @property
     def finished(self) -> int:
@@ -64,6 +75,7 @@ async def read_status(queue: BatchQueue, batch_id: str) -> BatchStatus:
     now = time.time()
     pipe.zcount(queue.key(batch_id, "times"), now - RECENT_S, "+inf")
     raw, failures, recent = await pipe.execute()
+    workers = await _workers(queue, batch_id)
     counts = {k.decode(): v.decode() for k, v in raw.items()}
     total = int(meta["total"])
     succeeded, failed = int(counts.get("succeeded", 0)), int(counts.get("failed", 0))
@@ -91,4 +103,17 @@ async def read_status(queue: BatchQueue, batch_id: str) -> BatchStatus:
         succeeded=succeeded, failed=failed, cancelled=remaining if meta["state"] == "cancelled" else 0,
         usd=round(float(counts.get("usd", 0)), 9), providers=providers,
         failures=[json.loads(f) for f in failures], elapsed_s=round(elapsed, 3),
-        per_minute=round(per_minute, 2), eta_s=eta)
+        per_minute=round(per_minute, 2), eta_s=eta, workers=workers)
+
+
+async def _workers(queue: BatchQueue, batch_id: str) -> dict[str, WorkerView]:
+    from redis.exceptions import ResponseError
+
+    from ._queue import GROUP
+
+    try:
+        consumers = await queue.redis.xinfo_consumers(queue.key(batch_id, "items"), GROUP)
+    except ResponseError:  # the stream expired with the batch
+        return {}
+    return {c["name"].decode() if isinstance(c["name"], bytes) else c["name"]:
+            WorkerView(holding=int(c["pending"]), idle_s=round(int(c["idle"]) / 1000, 1)) for c in consumers}

@@ -64,6 +64,7 @@ def test_status_pause_resume_and_failures_with_reasons(tmp_path, redis_url, monk
     assert sorted(f["index"] for f in status["failures"]) == [1, 4]
     assert {f["error"]["type"] for f in status["failures"]} == {"JobFailedError"}
     assert status["eta_s"] == 0.0
+    assert len(status["workers"]) == 1 and all(view["holding"] == 0 for view in status["workers"].values())
     assert "6/6" in bar  # the progress bar, attached from another process, ends full
     lines = [json.loads(line) for line in (tmp_path / "out" / "batch.jsonl").read_text().splitlines()]
     assert [line["status"] for line in lines] == ["succeeded", "failed", "succeeded", "succeeded", "failed",

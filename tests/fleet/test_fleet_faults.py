@@ -88,6 +88,7 @@ def test_kill_9_of_a_worker_mid_batch_the_others_finish_its_work(tmp_path, redis
     total = PER_PROVIDER * len(NAMES)
     assert orphaned >= 1 and sum(s["processed"] for s in survivors) >= total - r.hlen(f"{prefix}b:{batch_id}:outcomes")
     assert status["state"] == "done" and status["succeeded"] == total and status["failed"] == 0
+    assert set(status["workers"]) == {"w0", "w1", "w2"} and status["workers"]["w0"]["holding"] == 0  # taken over
     charges = _charges(emulators)
     for refs in charges.values():
         assert len(refs) == len(set(refs))  # no job billed twice
