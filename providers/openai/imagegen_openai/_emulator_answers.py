@@ -100,6 +100,12 @@ class AnswerParts:
                                                    "b64_json": base64.b64encode(preview).decode(),
                                                    "partial_image_index": index, **echo})
             await anyio.lowlevel.checkpoint()
+        if settings.get("stream_fault") == "error":  # the shape of a mid-stream error event is UNKNOWN
+            yield _sse("error", {"type": "error", "error": {"type": "server_error", "code": None, "param": None,
+                                                            "message": "The server had an error while streaming."}})
+            return
+        if settings.get("stream_fault") == "cut":
+            return  # the stream ends before its completed event, as a cut connection would
         self.counters.charge(usd=usd, ref=request_id)
         final = {k: body[k] for k in ("background", "output_format", "quality", "size")}
         for item in body["data"]:

@@ -35,8 +35,11 @@ Prompt markers script the answer (anywhere in the prompt):
 ``[[ERROR:server]]`` / ``overloaded``   500 ``server_error`` / 503 ``server_is_overloaded``
 ``[[ERROR:verify]]``                    403 "Your organization must be verified ..."
 ``[[ERROR:conflict]]``                  409 (retried by the SDK)
-``[[DROP_AFTER_BILLING]]``              charges, then cuts the connection mid-answer
+``[[DROP_AFTER_BILLING]]``              charges, then cuts the connection mid-answer (the first
+                                        request with that prompt only, so a retry can succeed)
 ``[[SLOW:S]]``                          answers after S more seconds
+``[[STREAM_ERROR]]`` / ``[[STREAM_CUT]]`` a stream sends its previews, then an ``error`` event (an
+                                        invented shape) / ends without ``completed``; neither is charged
 ======================================= ===========================================================
 
 The kit's fault plan works too, in OpenAI's envelope: ``rate_limit`` is a 429 with
@@ -121,6 +124,7 @@ class OpenAIEmulator(AnswerParts, Emulator):
         self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=16)
         self._ids = itertools.count(1)
         self._rng = random.Random(seed)
+        self._dropped_once: set[str] = set()
         self._models = {name: spec for spec in load_catalog() for name in spec.names}
 
     # -- routes and envelopes ------------------------------------------------------------------
@@ -376,9 +380,13 @@ class OpenAIEmulator(AnswerParts, Emulator):
             body = {"created": int(time.time()), "background": "transparent" if transparent else "opaque",
                     "data": [{"b64_json": base64.b64encode(data).decode()} for data in images],
                     "output_format": fmt, "quality": quality, "size": wire, "usage": usage}
-        if any(name == "DROP_AFTER_BILLING" for name, _, _ in markers(prompt)):
+        if any(name == "DROP_AFTER_BILLING" for name, _, _ in markers(prompt)) and prompt not in self._dropped_once:
+            self._dropped_once.add(prompt)
             return self._headed(request, self._dropped(body, usd, request_id), started=started, request_id=request_id)
         if settings["stream"]:
+            faults = {name for name, _, _ in markers(prompt)}
+            settings["stream_fault"] = ("error" if "STREAM_ERROR" in faults
+                                        else "cut" if "STREAM_CUT" in faults else None)
             response: Response = StreamingResponse(self._events(body, usd, request_id, event, settings, width, height),
                                                    media_type="text/event-stream")
         else:

@@ -142,3 +142,35 @@ def test_a_provider_that_cannot_stream_yields_the_result_alone(emulator_and_serv
         items = list(client.stream("two foxes", provider="openai", n=2))
     assert [type(i).__name__ for i in items] == ["ImageResult"] and len(items[0].images) == 2
     assert "previews only for n=1" in items[0].warnings[0]
+
+
+@pytest.mark.parametrize(("marker", "error_type"), [("[[STREAM_ERROR]]", "ProviderUnavailableError"),
+                                                    ("[[STREAM_CUT]]", "InvalidResponseError")])
+def test_a_stream_that_fails_after_its_previews_is_retried(emulator_and_server, marker, error_type):
+    """The previews already delivered stay delivered; the retry streams afresh and its result counts."""
+    emulator, server = emulator_and_server
+    emulator.faults = FaultPlan()
+    cfg = config(server)
+    cfg["retry"] = {**cfg["retry"], "max_attempts": 1}
+    with Client(cfg) as client:
+        items: list[object] = []
+        with pytest.raises(Exception) as info:
+            items.extend(client.stream(f"a fox {marker}", provider="openai", partial_images=2))
+    assert type(info.value).__name__ == error_type
+    assert [type(i).__name__ for i in items] == ["PartialImage", "PartialImage"]
+    assert emulator.counters.charges == []
+
+
+def test_a_connection_cut_after_billing_is_paid_twice_by_the_vendor(tmp_path, emulator_and_server):
+    """No idempotency key exists: a retry after an answer lost in transit is billed again (spec 2).
+    imagegen returns one result and records its cost; the lost answer's charge (the vendor billed
+    it, the connection died mid-body) is not in the ledger. This test states the limitation."""
+    emulator, server = emulator_and_server
+    cfg = {**config(server), "ledger": {"backend": "sqlite", "path": str(tmp_path / "ledger.sqlite3")}}
+    with Client(cfg) as client:
+        result = client.generate("a fox [[DROP_AFTER_BILLING]]", provider="openai")
+        ledger_usd = client.ledger.total_usd()
+    charges = emulator.counters.charges
+    assert len(charges) == 2 and result.job_id == f"openai:{charges[1]['ref']}"
+    assert [a.error_type for a in result.attempts] == ["ProviderUnavailableError", None]
+    assert ledger_usd == pytest.approx(result.cost.usd) and emulator.counters.total_usd == pytest.approx(2 * ledger_usd)
