@@ -9,7 +9,8 @@ raised ``from`` the original.
     │   ├── MissingCredentialsError
     │   └── UnknownProviderError
     ├── InvalidRequestError
-    │   └── InvalidImageError
+    │   ├── InvalidImageError
+    │   └── IdempotencyConflictError
     ├── UnsupportedFeatureError
     ├── BudgetExceededError
     ├── JobNotFoundError
@@ -25,7 +26,9 @@ raised ``from`` the original.
     │   ├── ProviderUnavailableError
     │   │   └── ProviderTimeoutError
     │   ├── JobFailedError
-    │   └── JobTimeoutError
+    │   ├── JobTimeoutError
+    │   └── OutputUnavailableError
+    ├── StorageError
     └── AllProvidersFailedError
 """
 
@@ -42,6 +45,7 @@ __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
     "ContentPolicyError",
+    "IdempotencyConflictError",
     "ImageGenError",
     "InsufficientCreditsError",
     "InvalidImageError",
@@ -53,11 +57,13 @@ __all__ = [
     "MissingCredentialsError",
     "NoImageReturnedError",
     "NotFoundError",
+    "OutputUnavailableError",
     "PermissionDeniedError",
     "ProviderError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
     "RateLimitError",
+    "StorageError",
     "UnknownProviderError",
     "UnsupportedFeatureError",
 ]
@@ -103,6 +109,17 @@ class InvalidRequestError(ImageGenError):
 
 class InvalidImageError(InvalidRequestError):
     """An input image is missing, empty, truncated, too large or not an image."""
+
+
+class IdempotencyConflictError(InvalidRequestError):
+    """An idempotency key was reused with different request parameters; nothing was sent.
+
+    As with Stripe's keys, one key names one request: use a new key for a new request.
+    """
+
+    def __init__(self, message: str, *, idempotency_key: str | None = None) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
 
 
 class UnsupportedFeatureError(InvalidRequestError):
@@ -230,6 +247,39 @@ class JobTimeoutError(ProviderError):
     def __init__(self, message: str, *, job_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.job_id = job_id
+
+
+class OutputUnavailableError(ProviderError):
+    """The provider finished (and billed) the job, but its images could not be fetched or decoded.
+
+    Never retried by submitting again, never a reason to pay another provider (unless a route
+    lists it in ``fallback_on``): ``wait(job_id)`` fetches the outputs again later without paying.
+    ``urls`` are the output URLs the provider gave, if any.
+    """
+
+    def __init__(self, message: str, *, job_id: str | None = None, urls: list[str] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.job_id = job_id
+        self.urls = list(urls or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "job_id": self.job_id, "urls": self.urls}
+
+
+class StorageError(ImageGenError):
+    """The job store, ledger, charge journal or a result file could not be read or written.
+
+    Raised only before anything is paid for; after a paid call the result is returned with a
+    warning naming the fault instead. ``store`` says which store failed.
+    """
+
+    def __init__(self, message: str, *, store: str | None = None) -> None:
+        super().__init__(message)
+        self.store = store
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "store": self.store}
 
 
 class AllProvidersFailedError(ImageGenError):

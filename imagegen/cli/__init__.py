@@ -1,7 +1,8 @@
 """The ``imagegen`` command line (typer + rich).
 
 Every command takes ``--json`` and then prints exactly one JSON object. Exit codes:
-0 success, 2 invalid request or config, 3 provider error, 4 budget refused.
+0 success, 2 invalid request or config, 3 provider error, 4 budget refused, 5 storage error
+(the job store, ledger or charge journal cannot be used; nothing was paid for).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from .._errors import (
     ImageGenError,
     InvalidRequestError,
     JobNotFoundError,
+    StorageError,
 )
 from ._output import emit, job_payload, print_job, print_result, result_payload
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="One interface over many image-generation services.")
 
-EXIT_OK, EXIT_INVALID, EXIT_PROVIDER, EXIT_BUDGET = 0, 2, 3, 4
+EXIT_OK, EXIT_INVALID, EXIT_PROVIDER, EXIT_BUDGET, EXIT_STORAGE = 0, 2, 3, 4, 5
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")]
@@ -49,6 +51,8 @@ SessionOpt = Annotated[str | None, typer.Option(
 def exit_code_for(error: ImageGenError) -> int:
     if isinstance(error, BudgetExceededError):
         return EXIT_BUDGET
+    if isinstance(error, StorageError):
+        return EXIT_STORAGE
     if isinstance(error, (InvalidRequestError, ConfigurationError, JobNotFoundError)):
         return EXIT_INVALID
     return EXIT_PROVIDER
