@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from ._cache import CacheBackend, Coalescer
 from ._capabilities import ModelSpec
+from ._claims import held_claim
 from ._config import Config, config_from_mapping, load_config, resolve_secret
 from ._errors import (
     ConfigurationError,
@@ -28,7 +29,7 @@ from ._jobstore import JobStore
 from ._ledger import BudgetLimits, Ledger, RedisLedger
 from ._models import Cost, ImageRequest, ImageResult, Job, split_job_id
 from ._options import ImageInput, ImageOptions, RequestOptions
-from ._pipeline import CallPipeline
+from ._pipeline import DEFAULT_CALL_TIMEOUT_S, CallPipeline
 from ._plugins import PluginRegistry
 from ._plugins import registry as default_registry
 from ._provider import Provider
@@ -258,6 +259,21 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
             raise InvalidRequestError(
                 f"submit() sends one call and {provider.instance_name}/{spec.id} returns at most "
                 f"{spec.max_images_per_call} image(s) per call; use generate(), which splits n")
+        if request.idempotency_key is None:
+            return await self._submit(provider, spec, request)
+        deadline = time.monotonic() + (request.timeout or DEFAULT_CALL_TIMEOUT_S)
+        async with held_claim(self.jobs, request, deadline) as stored:
+            # The same request submitted before (from any process sharing the job store) is
+            # that job, not a new one to pay for.
+            earlier = self.jobs.find(request.idempotency_key)
+            if earlier is not None and earlier.status not in ("failed", "cancelled"):
+                stored.append(earlier.id)
+                return earlier
+            job = await self._submit(provider, spec, request)
+            stored.append(job.id)
+            return job
+
+    async def _submit(self, provider: Provider, spec: ModelSpec, request: ImageRequest) -> Job:
         job = await self._guard(provider, provider.submit(request, spec))
         job = job.model_copy(update={"request": request, "model": spec.id})
         self.jobs.put(job)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._blobs import BlobDir
+from ._claims import CLAIMS_SCHEMA, Claim, MemoryClaims, RedisClaims, SqliteClaims
 from ._models import Job
 from ._sqlite import ThreadConnections
 
@@ -46,6 +47,12 @@ class JobStore(Protocol):
     def prune(self, older_than_s: float) -> int:
         """Forget finished jobs last updated more than ``older_than_s`` seconds ago, with their
         images; queued and running jobs are kept (they can still be resumed). Returns how many."""
+    # Idempotency claims: see ``imagegen._claims`` for what they promise.
+    def claim(self, key: str, fingerprint: str, owner: str, lease_s: float = ..., *,
+              take_over: str | None = None) -> Claim: ...
+    def renew_claim(self, key: str, owner: str, lease_s: float = ...) -> bool: ...
+    def complete_claim(self, key: str, owner: str, job_ids: list[str] | tuple[str, ...] = ()) -> None: ...
+    def release_claim(self, key: str, owner: str) -> None: ...
 
 
 def _key_of(job: Job) -> str | None:
@@ -58,10 +65,11 @@ def _cutoff(older_than_s: float) -> datetime:
     return datetime.now(UTC) - timedelta(seconds=older_than_s)
 
 
-class MemoryJobStore:
+class MemoryJobStore(MemoryClaims):
     """Jobs in a dict: one process, gone at exit."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._jobs: dict[str, Job] = {}
         self._by_key: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -96,6 +104,7 @@ class MemoryJobStore:
                 key = _key_of(job)
                 if key and self._by_key.get(key) == job.id:
                     del self._by_key[key]
+        self._prune_claims(cutoff.timestamp())
         return len(old)
 
 
@@ -117,7 +126,7 @@ INLINE_MAX_BYTES = 64 * 1024
 _LEGACY_IMAGES = "job_images"
 
 
-class SqliteJobStore:
+class SqliteJobStore(SqliteClaims):
     """Jobs in one SQLite file, shared by every process that opens it."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -126,7 +135,7 @@ class SqliteJobStore:
         self._connections = ThreadConnections(self.path)
         self.blobs = BlobDir(self.path.with_name(f"{self.path.stem}-images"))
         with self._connect() as conn:
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + CLAIMS_SCHEMA)
             self._legacy = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                                         (_LEGACY_IMAGES,)).fetchone() is not None
 
@@ -210,6 +219,7 @@ class SqliteJobStore:
 
     def prune(self, older_than_s: float) -> int:
         cutoff = _cutoff(older_than_s).isoformat()
+        self._prune_claims(_cutoff(older_than_s).timestamp())
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -241,7 +251,7 @@ class SqliteJobStore:
             conn.execute("COMMIT")
 
 
-class RedisJobStore:
+class RedisJobStore(RedisClaims):
     """Jobs in Redis, shared by a fleet: one JSON document per job, a sorted set for recency."""
 
     def __init__(self, url: str, *, prefix: str = "imagegen:") -> None:
@@ -275,6 +285,7 @@ class RedisJobStore:
 
     def prune(self, older_than_s: float) -> int:
         cutoff = _cutoff(older_than_s).timestamp()
+        self._prune_claims(cutoff)
         pruned = 0
         for raw in self._redis.zrangebyscore(f"{self._prefix}jobs", "-inf", f"({cutoff}"):
             job = self.get(raw.decode())

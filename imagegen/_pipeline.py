@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cache import Coalescer, cache_key
 from ._capabilities import ModelSpec
+from ._claims import held_claim
 from ._errors import (
     AllProvidersFailedError,
     ConfigurationError,
@@ -123,22 +124,39 @@ class CallPipeline:
             raise provider.translate_error(exc) from exc
 
     async def _run(self, request: ImageRequest) -> ImageResult:
+        started = time.monotonic()
+        deadline = started + (request.timeout or DEFAULT_CALL_TIMEOUT_S)
         if request.idempotency_key is not None:
-            return await self._run_plan(request)
+            # The caller's key may be in use by another process: hold it first (or wait for
+            # that process's outcome), so the request is paid for once.
+            async with held_claim(self.jobs, request, deadline) as stored:
+                result = await self._run_plan(request, started, deadline)
+                stored.extend(result.metadata.get("job_ids") or ([result.job_id] if result.job_id else []))
+                return result
         # A key made here names no earlier job, so first tries need not look one up.
         key = uuid.uuid4().hex
         self._fresh_keys.add(key)
         try:
-            return await self._run_plan(request.model_copy(update={"idempotency_key": key}))
+            return await self._run_plan(request.model_copy(update={"idempotency_key": key}), started, deadline)
         finally:
             self._fresh_keys.discard(key)
 
-    async def _run_plan(self, request: ImageRequest) -> ImageResult:
+    def _targets(self, plan: Plan, request: ImageRequest) -> tuple[Target, ...]:
+        """The plan's targets, with the provider of a live earlier job for this key first: its
+        job is resumed there rather than paid for again on the route's first provider."""
+        key = request.idempotency_key
+        if not plan.is_route or key is None or key in self._fresh_keys:
+            return plan.targets
+        prior = self.jobs.find(key)
+        if prior is None or prior.status in ("failed", "cancelled"):
+            return plan.targets
+        return (*(t for t in plan.targets if t.provider == prior.provider),
+                *(t for t in plan.targets if t.provider != prior.provider))
+
+    async def _run_plan(self, request: ImageRequest, started: float, deadline: float) -> ImageResult:
         plan = self._plan(request)
         attempts: list[Attempt] = []
-        started = time.monotonic()
-        deadline = started + (request.timeout or DEFAULT_CALL_TIMEOUT_S)
-        for target in plan.targets:
+        for target in self._targets(plan, request):
             t0 = time.monotonic()
             try:
                 provider = self.provider(target.provider)
