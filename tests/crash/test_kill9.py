@@ -184,7 +184,9 @@ def test_a_process_killed_while_polling_is_finished_by_another(tmp_path, name):
                                  str(config), "--out", str(tmp_path / "status")],
                                 env=_env(tmp_path), capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["status"] in ("queued", "running")
+        # On a loaded machine the job may finish before this process has started: either way the
+        # job is the dead process's, and nothing is submitted again.
+        assert json.loads(status.stdout)["status"] in ("queued", "running", "succeeded")
 
         second = subprocess.run([sys.executable, "-c", RESUMER, str(config), name], env=_env(tmp_path),
                                 capture_output=True, text=True, timeout=60)
