@@ -11,8 +11,10 @@ the same reader as a standard call, and each member is charged the model's batch
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from imagegen import (
@@ -21,10 +23,14 @@ from imagegen import (
     ImageRequest,
     ImageResult,
     InvalidResponseError,
+    Job,
+    JobFailedError,
+    JobTimeoutError,
     ModelSpec,
     UnsupportedFeatureError,
 )
-from imagegen._vendor_batch import Delivery, VendorBatchSnapshot
+from imagegen._vendor_batch import MEMBER_SEPARATOR, Delivery, VendorBatchSnapshot
+from imagegen._vendor_batch_calls import BATCH_POLL_SCHEDULE
 
 from . import _batch_wire as wire
 
@@ -95,6 +101,28 @@ class GeminiBatches:
         message = str(snapshot.error.get("message")) if snapshot.error else None
         return VendorBatchSnapshot(state=snapshot.state, vendor_state=snapshot.vendor_state,  # type: ignore[arg-type]
                                    outcomes=outcomes, counts=snapshot.stats, message=message)
+
+    async def wait_member(self, job: Job, spec: ModelSpec, *, deadline: float) -> ImageResult:
+        """One member's result, once its batch is over (a standard call that carries a member's key
+        resumes that member instead of paying again)."""
+        native_id = job.native_id.partition(MEMBER_SEPARATOR)[0]
+        key = job.request.idempotency_key if job.request is not None else None
+        delays = BATCH_POLL_SCHEDULE.delays()
+        while True:
+            snapshot = await self.poll(native_id, spec)
+            if snapshot.state in ("succeeded", "failed", "cancelled", "expired"):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise JobTimeoutError(f"job {job.id} is a member of vendor batch {native_id}, still "
+                                      f"{snapshot.state}; wait({job.id!r}) later", provider=self.name, job_id=job.id)
+            await asyncio.sleep(min(next(delays), remaining))
+        outcome = (snapshot.outcomes or {}).get(key or "")
+        if isinstance(outcome, ImageResult):
+            return outcome.model_copy(update={"job_id": job.id})
+        raise outcome if outcome is not None else JobFailedError(
+            f"job {job.id}: vendor batch {native_id} ended {snapshot.state} with no answer for it",
+            provider=self.name)
 
     async def cancel(self, native_id: str) -> None:
         try:

@@ -66,6 +66,8 @@ from ._pricing import estimate_cost
 if TYPE_CHECKING:  # pragma: no cover
     from google import genai
 
+    from ._batch import GeminiBatches
+
 __all__ = ["GeminiProvider", "GeminiSettings"]
 
 #: The API version is pinned, never left to the SDK. google-genai 3.x defaults to ``v1``, but
@@ -132,7 +134,7 @@ class GeminiProvider(Provider):
         self._sync_http: httpx.Client | None = None
 
     @functools.cached_property
-    def vendor_batches(self) -> Any:
+    def vendor_batches(self) -> GeminiBatches:
         """Gemini's Batch API (``Client.submit_batch``); see ``_batch``."""
         from ._batch import GeminiBatches
 
@@ -220,6 +222,11 @@ class GeminiProvider(Provider):
         """Gemini has no job queue: the call runs now and the job comes back finished."""
         deadline = time.monotonic() + (request.timeout or self.request_timeout(request, spec))
         return self._finished_job(await self._call(request, spec, deadline=deadline), spec)
+
+    async def wait(self, job: Job, *, deadline: float) -> ImageResult:
+        if "#" in job.native_id:  # a vendor batch member, resumed by a call that carries its key
+            return await self.vendor_batches.wait_member(job, self.model_spec(job.model), deadline=deadline)
+        return await super().wait(job, deadline=deadline)
 
     async def status(self, native_id: str) -> Job:
         raise JobNotFoundError(

@@ -217,3 +217,20 @@ def test_providers_without_a_vendor_batch_say_which_have_one(tmp_path: Path) -> 
             batch = client.submit_batch(["a fox", "a hare"], provider="nanobanana2", fallback="concurrent")
             assert batch.delivery == "concurrent" and batch.state == "succeeded"
             assert len(client.wait(batch.id).images) == 2
+
+
+def test_a_standard_call_with_a_members_key_waits_for_that_member(started, tmp_path: Path) -> None:
+    emulator, server = started
+    clock = [0.0]
+    emulator.batches.clock = lambda: clock[0]
+    emulator.batches.turnaround_s = 10.0
+    with Client(_config(server, tmp_path)) as client:
+        batch = client.submit_batch([_request("a fox", MODEL, idempotency_key="fox-1")])
+        clock[0] += 20.0
+        # The same logical request, sent again as a standard call: the member is resumed, not paid twice.
+        result = client.generate(_request("a fox", MODEL, idempotency_key="fox-1"))
+        assert result.job_id == batch.members[0].job_id and len(result.images) == 1
+        assert emulator.counters.calls.get("POST /{version}/models/{model}:generateContent") is None
+        assert [e.job_id for e in client.ledger.entries()] == [batch.members[0].job_id]
+        assert client.wait(batch.id).state == "succeeded"
+        assert [e.job_id for e in client.ledger.entries()] == [batch.members[0].job_id]
