@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import json
 import math
@@ -13,11 +14,12 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from imagegen import ModelSpec
 
-from ._catalog import output_tokens
+from ._catalog import load_catalog, output_tokens
+from ._emulator_shapes import Reject
 from ._pricing import PARTIAL_IMAGE_TOKENS, PROMPT_OVERHEAD_TOKENS, flat_cost
 
 __all__ = ["AnswerParts"]
@@ -29,9 +31,41 @@ class AnswerParts:
     # Provided by the Emulator base class, which comes after this mixin: image(), store_file(),
     # file_url() and counters.
     counters: Any
+    today: dt.date | None
+    _authenticate: Any
+    _model: Any
     image: Any
     store_file: Any
     file_url: Any
+
+    async def _list_models(self, request: Request) -> Response:
+        """``GET /v1/models``: the image models with ``shutdown_date`` (removed ones not listed)."""
+        try:
+            self._authenticate(request)
+        except Reject as reject:
+            return reject.response
+        return JSONResponse({"object": "list", "data": [self._model_object(spec) for spec in load_catalog()
+                                                        if not self._is_shut_down(spec)]})
+
+    async def _get_model(self, request: Request) -> Response:
+        try:
+            self._authenticate(request)
+            spec = self._model(request.path_params["model"])
+        except Reject as reject:
+            return reject.response
+        return JSONResponse(self._model_object(spec))
+
+    def _is_shut_down(self, spec: ModelSpec) -> bool:
+        shutdown = spec.extra.get("shutdown")
+        return shutdown is not None and shutdown <= (self.today or dt.datetime.now(dt.UTC).date())
+
+    @staticmethod
+    def _model_object(spec: ModelSpec) -> dict[str, Any]:
+        released = spec.extra.get("released")
+        created = int(dt.datetime.combine(released, dt.time(), dt.UTC).timestamp()) if released else 0
+        shutdown = spec.extra.get("shutdown")
+        return {"id": spec.id, "object": "model", "created": created, "owned_by": "system",
+                "shutdown_date": shutdown.isoformat() if shutdown else None}
 
     def _render(self, width: int, height: int, fmt: str, *, transparent: bool, label: str | None = None) -> bytes:
         if fmt == "gif":

@@ -8,7 +8,8 @@
   a failing fetch answers ``invalid_value``/``param: "url"``); ``mask`` must be a PNG with alpha
   the size of the first image;
 - ``POST /v1/images/variations`` (``dall-e-2`` only, shut down, so refused unless ``today`` is
-  before 2026-05-12).
+  before 2026-05-12);
+- ``GET /v1/models[/{id}]``: image models with ``shutdown_date``; shut-down ones answer 404.
 
 Auth: ``Authorization: Bearer`` is required (401 ``invalid_api_key`` with ``WWW-Authenticate``);
 ``api_keys`` limits the accepted keys. Answers carry ``x-request-id: req_<32 hex>``,
@@ -134,6 +135,8 @@ class OpenAIEmulator(AnswerParts, Emulator):
             Route("/v1/images/generations", self._generations, methods=["POST"]),
             Route("/v1/images/edits", self._edits, methods=["POST"]),
             Route("/v1/images/variations", self._variations, methods=["POST"]),
+            Route("/v1/models", self._list_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", self._get_model, methods=["GET"]),
         ]
 
     def error_response(self, status: int, message: str, *, fault: Fault | None = None) -> Response:

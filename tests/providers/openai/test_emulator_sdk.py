@@ -149,3 +149,14 @@ def test_dall_e_answers_urls_before_its_shutdown(start):
     assert item.url.startswith(server.base_url + "/files/") and item.revised_prompt and answer.usage is None
     assert httpx.get(item.url).headers["content-type"] == "image/png"
     assert emulator.counters.charges[0]["usd"] == 0.12
+
+
+def test_models_list_and_retrieve_with_shutdown_dates(start):
+    _, server = start(today="2026-11-30")
+    client = sdk(server)
+    listed = {m.id: m for m in client.models.list()}
+    assert "gpt-image-2" in listed and "gpt-image-1" not in listed and "dall-e-3" not in listed
+    assert str(listed["gpt-image-1.5"].shutdown_date) == "2026-12-01"  # the SDK's Model has the field
+    assert client.models.retrieve("gpt-image-2.6-flare").shutdown_date is None
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("dall-e-2")
