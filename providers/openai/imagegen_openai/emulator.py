@@ -158,7 +158,8 @@ class OpenAIEmulator(AnswerParts, Emulator):
         try:
             self._authenticate(request)
             params = json_body(await request.body())
-            self.received.append({"endpoint": "generations", **params})
+            self.received.append({"endpoint": "generations", **params, "headers": {
+                k: v for k, v in request.headers.items() if k in ("openai-organization", "openai-project")}})
             spec = self._model(params.get("model"))
             settings = check_params(params, spec, edit=False)
             self._scripted(settings["prompt"], spec)

@@ -33,6 +33,7 @@ def test_generate_free_size_with_cost_from_usage(emulator_and_server):
     assert (sent["size"], sent["quality"], sent["output_format"], sent["output_compression"]) == (
         "2048x1152", "low", "jpeg", 80)
     assert "response_format" not in sent
+    assert sent["headers"] == {"openai-organization": "org-1", "openai-project": "proj_1"}
     charge = emulator.counters.charges[0]
     assert result.job_id == f"openai:{charge['ref']}" and result.cost.usd == charge["usd"]
     assert not result.cost.estimated and estimate.estimated and estimate.usd >= result.cost.usd
