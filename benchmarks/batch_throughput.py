@@ -36,7 +36,7 @@ RESULTS = Path(__file__).parent / "results" / "batch_throughput.md"
 
 #: Emulator options: small images, so the measure is imagegen's overhead, not JPEG encoding.
 EMULATORS = {
-    "gemini": ["--option", "pixel_scale=0.05"],
+    "gemini": ["--option", "image_scale=0.05"],
     "nanobanana2": ["--option", "image_scale=0.05", "--option", "initial_credits=1000000000"],
 }
 

@@ -101,7 +101,7 @@ def main() -> None:
     emu_port, redis_port = _free_port(), _free_port()
     url = f"redis://127.0.0.1:{redis_port}/0"
     emulator = [sys.executable, "-m", "imagegen", "emulate", "gemini", "--port", str(emu_port),
-                "--latency", str(args.latency), "--option", "pixel_scale=0.02"]
+                "--latency", str(args.latency), "--option", "image_scale=0.02"]
     redis_cmd = [shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--save", "",
                  "--appendonly", "no"]
     rates: dict[int, list[float]] = {n: [] for n in SIZES}

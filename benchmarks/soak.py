@@ -141,7 +141,7 @@ def _emulators(rates: dict[str, float], seed: int) -> dict[str, Any]:
         return FaultPlan.random(rates, seed=seed * 100 + offset, retry_after=RETRY_AFTER_S, timeout_delay=STALL_S)
 
     return {
-        "gemini": gemini(faults=plan(1), latency=LatencyModel(base=0.02, jitter=0.5, seed=seed), pixel_scale=0.02),
+        "gemini": gemini(faults=plan(1), latency=LatencyModel(base=0.02, jitter=0.5, seed=seed), image_scale=0.02),
         "nb2": nb2(faults=plan(2), latency=LatencyModel(base=0.02, jitter=0.5, seed=seed), mode="async", ticks=2,
                    image_scale=0.02, initial_credits=1e9),
         "wireflow": wireflow(faults=plan(3), latency=LatencyModel(base=0.05, jitter=0.5, seed=seed),

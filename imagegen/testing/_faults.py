@@ -35,6 +35,10 @@ class Fault:
     `retry_after` is the wait hint sent with ``rate_limit``; `delay` is how long ``timeout``
     stalls, in real seconds (default 5); `body` replaces the payload of ``malformed`` and
     ``html``.
+
+    `after_chunks` makes ``drop`` and ``timeout`` strike mid-stream: the real handler runs
+    and that many body chunks (for a streamed answer, events) reach the client before the
+    connection is cut, or stalls. An answer that is not streamed is dropped as without it.
     """
 
     kind: FaultKind
@@ -42,6 +46,7 @@ class Fault:
     retry_after: float | None = None
     delay: float | None = None
     body: bytes | None = None
+    after_chunks: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -52,6 +57,11 @@ class Fault:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"fault {name} must be >= 0, got {value!r}")
+        if self.after_chunks is not None:
+            if self.kind not in ("drop", "timeout"):
+                raise ValueError(f"after_chunks applies to drop and timeout faults, not {self.kind!r}")
+            if self.after_chunks < 1:
+                raise ValueError(f"fault after_chunks must be >= 1, got {self.after_chunks!r}")
 
 
 class _Rule:
@@ -187,8 +197,9 @@ class FaultPlan:
         ``"rate_limit=0.2,server_error=0.1,seed=7"`` is a `random` plan; besides the kinds
         it takes ``seed``, ``retry_after``, ``timeout_delay`` and ``path`` (a regex without
         commas). ``"script:rate_limit,ok,server_error:status=500"`` is a `script` plan; a step
-        may carry ``:status=``, ``:retry_after=``, ``:delay=`` or ``:body=``, and a
-        ``path=REGEX`` item filters it. ``""`` or ``"none"`` means no faults.
+        may carry ``:status=``, ``:retry_after=``, ``:delay=``, ``:body=`` or
+        ``:after_chunks=`` (``"script:drop:after_chunks=1"`` cuts a stream after its first
+        event), and a ``path=REGEX`` item filters it. ``""`` or ``"none"`` means no faults.
         """
         text = spec.strip()
         if text.lower() in ("", "none", "off"):
@@ -305,12 +316,12 @@ def _parse_step(item: str) -> Fault | None:
     fields: dict[str, object] = {}
     for param in params:
         key, sep, value = param.partition("=")
-        if not sep or key not in ("status", "retry_after", "delay", "body"):
+        if not sep or key not in ("status", "retry_after", "delay", "body", "after_chunks"):
             raise ValueError(
                 f"bad script step parameter {param!r} in {item!r}; "
-                "use status=, retry_after=, delay= or body="
+                "use status=, retry_after=, delay=, body= or after_chunks="
             )
-        if key == "status":
+        if key in ("status", "after_chunks"):
             fields[key] = int(_number(key, value, int))
         elif key == "body":
             fields[key] = value.encode()

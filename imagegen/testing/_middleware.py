@@ -63,6 +63,9 @@ class EmulatorMiddleware:
             await self.app(scope, receive, send)
             return
         emulator.counters._record_fault(fault.kind)
+        if fault.after_chunks is not None:
+            await self.render_mid_stream(fault, scope, receive, send)
+            return
         render = getattr(self, f"render_{fault.kind}")
         await render(fault, scope, receive, send)
 
@@ -109,13 +112,52 @@ class EmulatorMiddleware:
         # Closing a socket with unread request bytes makes the kernel send RST, and the client
         # might then fail before it sees the partial response; read the request first.
         await _read_body(receive)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(_DROP_PROMISED_LENGTH).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": _DROP_PREFIX, "more_body": True})
-        raise ConnectionDropped("connection dropped mid-response (injected fault)")
+        await _drop(send)
+
+    async def render_mid_stream(
+        self, fault: Fault, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """``drop``/``timeout`` with `after_chunks`: let the real answer start, then break it.
+
+        A streamed answer reaches the client up to its `after_chunks`-th body chunk, then the
+        connection is cut (``drop``) or stalls for the fault's delay before being cut
+        (``timeout``). An answer in one piece cannot break mid-stream; it gets the plain fault.
+        """
+        assert fault.after_chunks is not None
+        sent = 0
+        started: Message | None = None
+
+        async def forward(message: Message) -> None:
+            nonlocal sent, started
+            if message["type"] == "http.response.start":
+                started = message
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            more = message.get("more_body", False)
+            if started is not None:
+                if not more:  # the whole answer in one chunk: not a stream
+                    raise _NotStreamed
+                await send(started)
+                started = None
+            await send(message)
+            if message.get("body"):
+                sent += 1
+            if sent >= fault.after_chunks and more:
+                if fault.kind == "timeout":
+                    delay = fault.delay if fault.delay is not None else DEFAULT_TIMEOUT_DELAY
+                    await anyio.sleep(delay)
+                raise ConnectionDropped(
+                    f"stream cut after {sent} chunk(s) (injected {fault.kind} fault)"
+                )
+
+        try:
+            await self.app(scope, receive, forward)
+        except _NotStreamed:
+            if fault.kind == "drop":
+                await _drop(send)  # the handler already read the request body
+            await self.render_timeout(fault, scope, receive, send)
 
     async def render_truncate(
         self, fault: Fault, scope: Scope, receive: Receive, send: Send
@@ -156,6 +198,20 @@ class EmulatorMiddleware:
         body = fault.body if fault.body is not None else _nginx_page(status).encode()
         response = HTMLResponse(body, status_code=status, headers={"server": "nginx"})
         await response(scope, receive, send)
+
+
+async def _drop(send: Send) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(_DROP_PROMISED_LENGTH).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": _DROP_PREFIX, "more_body": True})
+    raise ConnectionDropped("connection dropped mid-response (injected fault)")
+
+
+class _NotStreamed(Exception):
+    """The handler answered in one piece, so a mid-stream fault falls back to the plain one."""
 
 
 async def _read_body(receive: Receive) -> None:

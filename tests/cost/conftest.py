@@ -11,7 +11,7 @@ from imagegen.testing import LatencyModel, serve
 def gemini():
     from imagegen_gemini.emulator import create_emulator
 
-    with serve(create_emulator(latency=LatencyModel.none(), pixel_scale=0.05)) as server:
+    with serve(create_emulator(latency=LatencyModel.none(), image_scale=0.05)) as server:
         yield server
 
 

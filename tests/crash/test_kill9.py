@@ -31,7 +31,7 @@ def _emulator(name: str, latency: float):
     if name == "gemini":
         from imagegen_gemini.emulator import create_emulator
 
-        return create_emulator(latency=model, pixel_scale=0.02)
+        return create_emulator(latency=model, image_scale=0.02)
     if name == "nb2":
         from imagegen_nanobanana2.emulator import create_emulator
 

@@ -19,19 +19,11 @@ from pathlib import Path
 import pytest
 
 from imagegen import Client
-from imagegen.testing import Fault, FaultPlan, LatencyModel, serve
+from imagegen.testing import FakeClock, Fault, FaultPlan, LatencyModel, serve
 
 MEMBERS = 50
 FAILING = 7  # the member the emulator fails (503), to be resubmitted alone
 PROMPTS = [f"a product shot, number {i:02d}" for i in range(MEMBERS)]  # equal length: equal standard price
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _config(tmp: Path, base_url: str) -> Path:
@@ -88,9 +80,9 @@ WAIT = """\
 def test_a_killed_waiter_is_replaced_by_another_process(tmp_path: Path) -> None:
     from imagegen_gemini.emulator import create_emulator
 
-    clock = Clock()
+    clock = FakeClock()
     faults = FaultPlan.script(*["ok"] * FAILING, Fault("server_error", status=503))
-    emulator = create_emulator(latency=LatencyModel.none(), pixel_scale=0.02, clock=clock, batch_turnaround_s=3600.0,
+    emulator = create_emulator(latency=LatencyModel.none(), image_scale=0.02, clock=clock, batch_turnaround_s=3600.0,
                                batch_member_faults=faults)
     with serve(emulator) as server:
         _config(tmp_path, server.base_url)
@@ -100,7 +92,7 @@ def test_a_killed_waiter_is_replaced_by_another_process(tmp_path: Path) -> None:
         first.send_signal(signal.SIGKILL)  # mid-wait: the batch is accepted and still pending
         first.wait(timeout=30)
         assert first.returncode == -signal.SIGKILL
-        clock.now += 3600.0  # the batch ends while no process is following it
+        clock.advance(3600.0)  # the batch ends while no process is following it
         emulator.batches.turnaround_s = 0.0  # and later batches end at once
 
         second = _run(tmp_path, WAIT.format(batch_id=submitted["id"]))

@@ -40,7 +40,7 @@ def make_emulator(name: str, latency_s: float, **options: Any) -> Any:
     if name == "gemini":
         from imagegen_gemini.emulator import create_emulator
 
-        return create_emulator(latency=model, pixel_scale=0.02, **options)
+        return create_emulator(latency=model, image_scale=0.02, **options)
     if name == "nb2":
         from imagegen_nanobanana2.emulator import create_emulator as create_nb2
 

@@ -70,7 +70,7 @@ def env(tmp_path_factory):
     from imagegen_wireflow.emulator import create_emulator as wireflow
 
     none = LatencyModel.none()
-    emulators = {"gemini": gemini(latency=none, pixel_scale=0.02), "nb2": nb2(latency=none, image_scale=0.02),
+    emulators = {"gemini": gemini(latency=none, image_scale=0.02), "nb2": nb2(latency=none, image_scale=0.02),
                  "wireflow": wireflow(latency=none, output_max_side=16, executions_per_minute=1e6)}
     servers = {name: serve(emulator).start() for name, emulator in emulators.items()}
     try:

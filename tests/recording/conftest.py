@@ -25,7 +25,7 @@ def gemini_cassette(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from imagegen_gemini.emulator import create_emulator
 
     path = tmp_path_factory.mktemp("cassettes") / "gemini.yaml"
-    emulator = create_emulator(latency=LatencyModel(base=GEMINI_LATENCY_S, scale=1.0), pixel_scale=0.05,
+    emulator = create_emulator(latency=LatencyModel(base=GEMINI_LATENCY_S, scale=1.0), image_scale=0.05,
                                api_keys={GEMINI_KEY})
     with serve(emulator) as server:
         record_cassette(path, gemini_config(server.base_url),

@@ -24,7 +24,7 @@ def _free_port() -> int:
 def test_the_emulator_access_log_redacts_key_query_values():
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "imagegen", "emulate", "gemini", "--port", str(port),
-                             "--latency", "0", "--option", "pixel_scale=0.02"],
+                             "--latency", "0", "--option", "image_scale=0.02"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30

@@ -39,7 +39,7 @@ def _emulators(strict: bool):
     # Strict emulators know other keys only, so every call is an authentication failure.
     other = ["someone-elses-key"]
     return {
-        "gemini": gemini(latency=none, pixel_scale=0.02, api_keys=other if strict else None),
+        "gemini": gemini(latency=none, image_scale=0.02, api_keys=other if strict else None),
         "nb2": nb2(latency=none, image_scale=0.02, api_keys=other if strict else None),
         "wireflow": wireflow(latency=none, output_max_side=16, executions_per_minute=1e6,
                              invalid_keys=(KEYS["wireflow"][1],) if strict else ()),

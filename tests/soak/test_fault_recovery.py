@@ -68,7 +68,7 @@ def test_a_truncated_gemini_answer_is_billed_without_a_result():
     """
     from imagegen_gemini.emulator import create_emulator
 
-    emulator = create_emulator(latency=LatencyModel.none(), pixel_scale=0.02,
+    emulator = create_emulator(latency=LatencyModel.none(), image_scale=0.02,
                                faults=FaultPlan.script(Fault("truncate")))
     with serve(emulator) as server, Client(_config("gemini", "gemini", server)) as client:
         result = client.generate("a fox", provider="gemini")

@@ -46,9 +46,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from imagegen import ModelSpec
-from imagegen.testing import FaultPlan
+from imagegen.testing import FaultPlan, Reject
 
-from ._emulator_shapes import MARKER, Reject, camelize, google_error, prompt_of
+from ._emulator_answer import build_answer
+from ._emulator_request import check_request
+from ._emulator_shapes import MARKER, camelize, google_error, prompt_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .emulator import GeminiEmulator
@@ -108,13 +110,14 @@ class BatchRoutes:
     max_files = 64
 
     def __init__(self, emulator: GeminiEmulator, *, turnaround_s: float = 0.0,
-                 clock: Callable[[], float] | None = None, member_faults: FaultPlan | None = None,
-                 file_results: str = "file", get_pitfall_bytes: int | None = None) -> None:
+                 member_faults: FaultPlan | None = None, file_results: str = "file",
+                 get_pitfall_bytes: int | None = None) -> None:
         if file_results not in ("file", "inline"):
             raise ValueError(f"file_results must be 'file' or 'inline', got {file_results!r}")
         self.emulator = emulator
         self.turnaround_s = turnaround_s
-        self.clock = clock or time.monotonic
+        # The emulator's clock (the kit's `Clock`): a `FakeClock` moves batches along by hand.
+        self.clock = emulator.clock.time
         self.member_faults = member_faults or FaultPlan()
         self.file_results = file_results
         self.get_pitfall_bytes = get_pitfall_bytes
@@ -160,12 +163,12 @@ class BatchRoutes:
                      auth: bool = True) -> Response:
         try:
             if auth:
-                self.emulator._authenticate(request, "gemini")
+                self.emulator.authenticate(request, "gemini")
             if request.path_params.get("version", "v1beta") not in ("v1", "v1beta"):
-                raise Reject(google_error(404, f"Method not found for API version {request.path_params['version']}."))
+                raise Reject(404, f"Method not found for API version {request.path_params['version']}.")
             return await handler()
         except Reject as reject:
-            return reject.response
+            return self.emulator.reject_response(reject)
 
     # -- batches ---------------------------------------------------------------------------------
 
@@ -176,7 +179,7 @@ class BatchRoutes:
             body = await self._json(request)
             batch = body.get("batch")
             if not isinstance(batch, dict):
-                raise Reject(google_error(400, "* BatchGenerateContentRequest.batch: batch is not specified\n"))
+                raise Reject(400, "* BatchGenerateContentRequest.batch: batch is not specified\n")
             members, from_file = self._members(camelize(batch.get("inputConfig") or {}))
             display = str(batch.get("displayName") or "")
             name = f"batches/{self._new_id('batch')}"
@@ -191,13 +194,13 @@ class BatchRoutes:
         if config.get("fileName"):
             file = self.files.get(str(config["fileName"]))
             if file is None:
-                raise Reject(google_error(404, f"File {config['fileName']} not found."))
+                raise Reject(404, f"File {config['fileName']} not found.")
             lines = [json.loads(line) for line in file.data.splitlines() if line.strip()]
             return [(str(line.get("key", i)), line.get("request") or {}) for i, line in enumerate(lines)], True
         requests = (config.get("requests") or {}).get("requests")
         if not isinstance(requests, list) or not requests:
-            raise Reject(google_error(400, "* BatchGenerateContentRequest.batch.input_config: input_config is "
-                                           "not specified\n"))
+            raise Reject(400, "* BatchGenerateContentRequest.batch.input_config: input_config is "
+                                           "not specified\n")
         return [(str((item.get("metadata") or {}).get("key", i)), item.get("request") or {})
                 for i, item in enumerate(requests)], False
 
@@ -242,7 +245,7 @@ class BatchRoutes:
         name = f"batches/{request.path_params['batch']}"
         entry = self.batches.get(name)
         if entry is None:
-            raise Reject(google_error(404, f"Batch {name} not found."))
+            raise Reject(404, f"Batch {name} not found.")
         return entry
 
     def _state(self, entry: _Batch) -> str:
@@ -281,14 +284,15 @@ class BatchRoutes:
             return {"error": {"code": code, "message": message, "status": status}}
         request = camelize({k: v for k, v in body.items() if k != "model"})
         try:
-            config = self.emulator._check(request, entry.spec, vertex=False)
+            settings = check_request(request, entry.spec, vertex=False)
             prompt, images = prompt_of(request)
             self.emulator._scripted_error(prompt, entry.spec)
-            answer, _, usd = self.emulator._answer(prompt, images, config, entry.spec, vertex=False)
+            built = build_answer(self.emulator, prompt, images, settings, entry.spec, vertex=False)
         except Reject as reject:
-            error = json.loads(bytes(reject.response.body))["error"]
+            error = json.loads(bytes(self.emulator.reject_response(reject).body))["error"]
             return {"error": {"code": _grpc_code(int(error["code"])), "message": error["message"],
                               "status": error.get("status")}}
+        answer, usd = built.body, built.usd
         if usd:
             discount = entry.spec.price.batch_discount if entry.spec.price and entry.spec.price.batch_discount else 1.0
             self.emulator.counters.charge(usd=round(usd * discount, 9), ref=f"{entry.name}/{key}")
@@ -327,7 +331,7 @@ class BatchRoutes:
             upload_id = request.query_params.get("upload_id")
             if upload_id is None:
                 if command != "start" or request.headers.get("x-goog-upload-protocol", "").lower() != "resumable":
-                    raise Reject(google_error(400, "Only resumable uploads are supported."))
+                    raise Reject(400, "Only resumable uploads are supported.")
                 info = (await self._json(request)).get("file") or {}
                 upload_id = self._new_id("upload")
                 self._uploads[upload_id] = {
@@ -339,7 +343,7 @@ class BatchRoutes:
                 return Response(b"", headers={"x-goog-upload-url": url, "x-goog-upload-status": "active"})
             upload = self._uploads.get(upload_id)
             if upload is None:
-                raise Reject(google_error(404, "Upload session not found."))
+                raise Reject(404, "Upload session not found.")
             upload["data"] += await request.body()
             if "finalize" not in command.split(","):
                 return Response(b"", headers={"x-goog-upload-status": "active"})
@@ -354,7 +358,7 @@ class BatchRoutes:
         name = f"files/{request.path_params['file']}"
         file = self.files.get(name)
         if file is None:
-            raise Reject(google_error(404, f"File {name} not found or expired."))
+            raise Reject(404, f"File {name} not found or expired.")
         return file
 
     async def _file(self, request: Request) -> Response:
@@ -380,9 +384,9 @@ class BatchRoutes:
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
-            raise Reject(google_error(400, "Invalid JSON payload received. Unexpected token.")) from None
+            raise Reject(400, "Invalid JSON payload received. Unexpected token.") from None
         if not isinstance(body, dict):
-            raise Reject(google_error(400, "Invalid JSON payload received. Expected an object."))
+            raise Reject(400, "Invalid JSON payload received. Expected an object.")
         return body
 
 

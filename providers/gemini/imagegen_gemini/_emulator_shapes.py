@@ -10,18 +10,21 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from imagegen.testing import Fault
+from imagegen.testing import Fault, Reject
 
-__all__ = ["CONFIG_FIELDS", "ERRORS", "IMAGE_CONFIG_FIELDS", "MARKER", "PROTO_RATIOS", "SIZE_SPELLINGS",
-           "TOP_FIELDS", "VERTEX_IMAGE_CONFIG_FIELDS", "Reject", "b64decode", "camelize", "check_fields", "check_parts",
-           "google_error", "prompt_of", "quota_error", "refusal_body", "refusal_fault", "refusal_kind",
-           "vertexify"]
+__all__ = ["CONFIG_FIELDS", "ERRORS", "IMAGE_CONFIG_FIELDS", "MARKER", "MODALITIES", "PROTO_RATIOS",
+           "SIZE_SPELLINGS", "TOP_FIELDS", "VERTEX_IMAGE_CONFIG_FIELDS", "b64decode", "camelize", "check_fields",
+           "check_parts", "google_error", "prompt_of", "quota_error", "quota_reject", "refusal_body",
+           "refusal_fault", "refusal_kind", "vertexify"]
 
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
            501: "NOT_IMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 #: The proto-level list every model shares; each model then checks its own subset.
 PROTO_RATIOS = ("1:1", "1:4", "1:8", "2:3", "3:2", "3:4", "4:1", "4:3", "4:5", "5:4", "8:1", "9:16", "16:9", "21:9")
+#: The Modality enum; proto3 JSON parsing matches the names without regard to case, and Google's
+#: own image-generation docs write them ``"Text"``, ``"Image"``.
+MODALITIES = ("TEXT", "IMAGE", "AUDIO")
 SIZE_SPELLINGS = {"1K": "1K", "2K": "2K", "4K": "4K", "512": "512", "512P": "512", "512PX": "512"}
 TOP_FIELDS = {"contents", "generationConfig", "tools", "toolConfig", "safetySettings", "systemInstruction",
               "cachedContent", "labels", "model"}
@@ -55,13 +58,6 @@ ERRORS: dict[str, tuple[int, str, str]] = {
 }
 
 
-class Reject(Exception):
-    """An error answer decided while handling a request."""
-
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
 def google_error(code: int, message: str, *, status: str | None = None,
                  details: list[dict[str, Any]] | None = None) -> JSONResponse:
     """Google's error envelope: ``{"error": {"code", "message", "status", "details"?}}``."""
@@ -73,6 +69,12 @@ def google_error(code: int, message: str, *, status: str | None = None,
 
 def quota_error(model: str, delay: float) -> JSONResponse:
     """A quota 429 as the spec records it: QuotaFailure, Help and RetryInfo, no Retry-After."""
+    reject = quota_reject(model, delay)
+    return google_error(429, reject.message, details=reject.fields["details"])
+
+
+def quota_reject(model: str, delay: float) -> Reject:
+    """The quota 429 as a `Reject` (see `quota_error`)."""
     internal = "gemini-2.5-flash-preview-image" if model.startswith("gemini-2.5") else model
     shown = f"{delay:g}"
     details: list[dict[str, Any]] = [
@@ -85,7 +87,7 @@ def quota_error(model: str, delay: float) -> JSONResponse:
             "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{shown}s"},
     ]
-    return google_error(429, _QUOTA_MESSAGE.format(model=internal, delay=shown), details=details)
+    return Reject(429, _QUOTA_MESSAGE.format(model=internal, delay=shown), details=details)
 
 
 def refusal_body(kind: str, *, model: str = "gemini-3-pro-image", response_id: str = "emulated-refusal",
@@ -153,21 +155,19 @@ def vertexify(body: dict[str, Any]) -> None:
 
 def check_fields(obj: Any, known: set[str], where: str) -> None:
     if not isinstance(obj, dict):
-        raise Reject(google_error(400, f"Invalid JSON payload received. Expected an object at '{where}'."))
+        raise Reject(400, f"Invalid JSON payload received. Expected an object at '{where}'.")
     for key in obj:
         if key not in known:
             at = f" at '{where}'" if where else ""
-            raise Reject(google_error(
-                400, f"Invalid JSON payload received. Unknown name \"{key}\"{at}: Cannot find field.",
-                details=[{"@type": "type.googleapis.com/google.rpc.BadRequest",
-                          "fieldViolations": [{"field": f"{where}.{key}".strip("."),
-                                               "description": f"Invalid JSON payload received. Unknown name "
-                                                              f"\"{key}\"{at}: Cannot find field."}]}]))
+            message = f"Invalid JSON payload received. Unknown name \"{key}\"{at}: Cannot find field."
+            raise Reject(400, message, details=[{
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": f"{where}.{key}".strip("."), "description": message}]}])
 
 
 def check_parts(contents: Any) -> None:
     if not isinstance(contents, list):
-        raise Reject(google_error(400, "Invalid JSON payload received. 'contents' must be a list."))
+        raise Reject(400, "Invalid JSON payload received. 'contents' must be a list.")
     for c, content in enumerate(contents):
         for p, part in enumerate((content or {}).get("parts") or []):
             data = (part.get("inlineData") or {}).get("data") if isinstance(part, dict) else None
@@ -176,9 +176,8 @@ def check_parts(contents: Any) -> None:
             try:
                 b64decode(data)
             except (ValueError, TypeError):
-                raise Reject(google_error(
-                    400, f"Invalid value at 'contents[{c}].parts[{p}].inline_data.data' (TYPE_BYTES), "
-                         "Base64 decoding failed.")) from None
+                raise Reject(400, f"Invalid value at 'contents[{c}].parts[{p}].inline_data.data' (TYPE_BYTES), "
+                                  "Base64 decoding failed.") from None
 
 
 def b64decode(data: str) -> bytes:
@@ -195,5 +194,5 @@ def prompt_of(body: dict[str, Any]) -> tuple[str, int]:
     images = sum(1 for c in contents for p in (c or {}).get("parts") or []
                  if isinstance(p, dict) and p.get("inlineData"))
     if not text.strip() and not images:
-        raise Reject(google_error(400, "Request has empty input."))
+        raise Reject(400, "Request has empty input.")
     return text, images

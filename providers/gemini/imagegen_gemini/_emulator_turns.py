@@ -19,11 +19,10 @@ import hashlib
 import hmac
 from typing import Any
 
-from starlette.responses import JSONResponse
-
 from imagegen import ModelSpec
+from imagegen.testing import Reject
 
-from ._emulator_shapes import Reject, google_error, refusal_body
+from ._emulator_shapes import refusal_body
 
 __all__ = ["check_signatures", "issue_signature", "verify_signature"]
 
@@ -96,23 +95,25 @@ def _violation(seed: int, contents: list[Any]) -> str | None:
     return None
 
 
-def check_signatures(body: dict[str, Any], spec: ModelSpec, *, seed: int, status: str = "finish") -> None:
-    """Raise `Reject` with the spec's answer when an earlier model turn lost a signature.
+def check_signatures(body: dict[str, Any], spec: ModelSpec, *, seed: int,
+                     status: str = "finish") -> dict[str, Any] | None:
+    """The spec's answer when an earlier model turn lost a signature, else None.
 
     Models that sign nothing (2.5 Flash Image) take any history. ``status`` is ``"finish"``
-    (HTTP 200, ``MISSING_THOUGHT_SIGNATURE``) or ``"400"``.
+    (the HTTP-200 answer with ``MISSING_THOUGHT_SIGNATURE`` is returned) or ``"400"`` (a
+    `Reject` is raised).
     """
     if not spec.extra.get("emulator", {}).get("signatures"):
-        return
+        return None
     problem = _violation(seed, body.get("contents") or [])
     if problem is None:
-        return
+        return None
     if status == "400":
-        raise Reject(google_error(400, f"Unable to process the request: {problem}. Send the previous model "
-                                       "turn back exactly as received, with every thought_signature."))
+        raise Reject(400, f"Unable to process the request: {problem}. Send the previous model turn back "
+                          "exactly as received, with every thought_signature.")
     usage = {"promptTokenCount": 8, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 8}],
              "totalTokenCount": 8}
     answer = refusal_body("MISSING_THOUGHT_SIGNATURE", model=spec.id, response_id=f"missing-signature-{seed}",
                           usage=usage)
     answer["candidates"][0]["finishMessage"] = f"{problem}."
-    raise Reject(JSONResponse(answer, media_type="application/json; charset=UTF-8"))
+    return answer

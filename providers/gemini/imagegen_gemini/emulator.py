@@ -2,20 +2,27 @@
 
 Serves, for every model in ``models.toml`` (GA and ``-preview`` ids):
 
-- ``POST /{v1|v1beta}/models/{model}:generateContent`` (Gemini API; ``x-goog-api-key`` header
-  or ``?key=``; no key: 403, a key outside ``api_keys``: 400 ``API_KEY_INVALID``);
+- ``POST /{v1|v1beta}/models/{model}:generateContent`` and ``:streamGenerateContent``
+  (Gemini API; ``x-goog-api-key`` header or ``?key=``; no key: 403, a key outside
+  ``api_keys``: 400 ``API_KEY_INVALID``); with ``?alt=sse`` the stream is Server-Sent Events,
+  without it one JSON array (see ``_emulator_stream``);
+- ``GET /{v1|v1beta}/models`` and ``/{v1|v1beta}/models/{model}`` (``ListModels``, ``GetModel``);
 - ``POST /{v1|v1beta1}/publishers/google/models/{model}:generateContent`` (Vertex AI express
   mode, API key) and ``.../projects/{p}/locations/{l}/publishers/google/models/{model}:...``
-  (Vertex AI, any ``Authorization: Bearer`` token); Vertex answers omit ``index`` and add
-  ``createTime`` and ``trafficType``.
+  (Vertex AI, any ``Authorization: Bearer`` token), both also ``:streamGenerateContent``;
+  Vertex answers omit ``index`` and add ``createTime`` and ``trafficType``.
+
+Any other path, or method, answers Google's JSON error envelope (404 ``NOT_FOUND``, 405).
 
 Answers follow the recorded responses: lowerCamelCase JSON, standard base64 images of the
-documented size for the ratio and size (PNG on 2.5 Flash Image, JPEG on 3.x; no ratio gives the
-observed 1408x768 on 3.x), ``usageMetadata`` from the token table with
-``total = prompt + candidates + thoughts``, ``thoughtSignature`` on the first part and on image
-parts (3.x), thought parts when ``includeThoughts`` is set. Requests are validated as the API
-does (unknown fields, missing contents, modalities, the proto-level and per-model ratio and size
-rules, ``candidateCount``), with Google's error envelope. snake_case requests are accepted.
+documented size for the ratio and size (PNG on 2.5 Flash Image, JPEG on 3.x). With no ratio, an
+edit gets the model's ratio nearest the input image's shape (the API matches the input), and a
+generation the observed 1408x768 on 3.x. ``usageMetadata`` follows the token table with
+``total = prompt + candidates + thoughts``; ``thoughtSignature`` sits on the first part and on
+image parts (3.x); thought parts come when ``includeThoughts`` is set. Requests are validated as
+the API does (unknown fields, missing contents, modalities in any letter case, the proto-level
+and per-model ratio and size rules, ``candidateCount``), with Google's error envelope.
+snake_case requests are accepted.
 
 Prompt markers (anywhere in the prompt text) script the answer:
 
@@ -37,67 +44,79 @@ Prompt markers (anywhere in the prompt text) script the answer:
 
 The kit's fault plan works too, in Google's envelope: ``rate_limit`` is a 429 with
 ``RetryInfo`` (the fault's ``retry_after``) and never a ``Retry-After`` header, ``server_error``
-a 503 ``UNAVAILABLE`` (or its status), ``timeout`` a 504 after the delay. `refusal_fault`
-scripts an HTTP-200 refusal through a plan: ``FaultPlan.script(refusal_fault("NO_IMAGE"))``.
+a 503 ``UNAVAILABLE`` (or its status), ``timeout`` a 504 after the delay; ``drop`` and
+``timeout`` with ``after_chunks`` cut or stall a stream mid-way. `refusal_fault` scripts an
+HTTP-200 refusal through a plan: ``FaultPlan.script(refusal_fault("NO_IMAGE"))``.
 
 ``received`` keeps the last request bodies as sent, for tests. Options of `create_emulator`:
-``api_keys`` (accepted keys; default any), ``pixel_scale`` (shrink images, e.g. for small
-cassettes), ``default_shape`` (``"observed"`` or ``"square"`` when no ratio is sent),
-``enforce_shutdowns`` (404 for models the Gemini API has retired).
-
-Multi-turn (``_emulator_turns``): signatures are verifiable, and a request whose earlier model
-turns lost or changed one is answered ``MISSING_THOUGHT_SIGNATURE`` (``missing_signature="400"``:
-a 400 instead); ``signature_bytes`` pads signatures to a realistic size (real ones: 1-3 MB).
-The Batch and Files APIs (``_emulator_batch``, as ``self.batches``): ``batch_turnaround_s`` on
-``clock`` (a callable, default ``time.monotonic``), ``batch_member_faults``,
-``batch_file_results`` and ``batch_get_pitfall_bytes``.
+``api_keys`` (accepted keys; default any), ``image_scale`` (shrink images, e.g. for small
+cassettes; ``pixel_scale`` is its old name), ``default_shape`` (``"observed"`` or ``"square"``
+when no ratio is sent), ``enforce_shutdowns`` (404 for models the Gemini API has retired),
+``clock`` (a `FakeClock` makes latency instant and moves batches along by hand),
+``missing_signature`` (``"finish"``: a turn that lost a thought signature gets HTTP 200
+``MISSING_THOUGHT_SIGNATURE``; ``"400"``), ``signature_bytes`` (pad signatures to a real size),
+and the ``batch_*`` options of ``_emulator_batch``. Routes come from `ROUTE_SETS`: a family of
+routes is a function there, in its own module (batches and files: ``_emulator_batch``).
 """
 
 from __future__ import annotations
 
-import base64
 import collections
 import datetime as dt
-import hashlib
 import itertools
 import json
-import math
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from imagegen import ModelSpec, Usage
-from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
+from imagegen import ModelSpec
+from imagegen.testing import Clock, Emulator, Fault, FaultPlan, LatencyModel, Reject, read_header
 
-from ._catalog import ANY_SIZE, expected_pixels, load_catalog, tokens_per_image
+from ._catalog import load_catalog
+from ._emulator_answer import build_answer
 from ._emulator_batch import BatchRoutes
-from ._emulator_shapes import (
-    CONFIG_FIELDS,
-    ERRORS,
-    IMAGE_CONFIG_FIELDS,
-    MARKER,
-    PROTO_RATIOS,
-    SIZE_SPELLINGS,
-    TOP_FIELDS,
-    VERTEX_IMAGE_CONFIG_FIELDS,
-    Reject,
-    camelize,
-    check_fields,
-    check_parts,
-    google_error,
-    prompt_of,
-    quota_error,
-    refusal_body,
-    refusal_fault,
-    refusal_kind,
-    vertexify,
-)
-from ._emulator_turns import check_signatures, issue_signature
-from ._pricing import cost_of
+from ._emulator_models import get_model, list_models
+from ._emulator_request import check_request
+from ._emulator_shapes import ERRORS, MARKER, camelize, google_error, prompt_of, quota_error, quota_reject, refusal_fault
+from ._emulator_stream import SSE_MEDIA_TYPE, sse_events, stream_chunks
+from ._emulator_turns import check_signatures
 
-__all__ = ["GeminiEmulator", "create_emulator", "google_error", "refusal_fault"]
+__all__ = ["ROUTE_SETS", "GeminiEmulator", "create_emulator", "google_error", "refusal_fault"]
+
+GEMINI_VERSIONS = ("v1", "v1beta")
+VERTEX_VERSIONS = ("v1", "v1beta1")
+_JSON = "application/json; charset=UTF-8"
+_VERTEX_PROJECT = "/{version}/projects/{project}/locations/{location}/publishers/google/models/{model}"
+
+
+def generate_routes(emu: GeminiEmulator) -> list[BaseRoute]:
+    """generateContent and streamGenerateContent, on the Gemini API and both Vertex forms."""
+    routes: list[BaseRoute] = []
+    for prefix, api in (("/{version}/models/{model}", "gemini"),
+                        ("/{version}/publishers/google/models/{model}", "vertex"),
+                        (_VERTEX_PROJECT, "vertex-project")):
+        for method, stream in ((":generateContent", False), (":streamGenerateContent", True)):
+            routes.append(Route(prefix + method, emu.generate_endpoint(api, stream=stream), methods=["POST"]))
+    return routes
+
+
+def model_routes(emu: GeminiEmulator) -> list[BaseRoute]:
+    """ListModels and GetModel (Gemini API)."""
+    return [Route("/{version}/models", emu.gemini_endpoint(list_models), methods=["GET"]),
+            Route("/{version}/models/{model}", emu.gemini_endpoint(get_model), methods=["GET"])]
+
+
+def batch_routes(emu: GeminiEmulator) -> list[BaseRoute]:
+    """The Batch API and the Files API it uses (``_emulator_batch``)."""
+    return emu.batches.routes()
+
+
+#: Each entry returns a family of routes; the emulator serves them all, in this order.
+ROUTE_SETS: list[Callable[[GeminiEmulator], list[BaseRoute]]] = [batch_routes, generate_routes, model_routes]
 
 
 class GeminiEmulator(Emulator):
@@ -106,46 +125,45 @@ class GeminiEmulator(Emulator):
     name = "gemini"
 
     def __init__(self, *, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
-                 api_keys: set[str] | frozenset[str] | list[str] | None = None, pixel_scale: float = 1.0,
-                 default_shape: str = "observed", enforce_shutdowns: bool = False,
-                 today: dt.date | None = None, batch_turnaround_s: float = 0.0,
+                 api_keys: Any = None, image_scale: float | None = None, default_shape: str = "observed",
+                 enforce_shutdowns: bool = False, today: dt.date | None = None, clock: Clock | None = None,
+                 pixel_scale: float | None = None, batch_turnaround_s: float = 0.0,
                  batch_member_faults: FaultPlan | None = None, batch_file_results: str = "file",
-                 batch_get_pitfall_bytes: int | None = None, clock: Any = None,
-                 missing_signature: str = "finish", signature_bytes: int = 0) -> None:
-        super().__init__(faults=faults, latency=latency, seed=seed)
+                 batch_get_pitfall_bytes: int | None = None, missing_signature: str = "finish",
+                 signature_bytes: int = 0) -> None:
+        super().__init__(faults=faults, latency=latency, seed=seed, clock=clock, api_keys=api_keys)
         if missing_signature not in ("finish", "400"):
             raise ValueError(f"missing_signature must be 'finish' or '400', got {missing_signature!r}")
         self.missing_signature = missing_signature
         self.signature_bytes = int(signature_bytes)
         #: The Batch API and Files API routes (see ``_emulator_batch``).
-        self.batches = BatchRoutes(self, turnaround_s=float(batch_turnaround_s), clock=clock,
-                                   member_faults=batch_member_faults, file_results=batch_file_results,
-                                   get_pitfall_bytes=batch_get_pitfall_bytes)
-        if not 0 < pixel_scale <= 1:
-            raise ValueError(f"pixel_scale must be in (0, 1], got {pixel_scale!r}")
+        self.batches = BatchRoutes(self, turnaround_s=float(batch_turnaround_s), member_faults=batch_member_faults,
+                                   file_results=batch_file_results, get_pitfall_bytes=batch_get_pitfall_bytes)
+        image_scale = _renamed("pixel_scale", pixel_scale, image_scale)
+        if not 0 < image_scale <= 1:
+            raise ValueError(f"image_scale must be in (0, 1], got {image_scale!r}")
         if default_shape not in ("observed", "square"):
             raise ValueError(f"default_shape must be 'observed' or 'square', got {default_shape!r}")
-        self.api_keys = frozenset(api_keys) if api_keys is not None else None
-        self.pixel_scale = pixel_scale
+        self.image_scale = image_scale
         self.default_shape = default_shape
         self.enforce_shutdowns = enforce_shutdowns
         self.today = today
         #: The last request bodies received (parsed JSON, as sent), newest last; for assertions.
         self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=16)
-        self._ids = itertools.count(1)
-        self._models = {name: spec for spec in load_catalog() for name in spec.names if name.startswith("gemini-")}
+        self._numbers = itertools.count(1)
+        #: Every model id served (GA and preview ids), to its spec.
+        self.models: dict[str, ModelSpec] = {
+            name: spec for spec in load_catalog() for name in spec.names if name.startswith("gemini-")}
+
+    @property
+    def pixel_scale(self) -> float:
+        """The old name of `image_scale`."""
+        return self.image_scale
 
     # -- routes and envelopes ------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        return [
-            *self.batches.routes(),
-            Route("/{version}/models/{model}:generateContent", self._gemini, methods=["POST"]),
-            Route("/{version}/publishers/google/models/{model}:generateContent", self._vertex_express,
-                  methods=["POST"]),
-            Route("/{version}/projects/{project}/locations/{location}/publishers/google/models/"
-                  "{model}:generateContent", self._vertex_project, methods=["POST"]),
-        ]
+        return [route for route_set in ROUTE_SETS for route in route_set(self)]
 
     def error_response(self, status: int, message: str, *, fault: Fault | None = None) -> Response:
         if status == 429 and fault is not None and fault.retry_after is not None:
@@ -154,136 +172,134 @@ class GeminiEmulator(Emulator):
             return google_error(429, ERRORS["capacity"][2])
         return google_error(status, message)
 
+    def reject_response(self, reject: Reject) -> Response:
+        response = google_error(reject.status, reject.message, status=reject.code,
+                                details=reject.fields.get("details"))
+        response.headers.update(reject.headers)
+        return response
+
+    def route_error_response(self, request: Request, status: int) -> Response:
+        if status == 404:
+            return google_error(404, f"The requested URL {request.url.path} was not found on this server.")
+        return google_error(405, f"Method {request.method} is not allowed for {request.url.path}.",
+                            status="UNIMPLEMENTED")
+
     def rate_limit_headers(self, fault: Fault) -> dict[str, str]:
         return {}  # Google puts the hint in RetryInfo; a 429 never has Retry-After
 
-    # -- handlers -------------------------------------------------------------------------------
+    def next_number(self) -> int:
+        """A fresh sequence number (response ids and the like)."""
+        return next(self._numbers)
 
-    async def _gemini(self, request: Request) -> Response:
-        return await self._serve(request, api="gemini", versions=("v1", "v1beta"))
+    # -- endpoints -------------------------------------------------------------------------------
 
-    async def _vertex_express(self, request: Request) -> Response:
-        return await self._serve(request, api="vertex", versions=("v1", "v1beta1"))
+    def gemini_endpoint(self, handler: Callable[..., Any]) -> Callable[[Request], Any]:
+        """A Gemini API endpoint: the version checked, then `handler(self, request)`."""
+        async def endpoint(request: Request) -> Response:
+            self._check_version(request, GEMINI_VERSIONS)
+            response: Response = await handler(self, request)
+            return response
+        return endpoint
 
-    async def _vertex_project(self, request: Request) -> Response:
-        return await self._serve(request, api="vertex-project", versions=("v1", "v1beta1"))
+    def generate_endpoint(self, api: str, *, stream: bool) -> Callable[[Request], Any]:
+        versions = GEMINI_VERSIONS if api == "gemini" else VERTEX_VERSIONS
 
-    async def _serve(self, request: Request, *, api: str, versions: tuple[str, ...]) -> Response:
-        started = dt.datetime.now(dt.UTC)
-        try:
-            version = request.path_params["version"]
-            model_id = request.path_params["model"].removeprefix("models/")
-            if version not in versions:
-                raise Reject(google_error(404, f"Method not found for API version {version}."))
-            self._authenticate(request, api)
-            spec = self._model(model_id, version, vertex=api != "gemini")
-            body = await self._body(request)
-            config = self._check(body, spec, vertex=api != "gemini")
-            check_signatures(body, spec, seed=self.seed, status=self.missing_signature)
-            prompt, input_images = prompt_of(body)
-            self._scripted_error(prompt, spec)
-            answer, megapixels, usd = self._answer(prompt, input_images, config, spec, vertex=api != "gemini")
-        except Reject as reject:
-            return reject.response
-        await self.latency.sleep(megapixels)
-        if usd:
-            self.counters.charge(usd=usd, ref=answer["responseId"])
-        if api != "gemini":
-            answer["createTime"] = started.isoformat().replace("+00:00", "Z")
-        elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
-        headers = {"server-timing": f"gfet4t7; dur={round(elapsed * 1000)}", "vary": "Origin, X-Origin, Referer"}
-        if api == "gemini":
-            headers["X-Gemini-Service-Tier"] = "standard"
-        return JSONResponse(answer, headers=headers, media_type="application/json; charset=UTF-8")
+        async def endpoint(request: Request) -> Response:
+            return await self._generate(request, api=api, versions=versions, stream=stream)
+        return endpoint
 
-    def _authenticate(self, request: Request, api: str) -> None:
+    def authenticate(self, request: Request, api: str) -> None:
+        """Check the caller's credentials as the API named `api` does, or raise `Reject`."""
         if api == "vertex-project":
             auth = request.headers.get("authorization", "")
             if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-                raise Reject(google_error(401, "Request had invalid authentication credentials. Expected OAuth 2 "
-                                                "access token, login cookie or other valid authentication "
-                                                "credential."))
+                raise Reject(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                                  "login cookie or other valid authentication credential.")
             return
-        key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
-        if not key:
-            raise Reject(google_error(403, "Method doesn't allow unregistered callers (callers without established "
-                                            "identity). Please use API Key or other form of API consumer identity "
-                                            "to call this API."))
-        if self.api_keys is not None and key not in self.api_keys:
-            details: list[dict[str, Any]] = [
+        credential = self.api_keys.verify(read_header(request, "x-goog-api-key", query="key"))
+        if credential.problem == "missing":
+            raise Reject(403, "Method doesn't allow unregistered callers (callers without established identity). "
+                              "Please use API Key or other form of API consumer identity to call this API.")
+        if not credential.ok:
+            message = "API key not valid. Please pass a valid API key."
+            raise Reject(400, message, details=[
                 {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
                  "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}},
-                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
-                 "message": "API key not valid. Please pass a valid API key."},
-            ]
-            raise Reject(google_error(400, "API key not valid. Please pass a valid API key.", details=details))
+                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": message},
+            ])
+
+    # -- generateContent -------------------------------------------------------------------------
+
+    async def _generate(self, request: Request, *, api: str, versions: tuple[str, ...], stream: bool) -> Response:
+        started = self.clock.time()
+        vertex = api != "gemini"
+        version = self._check_version(request, versions)
+        model_id = request.path_params["model"].removeprefix("models/")
+        self.authenticate(request, api)
+        spec = self._model(model_id, version, vertex=vertex)
+        body = await self._body(request)
+        settings = check_request(body, spec, vertex=vertex)
+        missing = check_signatures(body, spec, seed=self.seed, status=self.missing_signature)
+        if missing is not None:
+            return await self._stream(request, missing, 0.0, {}) if stream else JSONResponse(missing, media_type=_JSON)
+        prompt, input_images = prompt_of(body)
+        self._scripted_error(prompt, spec)
+        answer = build_answer(self, prompt, input_images, settings, spec, vertex=vertex)
+        if answer.usd:
+            self.counters.charge(usd=answer.usd, ref=answer.body["responseId"])
+        if vertex:
+            answer.body["createTime"] = _stamp(started)
+        headers = {"vary": "Origin, X-Origin, Referer"}
+        if not vertex:
+            headers["X-Gemini-Service-Tier"] = "standard"
+        if stream:
+            return await self._stream(request, answer.body, answer.megapixels, headers)
+        await self.simulate_latency(answer.megapixels)
+        headers["server-timing"] = f"gfet4t7; dur={round((self.clock.time() - started) * 1000)}"
+        return JSONResponse(answer.body, headers=headers, media_type=_JSON)
+
+    async def _stream(self, request: Request, body: dict[str, Any], megapixels: float,
+                      headers: dict[str, str]) -> Response:
+        chunks = stream_chunks(body)
+        if request.query_params.get("alt") != "sse":
+            await self.simulate_latency(megapixels)
+            return JSONResponse(chunks, headers=headers, media_type=_JSON)
+
+        async def draw() -> None:
+            await self.simulate_latency(megapixels)
+
+        return StreamingResponse(sse_events(chunks, draw), media_type=SSE_MEDIA_TYPE, headers=headers)
+
+    def _check_version(self, request: Request, versions: tuple[str, ...]) -> str:
+        version: str = request.path_params["version"]
+        if version not in versions:
+            raise Reject(404, f"Method not found for API version {version}.")
+        return version
 
     def _model(self, model_id: str, version: str, *, vertex: bool) -> ModelSpec:
-        spec = self._models.get(model_id)
+        spec = self.models.get(model_id)
         if spec is None:
-            raise Reject(google_error(
-                404, f"models/{model_id} is not found for API version {version}, or is not supported for "
-                     "generateContent. Call ModelService.ListModels to see the list of available models and their "
-                     "supported methods."))
+            raise Reject(404, f"models/{model_id} is not found for API version {version}, or is not supported for "
+                              "generateContent. Call ModelService.ListModels to see the list of available models "
+                              "and their supported methods.")
         shutdown = spec.extra.get("shutdown")
-        if self.enforce_shutdowns and not vertex and shutdown and shutdown <= (self.today or dt.date.today()):
+        today = self.today or dt.datetime.fromtimestamp(self.clock.time(), dt.UTC).date()
+        if self.enforce_shutdowns and not vertex and shutdown and shutdown <= today:
             replacement = spec.extra.get("replacement", "a current model")
-            raise Reject(google_error(
-                404, f"This model models/{model_id} is no longer available to new users. Please update your "
-                     f"code to use {replacement}."))
+            raise Reject(404, f"This model models/{model_id} is no longer available to new users. Please update "
+                              f"your code to use {replacement}.")
         return spec
 
     async def _body(self, request: Request) -> dict[str, Any]:
         try:
             body = json.loads(await request.body())
         except ValueError:
-            raise Reject(google_error(400, "Invalid JSON payload received. Unexpected token.")) from None
+            raise Reject(400, "Invalid JSON payload received. Unexpected token.") from None
         if not isinstance(body, dict):
-            raise Reject(google_error(400, "Invalid JSON payload received. Expected an object."))
+            raise Reject(400, "Invalid JSON payload received. Expected an object.")
         self.received.append(body)
         camel: dict[str, Any] = camelize(body)
         return camel
-
-    def _check(self, body: dict[str, Any], spec: ModelSpec, *, vertex: bool) -> dict[str, Any]:
-        """Validate as the API does; return the effective image settings."""
-        check_fields(body, TOP_FIELDS, "")
-        if not body.get("contents"):
-            raise Reject(google_error(400, "* GenerateContentRequest.contents: contents is not specified\n"))
-        check_parts(body["contents"])
-        config = body.get("generationConfig") or {}
-        check_fields(config, CONFIG_FIELDS, "generation_config")
-        modalities = config.get("responseModalities")
-        for index, value in enumerate(modalities or []):
-            if value not in ("TEXT", "IMAGE", "AUDIO"):
-                raise Reject(google_error(
-                    400, f"Invalid value at 'generation_config.response_modalities[{index}]' "
-                         f"(type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig.Modality), "
-                         f"\"{value}\""))
-        image_config = config.get("imageConfig") or {}
-        allowed = VERTEX_IMAGE_CONFIG_FIELDS if vertex else IMAGE_CONFIG_FIELDS
-        check_fields(image_config, allowed, "generation_config.image_config")
-        ratio = image_config.get("aspectRatio")
-        if ratio is not None and ratio not in PROTO_RATIOS:
-            listed = ", ".join(f"'{r}'" for r in PROTO_RATIOS[:-1])
-            raise Reject(google_error(400, f"aspect_ratio must be one of {listed}, or '{PROTO_RATIOS[-1]}'."))
-        if ratio is not None and ratio not in spec.aspect_ratios:
-            raise Reject(google_error(400, f"Aspect ratio {ratio} is not supported for this model."))
-        size = image_config.get("imageSize")
-        if size is not None and size not in SIZE_SPELLINGS:
-            raise Reject(google_error(
-                400, f"Invalid image size {size}. Supported values are: 1K, 2K, 4K, 512, 512P, 512PX."))
-        size = SIZE_SPELLINGS.get(size) if size is not None else None
-        if not spec.sizes:
-            size = None  # 2.5 Flash Image accepts any valid spelling and ignores it
-        elif size is not None and size not in spec.sizes:
-            raise Reject(google_error(400, f"Image size {size} is not supported for this model."))
-        if int(config.get("candidateCount") or 1) > 1:
-            raise Reject(google_error(400, "Multiple candidates is not enabled for this model."))
-        thinking = config.get("thinkingConfig") or {}
-        # proto3 JSON takes either spelling of a field name; google-genai sends include_thoughts.
-        include = thinking.get("includeThoughts", thinking.get("include_thoughts"))
-        return {"ratio": ratio, "size": size or spec.default_size, "modalities": modalities,
-                "include_thoughts": bool(include)}
 
     def _scripted_error(self, prompt: str, spec: ModelSpec) -> None:
         for name, kind, number in MARKER.findall(prompt):
@@ -291,97 +307,25 @@ class GeminiEmulator(Emulator):
                 continue
             kind = kind.lower()
             if kind == "quota":
-                raise Reject(quota_error(spec.id, float(number) if number else 34.0))
+                raise quota_reject(spec.id, float(number) if number else 34.0)
             if kind not in ERRORS:
                 raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use quota or one of {', '.join(ERRORS)}")
             code, status, message = ERRORS[kind]
-            raise Reject(google_error(code, message, status=status))
+            raise Reject(code, message, code=status)
 
-    # -- answers ---------------------------------------------------------------------------------
 
-    def _next_id(self) -> str:
-        digest = hashlib.sha256(f"gemini:{self.seed}:{next(self._ids)}".encode()).digest()
-        return base64.urlsafe_b64encode(digest[:17]).decode().rstrip("=")
+def _stamp(epoch: float) -> str:
+    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
-    def _signature(self, response_id: str, index: int) -> str:
-        return issue_signature(self.seed, response_id, index, size=self.signature_bytes)
 
-    def _pixels(self, spec: ModelSpec, config: dict[str, Any]) -> tuple[int, int]:
-        ratio = config["ratio"] or ("1:1" if self.default_shape == "square" else None)
-        width, height = expected_pixels(spec, ratio, config["size"])
-        return max(8, round(width * self.pixel_scale)), max(8, round(height * self.pixel_scale))
-
-    def _answer(self, prompt: str, input_images: int, config: dict[str, Any], spec: ModelSpec,
-                *, vertex: bool) -> tuple[dict[str, Any], float, float]:
-        """The JSON answer, the megapixels generated (for latency) and the USD to charge."""
-        response_id = self._next_id()
-        extra = spec.extra["emulator"]
-        markers = {name if not kind else f"{name}:{kind}" for name, kind, _ in MARKER.findall(prompt)}
-        prompt_tokens = max(1, math.ceil(len(prompt) / 4))
-        image_prompt_tokens = input_images * int(spec.extra.get("input_tokens_per_image", 258))
-        thoughts = int(extra["thoughts_tokens"])
-        usage: dict[str, Any] = {
-            "promptTokenCount": prompt_tokens + image_prompt_tokens,
-            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}]
-            + ([{"modality": "IMAGE", "tokenCount": image_prompt_tokens}] if input_images else []),
-        }
-        refusal = refusal_kind(markers)
-        if refusal is not None:
-            if thoughts and not refusal.startswith("BLOCK"):
-                usage["thoughtsTokenCount"] = thoughts
-            usage["totalTokenCount"] = usage["promptTokenCount"] + usage.get("thoughtsTokenCount", 0)
-            body = refusal_body(refusal, model=spec.id, response_id=response_id, usage=usage)
-            if vertex:
-                vertexify(body)
-            return body, 0.0, 0.0
-        parts, images, text_tokens = self._parts(prompt, markers, config, spec, response_id)
-        width, height = self._pixels(spec, config)
-        image_tokens = images * tokens_per_image(spec, config["size"] if spec.sizes else ANY_SIZE)
-        candidates = image_tokens + text_tokens + int(extra["hidden_output_tokens"])
-        usage["candidatesTokenCount"] = candidates
-        usage["candidatesTokensDetails"] = [{"modality": "IMAGE", "tokenCount": image_tokens}]
-        if thoughts:
-            usage["thoughtsTokenCount"] = thoughts
-        usage["totalTokenCount"] = usage["promptTokenCount"] + candidates + thoughts
-        usage["serviceTier" if not vertex else "trafficType"] = "standard" if not vertex else "ON_DEMAND"
-        body = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
-                "usageMetadata": usage, "modelVersion": spec.id, "responseId": response_id}
-        if vertex:
-            vertexify(body)
-        billed = Usage(input_tokens=usage["promptTokenCount"], output_tokens=candidates + thoughts,
-                       image_tokens=image_tokens)
-        return body, images * width * height / 1e6, cost_of(billed, spec).usd or 0.0
-
-    def _parts(self, prompt: str, markers: set[str], config: dict[str, Any], spec: ModelSpec,
-               response_id: str) -> tuple[list[dict[str, Any]], int, int]:
-        """Content parts: thoughts (if asked), captions (if TEXT is allowed) and images."""
-        extra = spec.extra["emulator"]
-        mime = spec.extra["output_mime"]
-        fmt = mime.split("/")[1]
-        width, height = self._pixels(spec, config)
-        text_allowed = config["modalities"] is None or "TEXT" in config["modalities"]
-        parts: list[dict[str, Any]] = []
-        if config["include_thoughts"] and extra["thoughts_tokens"]:
-            parts.append({"text": "**Composing the scene**\n\nI am placing the subject and checking the layout.",
-                          "thought": True})
-            interim = self.image(max(8, width // 4), max(8, height // 4), fmt)
-            parts.append({"inlineData": {"mimeType": mime, "data": base64.b64encode(interim).decode()},
-                          "thought": True})
-        count = 2 if "TWO_IMAGES" in markers else 1
-        captions = [f"Here is the picture: {prompt[:80].strip()}", "And a second take on the same idea."]
-        text_tokens = 0
-        for index in range(count):
-            if text_allowed and (extra["caption"] or count > 1):
-                parts.append({"text": captions[index]})
-                text_tokens += math.ceil(len(captions[index]) / 4)
-            data = base64.b64encode(self.image(width, height, fmt)).decode()
-            parts.append({"inlineData": {"mimeType": mime, "data": data}})
-        if extra["signatures"]:
-            parts[0]["thoughtSignature"] = self._signature(response_id, 0)
-            for index, part in enumerate(parts):
-                if "inlineData" in part:
-                    part["thoughtSignature"] = self._signature(response_id, index)
-        return parts, count, text_tokens
+def _renamed(old: str, old_value: float | None, new_value: float | None, default: float = 1.0) -> float:
+    """The value of an option given under its new name, or (with a warning) its old one."""
+    if old_value is not None:
+        warnings.warn(f"the {old!r} option is now called 'image_scale'", DeprecationWarning, stacklevel=3)
+        if new_value is None:
+            return old_value
+    return new_value if new_value is not None else default
 
 
 def create_emulator(*, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from imagegen.testing import Reject
+
 from ._emulator_render import envelope, execute_body, workflow_body
 from ._emulator_state import (
     Account,
@@ -35,15 +37,12 @@ _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GE
 
 
 def _reject(*args: Any, **kwargs: Any) -> Exception:
-    from .emulator import Reject
-
     return Reject(*args, **kwargs)
 
 
 def endpoint(emu: WireflowEmulator, handler: Handler, *, scopes: tuple[str, ...] = (),
              kind: str = "request", auth: bool = True) -> Callable[[Request], Awaitable[Response]]:
     """Authenticate, count against the rate window, run, and stamp the common headers."""
-    from .emulator import Reject
 
     async def run(request: Request) -> Response:
         request_id = emu.new_id("req_")

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
+from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel, Reject
 
 from ._catalog import load_catalog
 from ._emulator_render import (
@@ -68,16 +68,6 @@ _MARKERS = {"[[fail]]": "failed", "[[timeout]]": "timeout", "[[cancel]]": "cance
 def default_latency() -> LatencyModel:
     """Nano Banana 2 on Wireflow: "4-15 s at 1K, 10-20 s at 4K" (seeds 000/001)."""
     return LatencyModel(base=6.0, per_megapixel=0.6, jitter=0.35)
-
-
-class Reject(Exception):
-    """An error answer: status, message and the extra top-level fields."""
-
-    def __init__(self, status: int, message: str, *, code: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
-        self.headers, self.extra = headers or {}, extra
 
 
 class WireflowEmulator(Emulator):
@@ -135,7 +125,7 @@ class WireflowEmulator(Emulator):
         return headers
 
     def reject_response(self, rej: Reject) -> Response:
-        body = error_body(self.options, rej.status, rej.message, code=rej.code, **rej.extra)
+        body = error_body(self.options, rej.status, rej.message, code=rej.code, **rej.fields)
         return JSONResponse(body, status_code=rej.status, headers=rej.headers)
 
     async def _redirect(self, request: Request) -> Response:

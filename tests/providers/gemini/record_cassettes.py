@@ -6,7 +6,7 @@ Writes ``cassettes/gemini/<scenario>.yaml``: a success per model family, an edit
 references, each refusal shape, and a quota 429 followed by a success. The ``x-goog-api-key``
 header and any ``key=`` parameter are filtered out, and the emulator's random loopback port is
 rewritten to ``REPLAY_BASE_URL`` so replays use a fixed base URL. Images are shrunk
-(``pixel_scale``) to keep each file small. Each answer keeps the time it took
+(``image_scale``) to keep each file small. Each answer keeps the time it took
 (``imagegen.recording``): the emulator runs ``LATENCY`` (about 11 s at 1K, 20 s at 2K)
 sped up by ``TIME_SCALE``, which the cassette stores so ``imagegen bench`` scales it back.
 """
@@ -32,7 +32,7 @@ from tests.providers._cassettes import cassette_dir, record_all, record_from
 CASSETTES = cassette_dir("gemini")
 REPLAY_BASE_URL = "http://127.0.0.1:8701"
 API_KEY = "gemini-recording-key"
-PIXEL_SCALE = 0.05
+IMAGE_SCALE = 0.05
 TIME_SCALE = 0.02
 
 
@@ -147,7 +147,7 @@ def recorder(record_mode: str) -> vcr.VCR:
 
 def record(name: str, target: Path = CASSETTES) -> Path:
     faults, call, _ = SCENARIOS[name]
-    emulator = create_emulator(latency=latency(sorted(SCENARIOS).index(name)), pixel_scale=PIXEL_SCALE,
+    emulator = create_emulator(latency=latency(sorted(SCENARIOS).index(name)), image_scale=IMAGE_SCALE,
                                faults=faults, api_keys={API_KEY})
     return record_from(emulator, target / f"{name}.yaml", lambda base_url: config(base_url, API_KEY), call,
                        time_scale=TIME_SCALE, replay_urls={"gemini": REPLAY_BASE_URL})

@@ -93,4 +93,5 @@ async def test_async_edit(aclient, emulator) -> None:
     emulator.faults = FaultPlan()
     res = await aclient.edit("make it blue", images=[png_bytes()], provider="gemini",
                              model="gemini-2.5-flash-image")
-    assert res.images[0].mime_type == "image/png" and (res.images[0].width, res.images[0].height) == (1024, 1024)
+    # No ratio sent: the output takes the model's ratio nearest the 64x48 input's (4:3).
+    assert res.images[0].mime_type == "image/png" and (res.images[0].width, res.images[0].height) == (1184, 864)

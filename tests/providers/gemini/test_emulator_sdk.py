@@ -55,7 +55,8 @@ async def test_async_sdk_generates_with_text_and_reference(server) -> None:
                                            image_config=types.ImageConfig(image_size="4K")))
     assert resp.text and resp.text.startswith("Here is the picture")
     image = next(p for p in resp.parts if p.inline_data)
-    assert _size(image.inline_data.data) == ("PNG", 1024, 1024)  # 2.5 ignores imageSize
+    # 2.5 ignores imageSize; with no ratio the output follows the 64x48 input's shape (4:3)
+    assert _size(image.inline_data.data) == ("PNG", 1184, 864)
     assert image.thought_signature is None  # 2.5 has no thought signatures
     details = {d.modality: d.token_count for d in resp.usage_metadata.prompt_tokens_details}
     assert details[types.MediaModality.IMAGE] == 258
@@ -171,14 +172,14 @@ def test_provider_vertex_with_a_project_needs_no_key(server) -> None:
 
 def test_emulator_defaults_and_options() -> None:
     emulator = create_emulator()  # no arguments: any key, no latency, documented sizes
-    small = create_emulator(pixel_scale=0.25, default_shape="square", latency=LatencyModel.none())
+    small = create_emulator(image_scale=0.25, default_shape="square", latency=LatencyModel.none())
     with serve(emulator) as a, serve(small) as b:
         for server, want in ((a, (1408, 768)), (b, (256, 256))):
             resp = sdk(server.base_url, key="anything").models.generate_content(
                 model="gemini-3-pro-image", contents=["a fox"])
             assert _size(next(p for p in resp.parts if p.inline_data).inline_data.data)[1:] == want
     with pytest.raises(ValueError):
-        create_emulator(pixel_scale=2)
+        create_emulator(image_scale=2)
 
 
 def test_provider_vertex_with_a_project_and_no_google_credentials(server, monkeypatch, tmp_path) -> None:

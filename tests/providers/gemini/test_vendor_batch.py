@@ -30,7 +30,7 @@ MODEL = "gemini-3.1-flash-lite-image"
 
 @pytest.fixture
 def started() -> Iterator[tuple[GeminiEmulator, LoopbackServer]]:
-    emulator = create_emulator(latency=LatencyModel.none(), api_keys={API_KEY}, pixel_scale=0.05)
+    emulator = create_emulator(latency=LatencyModel.none(), api_keys={API_KEY}, image_scale=0.05)
     with serve(emulator) as server:
         yield emulator, server
 
