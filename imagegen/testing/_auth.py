@@ -93,6 +93,11 @@ class ApiKeys:
             return cls([key.strip() for key in value.split(",") if key.strip()])
         return cls(value)
 
+    def extended(self, *, expired: Iterable[str] = (), revoked: Iterable[str] = ()) -> ApiKeys:
+        """A copy that also refuses `expired` and `revoked` keys."""
+        copy = ApiKeys(self._records, expired={*self.expired, *expired}, revoked={*self.revoked, *revoked})
+        return copy
+
     @property
     def restricted(self) -> bool:
         """Whether only listed keys are accepted."""

@@ -14,6 +14,7 @@ import time
 from typing import Protocol, runtime_checkable
 
 import anyio
+import anyio.lowlevel
 
 __all__ = ["Clock", "FakeClock", "SystemClock"]
 
@@ -106,7 +107,7 @@ class FakeClock:
         if seconds > 0:
             self.slept += seconds
             self.advance(seconds)
-        await anyio.sleep(0)  # still a checkpoint, as a real sleep is
+        await anyio.lowlevel.checkpoint()  # still a checkpoint, as a real sleep is
 
     async def sleep_until(self, deadline: float) -> None:
         """Wait until a call to `advance` (or `set`) brings the clock to `deadline`."""

@@ -124,6 +124,7 @@ class EmulatorMiddleware:
         (``timeout``). An answer in one piece cannot break mid-stream; it gets the plain fault.
         """
         assert fault.after_chunks is not None
+        limit = fault.after_chunks
         sent = 0
         started: Message | None = None
 
@@ -144,7 +145,7 @@ class EmulatorMiddleware:
             await send(message)
             if message.get("body"):
                 sent += 1
-            if sent >= fault.after_chunks and more:
+            if sent >= limit and more:
                 if fault.kind == "timeout":
                     delay = fault.delay if fault.delay is not None else DEFAULT_TIMEOUT_DELAY
                     await anyio.sleep(delay)

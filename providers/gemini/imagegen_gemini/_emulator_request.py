@@ -107,12 +107,12 @@ def _size(size: Any, spec: ModelSpec) -> str | None:
         return None
     if size not in SIZE_SPELLINGS:
         raise Reject(400, f"Invalid image size {size}. Supported values are: 1K, 2K, 4K, 512, 512P, 512PX.")
-    size = SIZE_SPELLINGS[size]
+    chosen = SIZE_SPELLINGS[str(size)]
     if not spec.sizes:
         return None  # 2.5 Flash Image accepts any valid spelling and ignores it
-    if size not in spec.sizes:
-        raise Reject(400, f"Image size {size} is not supported for this model.")
-    return size
+    if chosen not in spec.sizes:
+        raise Reject(400, f"Image size {chosen} is not supported for this model.")
+    return chosen
 
 
 def input_shape(contents: list[Any]) -> tuple[int, int] | None:

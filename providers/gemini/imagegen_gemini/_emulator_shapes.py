@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from imagegen.testing import Fault, Reject
 

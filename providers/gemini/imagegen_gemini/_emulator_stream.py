@@ -25,7 +25,7 @@ def stream_chunks(body: dict[str, Any]) -> list[dict[str, Any]]:
     parts = ((candidates[0].get("content") or {}).get("parts") or []) if candidates else []
     if not parts or candidates[0].get("finishReason") != "STOP":
         return [body]  # refusals and prompt blocks come as one chunk
-    top = {key: body[key] for key in ("modelVersion", "responseId", "createTime") if key in body}
+    top: dict[str, Any] = {key: body[key] for key in ("modelVersion", "responseId", "createTime") if key in body}
     candidate = {key: value for key, value in candidates[0].items() if key not in ("content", "finishReason")}
     chunks = [{"candidates": [{"content": {"role": "model", "parts": [copy.deepcopy(part)]}, **candidate}], **top}
               for part in parts]

@@ -81,7 +81,16 @@ from ._emulator_answer import build_answer
 from ._emulator_batch import BatchRoutes
 from ._emulator_models import get_model, list_models
 from ._emulator_request import check_request
-from ._emulator_shapes import ERRORS, MARKER, camelize, google_error, prompt_of, quota_error, quota_reject, refusal_fault
+from ._emulator_shapes import (
+    ERRORS,
+    MARKER,
+    camelize,
+    google_error,
+    prompt_of,
+    quota_error,
+    quota_reject,
+    refusal_fault,
+)
 from ._emulator_stream import SSE_MEDIA_TYPE, sse_events, stream_chunks
 from ._emulator_turns import check_signatures
 

@@ -112,12 +112,12 @@ class OpenAIEmulator(AnswerParts, Emulator):
     def __init__(self, *, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
                  api_keys: set[str] | frozenset[str] | list[str] | None = None, pixel_scale: float = 1.0,
                  today: dt.date | str | None = None, auto_quality: str = "medium") -> None:
-        super().__init__(faults=faults, latency=latency, seed=seed)
+        # The kit keeps the accepted keys (an ApiKeys: ``key in self.api_keys`` checks one).
+        super().__init__(faults=faults, latency=latency, seed=seed, api_keys=api_keys)
         if not 0 < pixel_scale <= 1:
             raise ValueError(f"pixel_scale must be in (0, 1], got {pixel_scale!r}")
         if auto_quality not in ("low", "medium", "high", "random"):
             raise ValueError(f"auto_quality must be low, medium, high or random, got {auto_quality!r}")
-        self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.pixel_scale = pixel_scale
         self.today = dt.date.fromisoformat(today) if isinstance(today, str) else today
         self.auto_quality = auto_quality
@@ -213,7 +213,7 @@ class OpenAIEmulator(AnswerParts, Emulator):
             raise Reject(openai_error(401, "You didn't provide an API key. You need to provide your API key in an "
                                            "Authorization header using Bearer auth (i.e. Authorization: Bearer "
                                            "YOUR_KEY).", headers=challenge))
-        if self.api_keys is not None and key not in self.api_keys:
+        if key not in self.api_keys:
             shown = f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
             raise Reject(openai_error(401, f"Incorrect API key provided: {shown}. You can find your API key at "
                                            "https://platform.openai.com/account/api-keys.",

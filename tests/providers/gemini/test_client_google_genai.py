@@ -216,3 +216,13 @@ def test_the_v1beta_path_of_the_rest_examples(_served: tuple[GeminiEmulator, Loo
     client = genai.Client(api_key="k", http_options={"base_url": _served[1].base_url, "api_version": "v1beta"})
     response = client.models.generate_content(model="gemini-3.1-flash-lite-image", contents="A kite")
     assert images_of(response)[0].size == (141, 77)  # the observed 1408x768, scaled
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/v1beta/no/such/thing", 404), ("GET", "/", 404), ("DELETE", "/v1beta/models", 405),
+    ("GET", "/v1beta/models/gemini-3-pro-image:generateContent", 404)])
+def test_unknown_paths_answer_googles_json_envelope(_served, method: str, path: str, status: int) -> None:
+    response = httpx.request(method, _served[1].base_url + path, headers={"x-goog-api-key": "k"})
+    assert response.status_code == status and response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["code"] == status and error["status"] in ("NOT_FOUND", "UNIMPLEMENTED") and error["message"]
