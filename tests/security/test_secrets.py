@@ -41,8 +41,8 @@ def _emulators(strict: bool):
     return {
         "gemini": gemini(latency=none, image_scale=0.02, api_keys=other if strict else None),
         "nb2": nb2(latency=none, image_scale=0.02, api_keys=other if strict else None),
-        "wireflow": wireflow(latency=none, output_max_side=16, executions_per_minute=1e6,
-                             invalid_keys=(KEYS["wireflow"][1],) if strict else ()),
+        "wireflow": wireflow(latency=none, image_scale=0.02, executions_per_minute=1e6,
+                             api_keys=other if strict else None),
         "openai": openai(latency=none, pixel_scale=0.02, api_keys=other if strict else None),
     }
 

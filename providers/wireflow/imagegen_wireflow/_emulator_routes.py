@@ -5,16 +5,18 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Awaitable, Callable
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from imagegen.testing import Reject
 
+from . import _emulator_edits as edits
+from . import _emulator_library as library
 from ._emulator_render import envelope, execute_body, workflow_body
+from ._emulator_runs import RunPlan
 from ._emulator_state import (
     Account,
     Workflow,
@@ -27,11 +29,14 @@ from ._emulator_state import (
 if TYPE_CHECKING:
     from .emulator import WireflowEmulator
 
-__all__ = ["route_table"]
+__all__ = ["route_table", "site_routes"]
 
 Handler = Callable[["WireflowEmulator", Request, Account | None], Awaitable[Response]]
 READ, WRITE, EXECUTE = ("workflows:read",), ("workflows:write",), ("workflows:execute",)
 POLL = ("workflows:read", "executions:read")  # G1 says the first, P3 the second (C6)
+#: Run results and editor state a saved graph does not keep ("POST /workflows sanitizes most
+#: of this", G4); GET shows the last run's output/status/error instead.
+_UNSAVED = ("output", "result", "selectedOutput", "selectedIndex", "status", "error", "isExecuting", "dims")
 _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
          "Access-Control-Allow-Headers": "Content-Type, Idempotency-Key"}
 
@@ -102,6 +107,16 @@ def _checked_graph(request: Request, nodes: Any, edges: Any) -> tuple[list[Any],
     return copy.deepcopy(nodes), [dict(e, id=e.get("id") or f"edge-{i}") for i, e in enumerate(edges)]
 
 
+def _sanitized(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nodes as a saved graph keeps them: without run results or editor state."""
+    for node in nodes:
+        data = node.get("data")
+        if isinstance(data, dict):
+            for key in _UNSAVED:
+                data.pop(key, None)
+    return nodes
+
+
 def _set_value(node: dict[str, Any], key: str, value: Any) -> None:
     data = node.setdefault("data", {})
     data.setdefault("config", {})[key] = value
@@ -154,6 +169,7 @@ async def create_workflow(emu: WireflowEmulator, request: Request, account: Acco
     if not body.get("name") or "nodes" not in body or "edges" not in body:
         raise _reject(400, "Missing required fields: name, nodes, edges", code="missing_fields")
     nodes, edges = _checked_graph(request, body["nodes"], body["edges"])
+    nodes = _sanitized(nodes)
     existing = emu.workflows.get(str(body.get("id"))) if body.get("id") else None
     if existing is not None and emu.owns(account, existing.owner):  # G1: with an id, POST updates (C17)
         workflow, status = existing, 200
@@ -177,8 +193,15 @@ async def create_workflow(emu: WireflowEmulator, request: Request, account: Acco
     return JSONResponse(payload, status_code=status)
 
 
+def _absolute(request: Request) -> Any:
+    base = str(request.base_url).rstrip("/")
+    return lambda url: url if url.startswith(("http://", "https://")) else base + url
+
+
 async def get_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
-    return JSONResponse(envelope(emu.options, workflow_body(_owned(emu, request, account))))
+    body = workflow_body(_owned(emu, request, account), absolute=_absolute(request))
+    shape = emu.options.workflow_envelope
+    return JSONResponse(body if shape == "bare" else {shape: body})
 
 
 async def put_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
@@ -191,7 +214,7 @@ async def put_workflow(emu: WireflowEmulator, request: Request, account: Account
         raise _reject(409, "The workflow changed since baseUpdatedAt", code="stale_write",
                       currentUpdatedAt=workflow.updated_at, yourBaseUpdatedAt=base)
     nodes, edges = _checked_graph(request, body.get("nodes", workflow.nodes), body.get("edges", workflow.edges))
-    workflow.nodes, workflow.edges = nodes, edges
+    workflow.nodes, workflow.edges = _sanitized(nodes), edges
     for key, attr in (("name", "name"), ("description", "description"), ("tags", "tags"),
                       ("isActive", "is_active")):
         if key in body:
@@ -222,15 +245,19 @@ async def estimate(emu: WireflowEmulator, request: Request, account: Account | N
 # -- executions -----------------------------------------------------------------------------
 
 def _start_response(emu: WireflowEmulator, workflow: Workflow, account: Account, nodes: list[Any],
-                    edges: list[Any], *, run: bool) -> Response:
+                    edges: list[Any], *, run: bool, plan: RunPlan | None = None) -> Response:
     if not workflow.is_active:
         raise _reject(400, "Workflow is not active", code="workflow_inactive")
-    emu.precheck(account, nodes)
-    execution = emu.start(workflow, account.key, nodes, edges)
+    plan = plan or emu.plan(workflow, nodes, edges)
+    emu.precheck(account, nodes, plan)
+    execution = emu.start(workflow, account.key, nodes, edges, plan)
     if run:
         body: Any = {"data": {"executionId": execution.id, "status": emu.options.status_text("RUNNING")}}
         return JSONResponse(body, status_code=202)
-    return JSONResponse(execute_body(emu.options, execution), status_code=emu.options.execute_status,
+    body = execute_body(emu.options, execution)
+    if plan.stale:
+        (body.get("data") if "data" in body else body)["staleDependencies"] = plan.stale
+    return JSONResponse(body, status_code=emu.options.execute_status,
                         headers={"Location": f"/api/v1/workflows/executions/{execution.id}/poll"})
 
 
@@ -248,7 +275,11 @@ async def execute(emu: WireflowEmulator, request: Request, account: Account | No
     for extra in (body.get("inputs"), body.get("triggerData")):
         if isinstance(extra, dict):
             _inject(nodes, extra)
-    return emu.remember(account.key, key, _start_response(emu, workflow, account, nodes, edges, run=False))
+    target = body.get("targetNodeId")
+    plan = emu.plan(workflow, nodes, edges, target=str(target) if target is not None else None,
+                    force=body.get("force") is True)
+    response = _start_response(emu, workflow, account, nodes, edges, run=False, plan=plan)
+    return emu.remember(account.key, key, response)
 
 
 async def run(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
@@ -312,43 +343,14 @@ async def trigger(emu: WireflowEmulator, request: Request, account: Account | No
         raise _reject(400, "Workflow is not active", code="workflow_inactive", headers=dict(_CORS))
     nodes, edges = copy.deepcopy(workflow.nodes), copy.deepcopy(workflow.edges)
     _inject(nodes, await _json(request))
-    emu.precheck(emu.account(workflow.owner), nodes)
-    execution = emu.start(workflow, workflow.owner, nodes, edges, initial_status="queued")
+    plan = emu.plan(workflow, nodes, edges)
+    emu.precheck(emu.account(workflow.owner), nodes, plan)
+    execution = emu.start(workflow, workflow.owner, nodes, edges, plan, initial_status="queued")
     emu.counters.incr("webhook_triggers")
     if "authorization" in request.headers:
         emu.counters.incr("webhook_triggers_with_authorization")
     body = {"executionId": execution.id, "status": "queued", "message": "Workflow execution queued successfully"}
     return emu.remember(scope, key, JSONResponse(body, status_code=202, headers=_CORS))
-
-
-async def upload(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
-    raw = await request.body()
-    if len(raw) > MAX_UPLOAD:
-        raise _reject(413, "File too large (25 MB max)", code="payload_too_large")
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("application/json"):
-        url = (await _json(request)).get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise _reject(400, "Expected {\"url\": \"https://...\"} or a multipart file", code="missing_fields")
-        return JSONResponse({"data": {"url": url}})
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
-    for part in message.iter_parts() if message.is_multipart() else []:
-        if part.get_param("name", header="content-disposition") == "file":
-            payload = part.get_payload(decode=True)
-            data = payload if isinstance(payload, bytes) else b""
-            path = emu.store_file(data, part.get_content_type())
-            emu.counters.incr("uploads")
-            return JSONResponse({"data": {"url": emu.file_url(request, path)}})
-    raise _reject(400, "Expected a multipart field named file", code="missing_fields")
-
-
-async def usage(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
-    assert account is not None
-    return JSONResponse(envelope(emu.options, {"credits": account.credits, "availableCredits": account.credits,
-                                               "plan": account.plan}))
-
-
-MAX_UPLOAD = 25 * 1024 * 1024
 
 
 def route_table(emu: WireflowEmulator) -> list[tuple[str, Any, list[str]]]:
@@ -361,6 +363,12 @@ def route_table(emu: WireflowEmulator) -> list[tuple[str, Any, list[str]]]:
         ("/executions/{eid}/poll", e(poll_route("short"), POLL), ["GET"]),
         ("/workflows", e(list_workflows, READ), ["GET"]),
         ("/workflows", e(create_workflow, WRITE), ["POST"]),
+        # before /workflows/{wid}, which would otherwise take "lint" and "generate" for ids
+        ("/workflows/lint", e(edits.lint_graph, READ), ["POST"]),
+        ("/workflows/generate/stream", e(library.generate_stream, WRITE), ["POST"]),
+        ("/workflows/{wid}/nodes/{nid}", e(edits.patch_node, WRITE), ["PATCH"]),
+        ("/workflows/{wid}/duplicate", e(edits.duplicate, WRITE), ["POST"]),
+        ("/workflows/{wid}/visibility", e(edits.set_visibility, WRITE), ["POST"]),
         ("/workflows/{wid}", e(get_workflow, READ), ["GET"]),
         ("/workflows/{wid}", e(put_workflow, WRITE), ["PUT"]),
         ("/workflows/{wid}", e(delete_workflow, WRITE), ["DELETE"]),
@@ -369,6 +377,26 @@ def route_table(emu: WireflowEmulator) -> list[tuple[str, Any, list[str]]]:
         ("/workflows/{wid}/run", e(describe_run, READ), ["GET"]),
         ("/workflows/{wid}/estimate", e(estimate, READ), ["POST"]),
         ("/workflow/{hook}/trigger", e(trigger, auth=False), ["GET", "POST", "OPTIONS"]),
-        ("/media/upload", e(upload, WRITE), ["POST"]),
-        ("/developer/usage", e(usage, ("usage:read",)), ["GET"]),
+        ("/media/upload", e(library.upload, WRITE), ["POST"]),
+        ("/media", e(library.list_media, READ), ["GET"]),
+        ("/developer/usage", e(library.usage, ("usage:read",)), ["GET"]),
+        ("/nodes", e(library.nodes, READ), ["GET"]),
+        ("/blocks", e(library.blocks, READ), ["GET"]),
+        ("/remotion/templates", e(library.templates, READ), ["GET"]),
+        ("/remotion/templates/{tid}", e(library.template, READ), ["GET"]),
+        ("/render/remotion/preview", e(library.preview, READ), ["POST"]),
     ]
+
+
+def site_routes(emu: WireflowEmulator) -> list[Route]:
+    """Routes outside ``/api/v1``: the unauthenticated download proxy (G3 ``download``)."""
+
+    async def download(request: Request) -> Response:
+        try:
+            return await library.download(emu, request)
+        except Reject as rej:
+            response = emu.reject_response(rej)
+            response.headers["X-Request-Id"] = emu.new_id("req_")
+            return response
+
+    return [Route("/api/download", download, methods=["GET"])]

@@ -5,9 +5,10 @@ graph lint and credit needs. Rendering of bodies lives in ``_emulator_render``.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from imagegen.testing import JobTimeline
 
 from ._catalog import NodeType, load_catalog
 
@@ -18,12 +19,14 @@ _ALL_SCOPES = ("workflows:read", "workflows:write", "workflows:execute", "execut
                "usage:read", "apps:execute")
 _VISUAL_ONLY = {"stickyNote", "custom_group"}
 
-#: What each dialect (spec §14) selects; any option given explicitly wins.
+#: What each dialect (spec §14) selects; any option given explicitly wins. Both poll shapes
+#: carry top-level ``status`` and ``nodeStates``, which Wireflow's published client reads (G2:
+#: "every poll response carries nodeStates"; G3 ``wait``, G10, G11).
 DIALECTS: dict[str, dict[str, Any]] = {
     "docs": {"envelope": "bare", "error_style": "flat", "execute_shape": "executionRuns",
-             "poll_shape": "nodeRuns", "report_credits": False},
+             "poll_shape": "docs", "report_credits": False},
     "scripts": {"envelope": "data", "error_style": "stripe", "execute_shape": "executionId",
-                "poll_shape": "data", "report_credits": True},
+                "poll_shape": "scripts", "report_credits": True},
 }
 
 
@@ -38,9 +41,14 @@ class EmulatorOptions:
     error_style: Literal["flat", "stripe"] | None = None
     #: execute 201 as ``executionRuns`` (P6), ``{executionId, status}`` (G1) or under ``data`` (C3)
     execute_shape: Literal["executionRuns", "executionId", "data"] | None = None
-    #: poll as P2 ``nodeRuns``, G3/G10 top-level ``nodeStates``, G1 ``data`` + ``finalOutput``
-    #: only, or G2's ``data`` with all three (C14)
-    poll_shape: Literal["nodeRuns", "nodeStates", "finalOutput", "data"] | None = None
+    #: the poll body (C14): ``docs`` is P2's ``{status, nodeResults}`` plus G2's ``nodeStates``;
+    #: ``scripts`` is G2's top-level ``{status, nodeStates, nodeResults, finalOutput}``; the
+    #: narrower variants are P2 ``nodeRuns`` only, G3/G10 ``nodeStates`` only, G1 ``data`` +
+    #: ``finalOutput`` only, and everything under ``data``
+    poll_shape: Literal["docs", "scripts", "nodeRuns", "nodeStates", "finalOutput", "data"] | None = None
+    #: ``GET /workflows/{id}``: bare (what G3 ``run-node``/``run-force`` read), under ``data``
+    #: (G1) or under ``workflow`` (G3 ``organize`` accepts it)
+    workflow_envelope: Literal["bare", "data", "workflow"] = "bare"
     #: report ``creditsUsed`` on the poll (seed 002: "credit usage"; the field name is a guess)
     report_credits: bool | None = None
     #: execute answers 201 (P6) or 200 (seed 002 "200/201") (C18)
@@ -66,13 +74,11 @@ class EmulatorOptions:
     requests_per_minute: float | None = None
     executions_per_minute: float = 10.0
     window_s: float = 60.0
-    #: strict key table ``{key: {"credits", "plan", "scopes", "expired"}}``; None accepts any key
-    keys: dict[str, dict[str, Any]] | None = None
-    invalid_keys: tuple[str, ...] = ()
-    expired_keys: tuple[str, ...] = ()
     #: 301 or 308 for the ``/legacy/...`` redirect (the old ``wireflow.ai`` host, G1a)
     redirect_status: int = 308
-    #: shrink output images to at most this many pixels per side (small cassettes)
+    #: shrink output images by this factor (small cassettes), as every emulator's ``image_scale``
+    image_scale: float = 1.0
+    #: the old way to shrink them: at most this many pixels per side
     output_max_side: int | None = None
     #: the poll route answers 404 unless the client uses this path variant (C2); None: all
     only_poll_path: Literal["poll", "details", "short"] | None = None
@@ -83,6 +89,8 @@ class EmulatorOptions:
         for name, value in DIALECTS[self.dialect].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if not 0 < self.image_scale <= 1:
+            raise ValueError(f"image_scale must be in (0, 1], got {self.image_scale!r}")
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> EmulatorOptions:
@@ -111,6 +119,16 @@ class Account:
 
 
 @dataclass
+class NodeResult:
+    """A node's cached output on a saved workflow, written by the last run that ran it."""
+
+    urls: list[str]
+    #: the node's parameters when it ran (a later change makes the cache stale)
+    values: dict[str, Any]
+    paid: bool
+
+
+@dataclass
 class Workflow:
     id: str
     owner: str
@@ -125,6 +143,10 @@ class Workflow:
     updated_at: str = ""
     execution_count: int = 0
     last_executed_at: str | None = None
+    #: ``view`` (published) or ``private`` (P4's isPublished; G3's linkPermission)
+    link_permission: str = "private"
+    #: node id -> cached result (G2: "output/status/error are null until a run writes them")
+    results: dict[str, NodeResult] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,13 +156,13 @@ class Execution:
     owner: str
     nodes: list[dict[str, Any]]
     edges: list[dict[str, Any]]
-    created: float
-    running_at: float
-    completes_at: float
+    timeline: JobTimeline
     outcome: str
     initial_status: str
     batch_id: str
-    #: filled when the execution ends: node id -> output URL paths; charged credits
+    #: the nodes that run (a targeted run passes the others through with their cached output)
+    runs: frozenset[str] = frozenset()
+    #: node id -> output URL paths: cached outputs passed through at the start, then new ones
     outputs: dict[str, list[str]] = field(default_factory=dict)
     finished: bool = False
     credits_charged: float = 0.0
@@ -149,11 +171,25 @@ class Execution:
     polls: int = 0
     seen_done_at: float | None = None
 
-    def phase(self, now: float | None = None) -> str:
-        now = time.time() if now is None else now
-        if self.finished or now >= self.completes_at:
-            return "done"
-        return "queued" if now < self.running_at else "running"
+    @property
+    def created(self) -> float:
+        return self.timeline.created_at
+
+    @property
+    def running_at(self) -> float:
+        return self.timeline.running_at
+
+    @property
+    def completes_at(self) -> float:
+        """When the execution is due to end (epoch seconds); tests may move it."""
+        return self.timeline.due_at
+
+    @completes_at.setter
+    def completes_at(self, value: float) -> None:
+        self.timeline.due_at = value
+
+    def phase(self) -> str:
+        return "done" if self.finished else self.timeline.phase()
 
 
 @dataclass(frozen=True)
@@ -189,7 +225,7 @@ def node_values(node: dict[str, Any]) -> dict[str, Any]:
     raw = node.get("data")
     data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     skip = {"label", "nodeType", "category", "config", "params", "inputs", "outputs", "output", "result",
-            "selectedOutput", "selectedIndex", "isExecuting", "inputType", "dims"}
+            "selectedOutput", "selectedIndex", "isExecuting", "inputType", "dims", "status", "error"}
     values = {k: v for k, v in data.items() if k not in skip}
     for where in ("params", "config"):
         if isinstance(data.get(where), dict):
@@ -281,8 +317,10 @@ def images_per_run(node: dict[str, Any], kind: NodeType) -> int:
         return 1
 
 
-def output_size(node: dict[str, Any], kind: NodeType, max_side: int | None) -> tuple[int, int, float]:
-    """Width, height and real megapixels of a generation node's output."""
+def output_size(node: dict[str, Any], kind: NodeType, max_side: int | None,
+                scale: float = 1.0) -> tuple[int, int, float]:
+    """Width, height and real megapixels of a generation node's output, shrunk by `scale` (or
+    to `max_side`) for small test files."""
     values = node_values(node)
     base = SIZES_PX.get(str(values.get(kind.params.get("size", ""), "1K")), 1024)
     ratio = str(values.get(kind.params.get("aspect_ratio", ""), "1:1"))
@@ -293,7 +331,6 @@ def output_size(node: dict[str, Any], kind: NodeType, max_side: int | None) -> t
         r = 1.0
     width, height = base * math.sqrt(r), base / math.sqrt(r)
     megapixels = width * height / 1e6
-    if max_side and max(width, height) > max_side:
+    if max_side and max(width, height) * scale > max_side:
         scale = max_side / max(width, height)
-        width, height = width * scale, height * scale
-    return max(1, round(width)), max(1, round(height)), megapixels
+    return max(1, round(width * scale)), max(1, round(height * scale)), megapixels

@@ -6,63 +6,58 @@ to the same path, as ``wireflow.ai`` does to ``www.wireflow.ai``):
 
 - ``GET/POST /workflows``, ``GET/PUT/DELETE /workflows/{id}``: CRUD with lint (422),
   compare-and-swap on ``baseUpdatedAt`` (409 ``stale_write``) and create-or-update by ``id``;
+  ``POST /workflows/lint``, ``PATCH /workflows/{id}/nodes/{nodeId}``,
+  ``POST /workflows/{id}/duplicate`` and ``/visibility`` (``_emulator_edits``);
 - ``POST /workflows/{id}/execute`` (201) and ``POST /workflows/{id}/run`` (202): credit
   pre-check (402 with ``breakdown``), 400 ``Workflow is not active``, executions per minute
-  (429), ``Idempotency-Key`` replay for 24 h; ``GET /workflows/{id}/run``; ``/estimate``;
+  (429), ``Idempotency-Key`` replay for 24 h; ``targetNodeId`` and ``force`` as the published
+  client uses them (``_emulator_runs``); ``GET /workflows/{id}/run``; ``/estimate``;
 - ``GET /workflows/executions/{id}/poll`` (and the ``/workflows/executions/{id}`` and
   ``/executions/{id}/poll`` variants): executions go queued -> RUNNING -> COMPLETED (or
-  FAILED/TIMEOUT/CANCELLED) on the latency model; outputs are served from ``/files/...``;
+  FAILED/TIMEOUT/CANCELLED) on the emulator's clock; outputs are served from ``/files/...``;
   credits are charged only when a generation node completes;
 - ``GET/POST /workflow/{webhookId}/trigger``: no key, CORS ``*``, 202 ``queued``;
-- ``POST /media/upload`` (multipart or ``{"url"}``), ``GET /developer/usage``.
+- ``POST /media/upload`` (multipart, or ``{"url"}`` re-hosted), ``GET /media``,
+  ``GET /developer/usage``, ``GET /nodes``, ``GET /blocks``, ``GET /remotion/templates[/{id}]``,
+  ``POST /workflows/generate/stream`` (SSE), ``POST /render/remotion/preview``, and the
+  unauthenticated download proxy ``GET /api/download?url=`` (``_emulator_library``).
 
-Every answer has ``X-Request-Id``; authenticated ones have ``X-RateLimit-*``. The variant
-switches are `EmulatorOptions` (``dialect="docs"`` or ``"scripts"`` presets, then one option
-per documented contradiction). Choices where the spec says UNKNOWN: an idempotency key
-replays the first 2xx answer whatever the new body is (marked ``Idempotent-Replayed: true``);
-webhook triggers are not rate limited; the rate window is fixed, per key.
+Every answer has ``X-Request-Id``; authenticated ones have ``X-RateLimit-*``; an unknown path
+answers the dialect's JSON error. The variant switches are `EmulatorOptions`
+(``dialect="docs"`` or ``"scripts"`` presets, then one option per documented contradiction).
+Choices where the spec says UNKNOWN are listed in ``docs/emulators.md``; among them: an
+idempotency key replays the first 2xx answer whatever the new body is (marked
+``Idempotent-Replayed: true``); webhook triggers are not rate limited; the rate window is fixed,
+per key. Time (executions, rate windows, idempotency, timestamps) comes from ``clock``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
-import time
-import uuid
+import warnings
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel, Reject
+from imagegen.testing import ApiKeys, Clock, Emulator, Fault, FaultPlan, LatencyModel, Reject, read_bearer
 
-from ._catalog import load_catalog
-from ._emulator_render import (
-    error_body,
-    iso,
-    poll_body,
-)
-from ._emulator_state import (
-    Account,
-    EmulatorOptions,
-    Execution,
-    Workflow,
-    credit_needs,
-    executable,
-    images_per_run,
-    node_kind,
-    node_values,
-    output_size,
-)
-from ._ratelimit import PLAN_LIMITS
+from ._emulator_render import error_body, iso, poll_body
+from ._emulator_runs import RunPlan, plan_run, precheck, start, status_of
+from ._emulator_state import Account, EmulatorOptions, Execution, Workflow
 
 __all__ = ["WireflowEmulator", "create_emulator", "default_latency"]
 
 IDEMPOTENCY_TTL_S = 24 * 3600
-_MARKERS = {"[[fail]]": "failed", "[[timeout]]": "timeout", "[[cancel]]": "cancelled"}
+#: Plan -> requests per minute (P8, seeds 000/001/002); P11's "Team" publishes none: Pro's.
+PLAN_REQUESTS_PER_MINUTE = {"free": 10.0, "starter": 20.0, "pro": 60.0, "team": 60.0, "enterprise": 200.0}
+_PROBLEMS = {"missing": (401, "Missing Authorization header", "missing_authorization"),
+             "malformed": (401, "Invalid API key format. Expected: Bearer sk-...", "invalid_api_key_format"),
+             "unknown": (401, "Invalid API key", "invalid_api_key"),
+             "expired": (401, "API key has expired", "api_key_expired")}
 
 
 def default_latency() -> LatencyModel:
@@ -76,12 +71,16 @@ class WireflowEmulator(Emulator):
     name = "wireflow"
 
     def __init__(self, *, faults: FaultPlan | None = None, latency: LatencyModel | None = None,
-                 seed: int = 0, options: EmulatorOptions | None = None) -> None:
-        super().__init__(faults=faults, latency=latency or default_latency(), seed=seed)
+                 seed: int = 0, options: EmulatorOptions | None = None, clock: Clock | None = None,
+                 api_keys: Any = None) -> None:
+        super().__init__(faults=faults, latency=latency or default_latency(), seed=seed, clock=clock,
+                         api_keys=api_keys)
         self.options = options or EmulatorOptions()
         self.accounts: dict[str, Account] = {}
         self.workflows: dict[str, Workflow] = {}
         self.executions: dict[str, Execution] = {}
+        #: files uploaded through ``/media/upload``, per user, oldest first (``GET /media``)
+        self.media: dict[str, list[dict[str, Any]]] = {}
         self._idempotent: dict[tuple[str, str], tuple[float, int, bytes, dict[str, str]]] = {}
         self._ids = itertools.count(1)
         self._last_update = 0.0
@@ -94,17 +93,20 @@ class WireflowEmulator(Emulator):
         table = _emulator_routes.route_table(self)
         routes: list[BaseRoute] = [Route("/legacy/{path:path}", self._redirect,
                                          methods=["GET", "POST", "PUT", "DELETE", "PATCH"])]
+        routes += _emulator_routes.site_routes(self)
         for prefix in ("/api/v1", ""):
             routes += [Route(prefix + path, endpoint, methods=methods) for path, endpoint, methods in table]
         return routes
 
     def new_id(self, prefix: str) -> str:
+        """A fresh opaque id starting with `prefix` (same seed and order: same ids)."""
         digest = hashlib.sha256(f"{self.seed}:{prefix}:{next(self._ids)}".encode()).hexdigest()
         return f"{prefix}{digest[:23 if prefix == 'cm' else 16]}"
 
     def now_iso(self) -> str:
-        # Strictly increasing, so compare-and-swap on updatedAt sees every write.
-        now = max(time.time(), self._last_update + 0.001)
+        """The clock's time as the API writes it; strictly increasing, so compare-and-swap on
+        ``updatedAt`` sees every write."""
+        now = max(self.clock.time(), self._last_update + 0.001)
         self._last_update = now
         return iso(now)
 
@@ -112,21 +114,25 @@ class WireflowEmulator(Emulator):
         extra: dict[str, Any] = {}
         if status == 429:
             wait = fault.retry_after if fault is not None and fault.retry_after is not None else 1.0
-            extra = self._retry_after_body(time.time() + wait, wait)
+            extra = self._retry_after_body(self.clock.time() + wait, wait)
         body = error_body(self.options, status, message, **extra)
         return JSONResponse(body, status_code=status, headers={"X-Request-Id": self.new_id("req_")})
+
+    def route_error_response(self, request: Request, status: int) -> Response:
+        message = "Not found" if status == 404 else f"Method {request.method} not allowed"
+        return self.error_response(status, f"{message}: {request.method} {request.url.path}")
 
     def rate_limit_headers(self, fault: Fault) -> dict[str, str]:
         wait = fault.retry_after if fault.retry_after is not None else 1.0
         headers = {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0",
-                   "X-RateLimit-Reset": str(math.ceil(time.time() + wait))}
+                   "X-RateLimit-Reset": str(math.ceil(self.clock.time() + wait))}
         if self.options.retry_after_header:
             headers["Retry-After"] = str(int(wait))
         return headers
 
-    def reject_response(self, rej: Reject) -> Response:
-        body = error_body(self.options, rej.status, rej.message, code=rej.code, **rej.fields)
-        return JSONResponse(body, status_code=rej.status, headers=rej.headers)
+    def reject_response(self, reject: Reject) -> Response:
+        body = error_body(self.options, reject.status, reject.message, code=reject.code, **reject.fields)
+        return JSONResponse(body, status_code=reject.status, headers=reject.headers)
 
     async def _redirect(self, request: Request) -> Response:
         target = "/" + request.path_params["path"]
@@ -137,31 +143,25 @@ class WireflowEmulator(Emulator):
     # -- accounts and limits ----------------------------------------------------------------
 
     def authenticate(self, request: Request, scopes: tuple[str, ...]) -> Account:
-        header = request.headers.get("authorization")
-        if not header:
-            raise Reject(401, "Missing Authorization header", code="missing_authorization")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme != "Bearer" or not token or any(ch.isspace() for ch in token):
-            raise Reject(401, "Invalid API key format. Expected: Bearer sk-...", code="invalid_api_key_format")
-        known = self.options.keys
-        if token in self.options.invalid_keys or (known is not None and token not in known):
-            raise Reject(401, "Invalid API key", code="invalid_api_key")
-        account = self.account(token)
-        if account.expired:
-            raise Reject(401, "API key has expired", code="api_key_expired")
+        """The caller's account, or a `Reject` worded as Wireflow words it (P3, P9)."""
+        credential = self.api_keys.verify(read_bearer(request))
+        if credential.problem is not None:
+            status, message, code = _PROBLEMS[credential.problem]
+            raise Reject(status, message, code=code)
+        assert credential.key is not None
+        account = self.account(credential.key)
         if scopes and not set(scopes) & set(account.scopes):
             raise Reject(403, "Forbidden", code="missing_scope")
         return account
 
     def account(self, key: str) -> Account:
+        """The account of API key `key`, made on first use from its `api_keys` record."""
         if key not in self.accounts:
-            info = (self.options.keys or {}).get(key, {})
+            info = self.api_keys.record(key)
             self.accounts[key] = Account(
                 key=key, credits=float(info.get("credits", self.options.credits)),
                 plan=info.get("plan", self.options.plan),
                 scopes=tuple(info.get("scopes", Account.__dataclass_fields__["scopes"].default)),
-                expired=bool(info.get("expired", key in self.options.expired_keys)),
                 user=str(info.get("user", key)))
         return self.accounts[key]
 
@@ -175,13 +175,13 @@ class WireflowEmulator(Emulator):
         if kind == "execution":
             limit = opts.executions_per_minute
         else:
-            limit = opts.requests_per_minute or PLAN_LIMITS.get(account.plan, (60.0, 10.0))[0]
-        now = time.time()
+            limit = opts.requests_per_minute or PLAN_REQUESTS_PER_MINUTE.get(account.plan, 60.0)
+        now = self.clock.time()
         # A fixed window opened by the key's first call in it (the spec leaves this UNKNOWN).
-        start, count = account.windows.get(kind, (now, 0))
-        if now >= start + opts.window_s:
-            start, count = now, 0
-        reset = start + opts.window_s
+        window_start, count = account.windows.get(kind, (now, 0))
+        if now >= window_start + opts.window_s:
+            window_start, count = now, 0
+        reset = window_start + opts.window_s
         headers = {"X-RateLimit-Limit": f"{limit:g}", "X-RateLimit-Reset": str(math.ceil(reset))}
         if count >= limit:
             self.counters.incr("rate_limited")
@@ -192,7 +192,7 @@ class WireflowEmulator(Emulator):
                        else "Too many requests. Please try again later.")
             raise Reject(429, message, code="rate_limited", headers=headers,
                          **self._retry_after_body(reset, reset - now))
-        account.windows[kind] = (start, count + 1)
+        account.windows[kind] = (window_start, count + 1)
         headers["X-RateLimit-Remaining"] = f"{limit - count - 1:g}"
         return headers
 
@@ -206,8 +206,9 @@ class WireflowEmulator(Emulator):
     # -- idempotency ------------------------------------------------------------------------
 
     def replay(self, scope: str, key: str | None) -> Response | None:
+        """The stored answer for an ``Idempotency-Key`` seen in the last 24 h, if any."""
         stored = self._idempotent.get((scope, key)) if key else None
-        if stored is None or time.time() - stored[0] > IDEMPOTENCY_TTL_S:
+        if stored is None or self.clock.time() - stored[0] > IDEMPOTENCY_TTL_S:
             return None
         self.counters.incr("idempotent_replays")
         _, status, body, headers = stored
@@ -215,96 +216,39 @@ class WireflowEmulator(Emulator):
                         headers={**headers, "Idempotent-Replayed": "true"})
 
     def remember(self, scope: str, key: str | None, response: Response) -> Response:
+        """Keep a 2xx answer under its ``Idempotency-Key`` for `replay`."""
         if key and 200 <= response.status_code < 300:
             headers = {k: v for k, v in response.headers.items() if k.lower() == "location"}
-            self._idempotent[(scope, key)] = (time.time(), response.status_code, bytes(response.body), headers)
+            self._idempotent[(scope, key)] = (self.clock.time(), response.status_code, bytes(response.body), headers)
         return response
 
-    # -- executions -------------------------------------------------------------------------
+    # -- executions (see _emulator_runs) ----------------------------------------------------
 
-    def precheck(self, account: Account, nodes: list[dict[str, Any]]) -> None:
-        breakdown = credit_needs(nodes)
-        required = sum(entry["credits"] for entry in breakdown)
-        if required > account.credits:
-            self.counters.incr("insufficient_credits")
-            raise Reject(402, f"Insufficient credits. Required: {required:g}, Available: {account.credits:g}",
-                         code="insufficient_credits", insufficientCredits=True, requiredCredits=required,
-                         availableCredits=account.credits,
-                         breakdown=[{k: e[k] for k in ("nodeId", "nodeLabel", "credits")} for e in breakdown])
+    def plan(self, workflow: Workflow, nodes: list[dict[str, Any]], edges: list[dict[str, Any]], *,
+             target: str | None = None, force: bool = False) -> RunPlan:
+        """Which nodes an execution runs (`_emulator_runs.plan_run`)."""
+        return plan_run(workflow, nodes, edges, target=target, force=force)
 
-    def start(self, workflow: Workflow, owner: str, nodes: list[dict[str, Any]],
-              edges: list[dict[str, Any]], *, initial_status: str | None = None) -> Execution:
-        megapixels = 0.0
-        outcome: str = self.options.outcome
-        for node in executable(nodes):
-            kind = node_kind(node)
-            if kind is not None and kind.billable:
-                megapixels += output_size(node, kind, None)[2] * images_per_run(node, kind)
-            prompt = str(node.get("data", {}).get("config", {}).get("prompt", "")) + json.dumps(node)
-            outcome = next((o for marker, o in _MARKERS.items() if marker in prompt), outcome)
-        now = time.time()
-        running_at = now + self.options.queued_s
-        execution = Execution(
-            id=self.new_id("exec_"), workflow_id=workflow.id, owner=owner, nodes=nodes, edges=edges,
-            created=now, running_at=running_at, completes_at=running_at + self.latency.sample(megapixels),
-            outcome=outcome, initial_status=(initial_status or self.options.initial_status).upper(),
-            batch_id=str(uuid.UUID(hashlib.md5(f"{self.seed}:{next(self._ids)}".encode()).hexdigest())))
-        self.executions[execution.id] = execution
-        workflow.execution_count += 1
-        workflow.last_executed_at = iso(now)
-        self.counters.incr("executions")
-        return execution
+    def precheck(self, account: Account, nodes: list[dict[str, Any]], plan: RunPlan) -> None:
+        """The credit pre-check for the nodes `plan` runs."""
+        precheck(self, account, nodes, plan.runs)
+
+    def start(self, workflow: Workflow, owner: str, nodes: list[dict[str, Any]], edges: list[dict[str, Any]],
+              plan: RunPlan | None = None, *, initial_status: str | None = None) -> Execution:
+        """Start an execution (`_emulator_runs.start`)."""
+        return start(self, workflow, owner, nodes, edges, plan, initial_status=initial_status)
 
     def status_of(self, execution: Execution) -> str:
-        """The canonical (upper-case) status now, finishing the execution when its time is up."""
-        phase = execution.phase()
-        if phase == "queued":
-            return execution.initial_status
-        if phase == "running":
-            return "RUNNING"
-        if not execution.finished:
-            self._finish(execution)
-        return {"completed": "COMPLETED", "failed": "FAILED", "timeout": "TIMEOUT",
-                "cancelled": "CANCELLED"}[execution.outcome]
-
-    def _finish(self, execution: Execution) -> None:
-        execution.finished = True
-        if execution.outcome != "completed":
-            execution.error = {"failed": self.options.failure_message,
-                               "timeout": "Execution timed out after 600 s",
-                               "cancelled": "Execution was cancelled"}[execution.outcome]
-            self.counters.incr(f"executions_{execution.outcome}")
-            return  # "If a model fails, you are not charged" (P11)
-        charged = 0.0
-        for node in executable(execution.nodes):
-            kind = node_kind(node)
-            if kind is None:
-                continue
-            if kind.name == "input:image":
-                url = next((v for k, v in node_values(node).items() if k in ("imageUrl", "image") and v), None)
-                execution.outputs[str(node.get("id"))] = [url] if url else []
-                self.counters.incr("reference_images", 1 if url else 0)
-            if not kind.billable:
-                continue
-            width, height, _ = output_size(node, kind, self.options.output_max_side)
-            count = images_per_run(node, kind)
-            mime = "image/jpeg" if kind.emulator_format == "jpeg" else "image/png"
-            execution.outputs[str(node.get("id"))] = [
-                self.store_file(self.image(width, height, kind.emulator_format), mime) for _ in range(count)]
-            charged += kind.credits * count
-        execution.credits_charged = charged
-        account = self.account(execution.owner)
-        account.credits = max(0.0, account.credits - charged)
-        usd = round(charged * load_catalog().usd_per_credit, 9)
-        self.counters.charge(usd=usd, credits=charged, ref=execution.id)
-        self.counters.incr("executions_completed")
+        """The canonical (upper-case) status of `execution` now."""
+        return status_of(self, execution)
 
     def poll_response(self, request: Request, execution: Execution) -> Response:
+        """The poll answer in the configured shape."""
         status = self.status_of(execution)
         self.counters.incr("polls")
         execution.polls += 1
         if execution.seen_done_at is None and execution.phase() == "done":
-            execution.seen_done_at = time.time()
+            execution.seen_done_at = self.clock.time()
         base = str(request.base_url).rstrip("/")
 
         def absolute(path: str) -> str:
@@ -314,10 +258,25 @@ class WireflowEmulator(Emulator):
 
 
 def create_emulator(*, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
-                    **options: Any) -> WireflowEmulator:
+                    clock: Clock | None = None, api_keys: Any = None, **options: Any) -> WireflowEmulator:
     """A Wireflow emulator. ``options`` are `EmulatorOptions` fields, e.g.
     ``dialect="scripts"``, ``poll_shape="nodeStates"``, ``retry_after_header=False``,
-    ``credits=5``, ``outcome="failed"``; ``latency`` defaults to `default_latency`."""
-    return WireflowEmulator(faults=faults, latency=latency, seed=seed,
+    ``credits=5``, ``outcome="failed"``, ``image_scale=0.05``; ``latency`` defaults to
+    `default_latency`. ``api_keys`` (a list, or ``{key: {"credits", "plan", "scopes", "user",
+    "expired"}}``, or an `ApiKeys`) limits the keys accepted; the old ``keys``,
+    ``invalid_keys`` and ``expired_keys`` options still work."""
+    api_keys = _legacy_keys(api_keys, options)
+    return WireflowEmulator(faults=faults, latency=latency, seed=seed, clock=clock, api_keys=api_keys,
                             options=EmulatorOptions.from_kwargs(options))
 
+
+def _legacy_keys(api_keys: Any, options: dict[str, Any]) -> Any:
+    """Fold the old ``keys``/``invalid_keys``/``expired_keys`` options into an `ApiKeys`."""
+    keys = options.pop("keys", None)
+    revoked = tuple(options.pop("invalid_keys", ()) or ())
+    expired = tuple(options.pop("expired_keys", ()) or ())
+    if keys is None and not revoked and not expired:
+        return api_keys
+    warnings.warn("the wireflow emulator's keys/invalid_keys/expired_keys options are now api_keys "
+                  "(an ApiKeys for revoked or expired keys)", DeprecationWarning, stacklevel=3)
+    return ApiKeys.of(api_keys if api_keys is not None else keys).extended(expired=expired, revoked=revoked)

@@ -43,7 +43,8 @@ def test_docs_dialect_shapes(make_env: Any) -> None:
     assert run["status"] == "RUNNING" and execute.headers["location"].endswith(f"/executions/{run['id']}/poll")
     assert run["startTime"].endswith("Z") and len(run["startTime"]) == 24
     poll = httpx.get(f"{env.server.base_url}/workflows/executions/{run['id']}/poll", headers=AUTH).json()
-    assert set(poll) == {"status", "nodeResults"} and poll["status"] == "RUNNING"
+    # P2's {status, nodeResults} plus the nodeStates the published client reads (G2)
+    assert set(poll) == {"status", "nodeResults", "nodeStates"} and poll["status"] == "RUNNING"
 
 
 def test_scripts_dialect_shapes(make_env: Any) -> None:
@@ -56,7 +57,7 @@ def test_scripts_dialect_shapes(make_env: Any) -> None:
     assert set(execute.json()) == {"executionId", "status"}
     time.sleep(0.1)
     poll = httpx.get(f"{env.server.base_url}/workflows/executions/{execute.json()['executionId']}/poll",
-                     headers=AUTH).json()["data"]
+                     headers=AUTH).json()  # top level: what the published client reads (G2, G3)
     assert poll["status"] == "COMPLETED" and poll["creditsUsed"] == 7
     gen = next(s for s in poll["nodeStates"] if s["nodeId"] == "generate")
     assert gen["outputUrl"] == poll["finalOutput"]["url"] == gen["outputUrls"][0]
@@ -98,8 +99,12 @@ def test_run_estimate_usage_upload_and_crud(make_env: Any) -> None:
     time.sleep(0.1)
     httpx.get(f"{base}/workflows/executions/{run.json()['data']['executionId']}", headers=AUTH)
     assert httpx.get(f"{base}/developer/usage", headers=AUTH).json()["credits"] == 93
-    uploaded = httpx.post(f"{base}/media/upload", headers=AUTH, json={"url": "https://cdn.example/x.png"})
-    assert uploaded.json() == {"data": {"url": "https://cdn.example/x.png"}}
+    unreachable = httpx.post(f"{base}/media/upload", headers=AUTH, json={"url": "https://cdn.example/x.png"})
+    assert unreachable.status_code == 400 and "Could not fetch" in unreachable.json()["error"]
+    hosted = httpx.post(f"{base}/media/upload", headers=AUTH, files={"file": ("a.png", b"png-bytes", "image/png")})
+    rehosted = httpx.post(f"{base}/media/upload", headers=AUTH, json={"url": hosted.json()["data"]["url"]})
+    copy_url = rehosted.json()["data"]["url"]
+    assert copy_url != hosted.json()["data"]["url"] and httpx.get(copy_url).content == b"png-bytes"
     current = httpx.get(f"{base}/workflows/{workflow_id}", headers=AUTH).json()
     put = httpx.put(f"{base}/workflows/{workflow_id}", headers=AUTH,
                     json={"name": "renamed", "baseUpdatedAt": current["updatedAt"]})

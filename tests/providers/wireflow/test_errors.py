@@ -22,7 +22,7 @@ from imagegen import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from imagegen.testing import Fault, FaultPlan
+from imagegen.testing import ApiKeys, Fault, FaultPlan
 from imagegen_wireflow.provider import WireflowAPIError
 
 from .conftest import KEY, config
@@ -49,9 +49,9 @@ def test_missing_authorization_header(make_env: Any, style: str) -> None:
 @pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize(("key", "text", "options"), [
     ("sk two words", "Invalid API key format. Expected: Bearer sk-...", {}),
-    ("sk-revoked", "Invalid API key", {"invalid_keys": ("sk-revoked",)}),
-    ("wf_live_old", "API key has expired", {"expired_keys": ("wf_live_old",)}),
-    ("sk-unknown", "Invalid API key", {"keys": {KEY: {}}}),
+    ("sk-revoked", "Invalid API key", {"api_keys": ApiKeys(revoked=["sk-revoked"])}),
+    ("wf_live_old", "API key has expired", {"api_keys": ApiKeys(expired=["wf_live_old"])}),
+    ("sk-unknown", "Invalid API key", {"api_keys": [KEY]}),
 ])
 def test_401_messages(make_env: Any, style: str, key: str, text: str, options: dict[str, Any]) -> None:
     env = make_env(error_style=style, **options)
@@ -65,7 +65,7 @@ def test_401_messages(make_env: Any, style: str, key: str, text: str, options: d
 
 @pytest.mark.parametrize("key", ["sk-abc", "wf_live_abc", "wf_test_offline_key"])
 def test_both_key_prefixes_are_accepted(make_env: Any, key: str) -> None:
-    env = make_env(keys={key: {}})
+    env = make_env(api_keys={key: {}})
     assert len(env.client(api_key=key).generate("x", provider="wireflow").images) == 1
 
 
@@ -83,7 +83,7 @@ def test_402_insufficient_credits_keeps_breakdown_and_charges_nothing(make_env: 
 
 
 def test_403_missing_scope(make_env: Any) -> None:
-    env = make_env(keys={KEY: {"scopes": ["workflows:read", "executions:read"]}})
+    env = make_env(api_keys={KEY: {"scopes": ["workflows:read", "executions:read"]}})
     with pytest.raises(PermissionDeniedError) as info:
         env.client().generate("x", provider="wireflow")
     assert "Forbidden" in info.value.message and "scope" in info.value.message
@@ -91,7 +91,7 @@ def test_403_missing_scope(make_env: Any) -> None:
 
 @pytest.mark.parametrize("scope", ["workflows:read", "executions:read"])
 def test_poll_accepts_either_read_scope(make_env: Any, scope: str) -> None:
-    env = make_env(keys={"sk-writer": {"user": "u1"}, "sk-reader": {"user": "u1", "scopes": [scope]}})
+    env = make_env(api_keys={"sk-writer": {"user": "u1"}, "sk-reader": {"user": "u1", "scopes": [scope]}})
     job = env.client(api_key="sk-writer").submit("x", provider="wireflow")
     time.sleep(0.1)
     assert env.client(api_key="sk-reader").wait(job.id, timeout=10).images
