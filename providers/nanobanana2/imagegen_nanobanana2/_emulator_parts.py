@@ -17,7 +17,9 @@ from typing import Any
 import anyio
 import httpx
 
-__all__ = ["EmuJob", "FormData", "RequestError", "WebhookSender", "nearest_ratio", "parse_multipart"]
+from imagegen.testing import JobTimeline, Reject
+
+__all__ = ["EmuJob", "FormData", "WebhookSender", "nearest_ratio", "parse_multipart", "whole"]
 
 #: Fields each endpoint understands (the guide's names, plus the SDK's callback spellings).
 GENERATE_FIELDS = frozenset({
@@ -30,18 +32,14 @@ BLEND_FIELDS = frozenset({"image1", "image2", "prompt", "blend_strength", "webho
 OUTPUT_FORMATS = {"png": ("png", "image/png"), "jpeg": ("jpeg", "image/jpeg"), "jpg": ("jpeg", "image/jpeg")}
 
 
-class RequestError(Exception):
-    """A request the emulated API refuses: HTTP status and the ``error`` text."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def utc_stamp() -> str:
+def utc_stamp(epoch: float) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ``, the guide's timestamp form."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def whole(amount: float) -> int | float:
+    """Credits as the guide shows them: ``4``, not ``4.0`` (a fraction stays a fraction)."""
+    return int(amount) if float(amount).is_integer() else amount
 
 
 def new_job_id() -> str:
@@ -50,7 +48,7 @@ def new_job_id() -> str:
 
 @dataclass
 class EmuJob:
-    """One generation as the emulated service keeps it."""
+    """One generation as the emulated service keeps it; `timeline` says when it is due."""
 
     id: str
     key: str
@@ -58,11 +56,10 @@ class EmuJob:
     fmt: str
     size: tuple[int, int]
     base_url: str
+    timeline: JobTimeline
     webhook_url: str | None = None
     fail: bool = False
     status: str = "pending"
-    created_at: str = field(default_factory=utc_stamp)
-    polls: int = 0
     outputs: list[dict[str, Any]] = field(default_factory=list)
     credits: float = 0.0
     processing_time_ms: int | None = None
@@ -73,11 +70,19 @@ class EmuJob:
     def done(self) -> bool:
         return self.status in ("completed", "failed")
 
+    @property
+    def polls(self) -> int:
+        return self.timeline.polls
+
+    @property
+    def created_at(self) -> str:
+        return utc_stamp(self.timeline.created_at)
+
     def body(self) -> dict[str, Any]:
         """The generation object (§4 of the spec): full once completed, short before."""
         data: dict[str, Any] = {"id": self.id, "status": self.status, "created_at": self.created_at}
         if self.status == "completed":
-            data.update(outputs=self.outputs, credits_used=self.credits,
+            data.update(outputs=self.outputs, credits_used=whole(self.credits),
                         processing_time_ms=self.processing_time_ms)
         elif self.status == "failed":
             data["error"] = self.error
@@ -98,9 +103,9 @@ def number(value: Any, name: str, low: float, high: float) -> float:
     try:
         result = float(value)
     except (TypeError, ValueError):
-        raise RequestError(400, f"{name} must be a number") from None
+        raise Reject(400, f"{name} must be a number") from None
     if isinstance(value, bool) or not math.isfinite(result) or not low <= result <= high:
-        raise RequestError(400, f"{name} must be between {low:g} and {high:g}")
+        raise Reject(400, f"{name} must be between {low:g} and {high:g}")
     return result
 
 
@@ -126,11 +131,11 @@ class FormData:
 def parse_multipart(body: bytes, content_type: str) -> FormData:
     """Parse ``multipart/form-data`` with the standard library (no python-multipart needed)."""
     if not content_type.lower().startswith("multipart/form-data"):
-        raise RequestError(400, "Expected multipart/form-data")
+        raise Reject(400, "Expected multipart/form-data")
     header = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
     message = BytesParser(policy=policy.HTTP).parsebytes(header + body)
     if not message.is_multipart():
-        raise RequestError(400, "Malformed multipart body")
+        raise Reject(400, "Malformed multipart body")
     fields: dict[str, str] = {}
     files: dict[str, Upload] = {}
     for part in message.iter_parts():
@@ -155,7 +160,7 @@ def image_size(data: bytes) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as img:
             return img.size
     except (UnidentifiedImageError, OSError, ValueError):
-        raise RequestError(400, "Invalid image file: expected PNG, JPEG or WebP") from None
+        raise Reject(400, "Invalid image file: expected PNG, JPEG or WebP") from None
 
 
 class WebhookSender:

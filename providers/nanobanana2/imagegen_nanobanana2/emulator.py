@@ -13,15 +13,19 @@ Answer modes (``mode``, changeable at run time through the attribute):
 - ``"async"``: the submit answers 202 ``{"id", "status": "pending", "created_at"}``; each
   ``GET /status`` advances the job, which completes on poll number ``ticks`` (earlier polls
   say ``processing``). With ``ticks=None``, or when a webhook URL was given, the job also
-  completes on its own after the latency model's delay.
+  completes on its own after the latency model's delay, on the emulator's ``clock`` (a
+  `FakeClock` finishes it when the test advances the clock). ``processing_time_ms`` is the
+  time from submit to completion on that clock.
 
 Prompt markers script single jobs: ``emulate:fail`` ends the job ``failed`` (credits
 refunded), ``emulate:pending`` answers ``pending`` even in sync mode.
 
 Credits: each API key starts with ``initial_credits`` (or ``balances[key]``); a job costs
 4 credits per image, reserved at submit; too few credits answers 402
-``{"error": "Insufficient credits"}``. ``api_keys`` limits which keys are accepted (401
-otherwise). Webhooks: when ``webhookUrl`` (or ``webhook_url``) is given the finished job
+``{"error": "Insufficient credits"}``. ``credits_used`` and ``balance`` are integers, as the
+guide shows them. ``api_keys`` limits which keys are accepted (401 otherwise).
+
+Webhooks: when ``webhookUrl`` (or ``webhook_url``) is given the finished job
 is POSTed there as ``{job_id, status, outputs}``, retried ``webhook_attempts`` times;
 ``fail_webhooks=True`` makes every attempt fail. Counters ``webhook_attempts``,
 ``webhook_deliveries``, ``webhook_failures``, ``webhook_given_up`` count them.
@@ -44,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from imagegen.testing import Emulator, Fault, FaultPlan, LatencyModel
+from imagegen.testing import Clock, Emulator, Fault, FaultPlan, JobTimeline, LatencyModel, Reject, read_bearer
 
 from ._emulator_parts import (
     BLEND_FIELDS,
@@ -53,13 +57,13 @@ from ._emulator_parts import (
     OUTPUT_FORMATS,
     EmuJob,
     FormData,
-    RequestError,
     WebhookSender,
     image_size,
     nearest_ratio,
     new_job_id,
     number,
     parse_multipart,
+    whole,
 )
 
 __all__ = ["NanoBanana2Emulator", "create_emulator"]
@@ -83,12 +87,12 @@ class NanoBanana2Emulator(Emulator):
 
     def __init__(self, *, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
                  mode: str = "sync", ticks: int | None = 2, initial_credits: float = 1000.0,
-                 balances: dict[str, float] | None = None, api_keys: list[str] | None = None,
+                 balances: dict[str, float] | None = None, api_keys: Any = None, clock: Clock | None = None,
                  image_scale: float = 1.0, max_upload_bytes: int = 10 * 1024 * 1024,
                  webhook_attempts: int = 3, webhook_backoff: float = 0.05, webhook_timeout: float = 5.0,
                  fail_webhooks: bool = False, retry_hint: str = "header", error_key: str = "error",
                  strict: bool = True) -> None:
-        super().__init__(faults=faults, latency=latency, seed=seed)
+        super().__init__(faults=faults, latency=latency, seed=seed, clock=clock, api_keys=api_keys)
         if mode not in ("sync", "async"):
             raise ValueError(f"mode must be 'sync' or 'async', not {mode!r}")
         if retry_hint not in ("header", "body", "both"):
@@ -98,7 +102,6 @@ class NanoBanana2Emulator(Emulator):
         self.mode = mode
         self.ticks = ticks
         self.initial_credits = float(initial_credits)
-        self.api_keys = set(api_keys) if api_keys else None
         self.image_scale = image_scale
         self.max_upload_bytes = max_upload_bytes
         self.retry_hint = retry_hint
@@ -160,94 +163,77 @@ class NanoBanana2Emulator(Emulator):
     # -- handlers --------------------------------------------------------------------------------
 
     async def _generate(self, request: Request) -> Response:
+        key = self._auth(request)
         try:
-            key = self._auth(request)
-            try:
-                body = json.loads(await request.body())
-            except ValueError:
-                raise RequestError(400, "Request body must be JSON") from None
-            if not isinstance(body, dict):
-                raise RequestError(400, "Request body must be a JSON object")
-            self.requests.append({"path": "/generate", "fields": body})
-            self._check_fields(body, GENERATE_FIELDS)
-            prompt = self._prompt(body.get("prompt"))
-            ratio = body.get("aspect_ratio", "1:1")
-            if ratio not in self._sizes:
-                raise RequestError(400, f"Unsupported aspect_ratio {ratio!r}; use one of {', '.join(self._sizes)}")
-            n = body.get("num_outputs", 1)
-            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4:
-                raise RequestError(400, "num_outputs must be an integer from 1 to 4")
-            self._check_generate_extras(body)
-            job = self._new_job(request, key, prompt, n, body.get("output_format"), self._sizes[ratio],
-                                self._webhook(body))
-        except RequestError as exc:
-            return self.error_response(exc.status, exc.message)
+            body = json.loads(await request.body())
+        except ValueError:
+            raise Reject(400, "Request body must be JSON") from None
+        if not isinstance(body, dict):
+            raise Reject(400, "Request body must be a JSON object")
+        self.requests.append({"path": "/generate", "fields": body})
+        self._check_fields(body, GENERATE_FIELDS)
+        prompt = self._prompt(body.get("prompt"))
+        ratio = body.get("aspect_ratio", "1:1")
+        if ratio not in self._sizes:
+            raise Reject(400, f"Unsupported aspect_ratio {ratio!r}; use one of {', '.join(self._sizes)}")
+        n = body.get("num_outputs", 1)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4:
+            raise Reject(400, "num_outputs must be an integer from 1 to 4")
+        self._check_generate_extras(body)
+        job = self._new_job(request, key, prompt, n, body.get("output_format"), self._sizes[ratio],
+                            self._webhook(body))
         return await self._answer(job, prompt)
 
     async def _edit(self, request: Request) -> Response:
-        try:
-            key = self._auth(request)
-            form = await self._form(request, "/edit", EDIT_FIELDS)
-            prompt = self._prompt(form.fields.get("prompt"))
-            upload = form.files.get("image")
-            if upload is not None:
-                width, height = image_size(upload.data)
-            elif form.fields.get("image_url") or form.fields.get("imageUrl"):
-                width, height = 1024, 1024  # tolerated like the JS SDK's imageUrl; not fetched
-            else:
-                raise RequestError(400, "Missing image file (field 'image')")
-            ratio = form.fields.get("aspect_ratio", "auto")
-            if ratio == "auto":
-                ratio = nearest_ratio(width, height, self._sizes)
-            if ratio not in self._sizes:
-                raise RequestError(
-                    400, f"Unsupported aspect_ratio {ratio!r}; use auto or one of {', '.join(self._sizes)}")
-            job = self._new_job(request, key, prompt, 1, form.fields.get("output_format"), self._sizes[ratio],
-                                self._webhook(form.fields))
-        except RequestError as exc:
-            return self.error_response(exc.status, exc.message)
+        key = self._auth(request)
+        form = await self._form(request, "/edit", EDIT_FIELDS)
+        prompt = self._prompt(form.fields.get("prompt"))
+        upload = form.files.get("image")
+        if upload is not None:
+            width, height = image_size(upload.data)
+        elif form.fields.get("image_url") or form.fields.get("imageUrl"):
+            width, height = 1024, 1024  # tolerated like the JS SDK's imageUrl; not fetched
+        else:
+            raise Reject(400, "Missing image file (field 'image')")
+        ratio = form.fields.get("aspect_ratio", "auto")
+        if ratio == "auto":
+            ratio = nearest_ratio(width, height, self._sizes)
+        if ratio not in self._sizes:
+            raise Reject(400, f"Unsupported aspect_ratio {ratio!r}; use auto or one of {', '.join(self._sizes)}")
+        job = self._new_job(request, key, prompt, 1, form.fields.get("output_format"), self._sizes[ratio],
+                            self._webhook(form.fields))
         return await self._answer(job, prompt)
 
     async def _blend(self, request: Request) -> Response:
-        try:
-            key = self._auth(request)
-            form = await self._form(request, "/blend", BLEND_FIELDS)
-            prompt = self._prompt(form.fields.get("prompt"))
-            missing = [name for name in ("image1", "image2") if name not in form.files]
-            if missing:
-                raise RequestError(400, f"Missing image file(s): {', '.join(missing)}")
-            width, height = image_size(form.files["image1"].data)
-            image_size(form.files["image2"].data)
-            if "blend_strength" in form.fields:
-                number(form.fields["blend_strength"], "blend_strength", 0.0, 1.0)
-            ratio = nearest_ratio(width, height, self._sizes)
-            job = self._new_job(request, key, prompt, 1, None, self._sizes[ratio], self._webhook(form.fields))
-        except RequestError as exc:
-            return self.error_response(exc.status, exc.message)
+        key = self._auth(request)
+        form = await self._form(request, "/blend", BLEND_FIELDS)
+        prompt = self._prompt(form.fields.get("prompt"))
+        missing = [name for name in ("image1", "image2") if name not in form.files]
+        if missing:
+            raise Reject(400, f"Missing image file(s): {', '.join(missing)}")
+        width, height = image_size(form.files["image1"].data)
+        image_size(form.files["image2"].data)
+        if "blend_strength" in form.fields:
+            number(form.fields["blend_strength"], "blend_strength", 0.0, 1.0)
+        ratio = nearest_ratio(width, height, self._sizes)
+        job = self._new_job(request, key, prompt, 1, None, self._sizes[ratio], self._webhook(form.fields))
         return await self._answer(job, prompt)
 
     async def _status(self, request: Request) -> Response:
-        try:
-            key = self._auth(request)
-        except RequestError as exc:
-            return self.error_response(exc.status, exc.message)
+        key = self._auth(request)
         job = self.jobs.get(request.path_params["job_id"])
         if job is None or job.key != key:
-            return self.error_response(404, "Job not found")
+            raise Reject(404, "Job not found")
         if not job.done:
-            job.polls += 1
-            if self.ticks is not None and job.polls >= self.ticks:
-                await self._finish(job, slept=0.0)
+            if job.timeline.poll() == "done":
+                await self._finish(job)
             else:
                 job.status = "processing"
         return JSONResponse(job.body())
 
     async def _balance(self, request: Request) -> Response:
-        try:
-            key = self._auth(request)
-        except RequestError as exc:
-            return self.error_response(exc.status, exc.message)
-        return JSONResponse({"balance": self.balance(key)})
+        key = self._auth(request)
+        return JSONResponse({"balance": whole(self.balance(key))})
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -256,52 +242,51 @@ class NanoBanana2Emulator(Emulator):
         return dict(self._extra["native_sizes"])
 
     def _auth(self, request: Request) -> str:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key or (self.api_keys is not None and key not in self.api_keys):
-            raise RequestError(401, "Invalid or missing API key")
-        return key
+        credential = self.api_keys.verify(read_bearer(request))
+        if not credential.ok or credential.key is None:
+            raise Reject(401, "Invalid or missing API key")
+        return credential.key
 
     def _check_fields(self, fields: dict[str, Any], known: frozenset[str]) -> None:
         unknown = sorted(set(fields) - known)
         if unknown and self.strict:
-            raise RequestError(400, f"Unknown field(s): {', '.join(unknown)}")
+            raise Reject(400, f"Unknown field(s): {', '.join(unknown)}")
 
     @staticmethod
     def _prompt(value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise RequestError(400, "prompt is required")
+            raise Reject(400, "prompt is required")
         return value
 
     @staticmethod
     def _webhook(fields: dict[str, Any]) -> str | None:
         url = fields.get("webhookUrl") or fields.get("webhook_url")
         if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-            raise RequestError(400, "webhookUrl must be an http(s) URL")
+            raise Reject(400, "webhookUrl must be an http(s) URL")
         return url
 
     def _check_generate_extras(self, body: dict[str, Any]) -> None:
         if "output_format" in body and body["output_format"] not in OUTPUT_FORMATS:
-            raise RequestError(400, "output_format must be png or jpeg")
+            raise Reject(400, "output_format must be png or jpeg")
         if "guidance_scale" in body:
             number(body["guidance_scale"], "guidance_scale", 0.0, 30.0)
         if "seed" in body and (isinstance(body["seed"], bool) or not isinstance(body["seed"], int)):
-            raise RequestError(400, "seed must be an integer")
+            raise Reject(400, "seed must be an integer")
         refs = body.get("reference_images", [])
         if not isinstance(refs, list) or not all(isinstance(r, str) and r.startswith("http") for r in refs):
-            raise RequestError(400, "reference_images must be a list of image URLs")
+            raise Reject(400, "reference_images must be a list of image URLs")
         if "style_strength" in body:
             number(body["style_strength"], "style_strength", 0.0, 1.0)
         if "style_reference_url" in body and not str(body["style_reference_url"]).startswith("http"):
-            raise RequestError(400, "style_reference_url must be an image URL")
+            raise Reject(400, "style_reference_url must be an image URL")
 
     async def _form(self, request: Request, path: str, known: frozenset[str]) -> FormData:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_upload_bytes:
-            raise RequestError(413, f"File too large; the limit is {self.max_upload_bytes} bytes")
+            raise Reject(413, f"File too large; the limit is {self.max_upload_bytes} bytes")
         body = await request.body()
         if len(body) > self.max_upload_bytes:
-            raise RequestError(413, f"File too large; the limit is {self.max_upload_bytes} bytes")
+            raise Reject(413, f"File too large; the limit is {self.max_upload_bytes} bytes")
         form = parse_multipart(body, request.headers.get("content-type", ""))
         self.requests.append({"path": path, "fields": form.describe()})
         self._check_fields({**form.fields, **form.files}, known)
@@ -310,15 +295,23 @@ class NanoBanana2Emulator(Emulator):
     def _new_job(self, request: Request, key: str, prompt: str, n: int, fmt: str | None,
                  size: list[int], webhook_url: str | None) -> EmuJob:
         if fmt is not None and fmt not in OUTPUT_FORMATS:
-            raise RequestError(400, "output_format must be png or jpeg")
+            raise Reject(400, "output_format must be png or jpeg")
         cost = self.credits_per_image * n
         with self._lock:
             balance = self._balances.setdefault(key, self.initial_credits)
             if balance < cost:
-                raise RequestError(402, "Insufficient credits")
+                raise Reject(402, "Insufficient credits")
             self._balances[key] = balance - cost
+        megapixels = n * size[0] * size[1] / 1e6
+        # With ticks and no webhook an async job waits for its polls; otherwise it is due after
+        # the latency model's delay.
+        running_s = self.latency.sample(megapixels)
+        pending = self.mode == "async" or "emulate:pending" in prompt
+        waits_for_polls = pending and self.ticks is not None and webhook_url is None
+        timeline = JobTimeline(self.clock, running_s=float("inf") if waits_for_polls else running_s,
+                               done_after_polls=self.ticks)
         job = EmuJob(id=new_job_id(), key=key, n=n, fmt=OUTPUT_FORMATS[fmt or "png"][0], size=(size[0], size[1]),
-                     base_url=str(request.base_url).rstrip("/"), webhook_url=webhook_url,
+                     base_url=str(request.base_url).rstrip("/"), timeline=timeline, webhook_url=webhook_url,
                      fail="emulate:fail" in prompt, credits=cost, label=prompt[:24])
         self.jobs[job.id] = job
         self.counters.charge(usd=self.usd_per_image * n, credits=cost, ref=job.id)
@@ -326,8 +319,8 @@ class NanoBanana2Emulator(Emulator):
 
     async def _answer(self, job: EmuJob, prompt: str) -> Response:
         if self.mode == "sync" and "emulate:pending" not in prompt:
-            slept = await self.latency.sleep(job.n * job.size[0] * job.size[1] / 1e6)
-            await self._finish(job, slept=slept)
+            await self.clock.sleep(job.timeline.due_at - self.clock.time())
+            await self._finish(job)
             self._spawn(self._notify(job))
             return JSONResponse(job.body())
         if job.webhook_url is not None or self.ticks is None:
@@ -335,17 +328,18 @@ class NanoBanana2Emulator(Emulator):
         return JSONResponse(job.body(), status_code=202)
 
     async def _run_in_background(self, job: EmuJob) -> None:
-        slept = await self.latency.sleep(job.n * job.size[0] * job.size[1] / 1e6)
+        await self.clock.sleep_until(job.timeline.due_at)
         if not job.done:
-            await self._finish(job, slept=slept)
+            await self._finish(job)
         await self._notify(job)
 
     async def _notify(self, job: EmuJob) -> None:
         if job.webhook_url is not None:
             await self.webhooks.deliver(job.webhook_url, job.webhook_payload())
 
-    async def _finish(self, job: EmuJob, *, slept: float) -> None:
-        job.processing_time_ms = round(slept * 1000)
+    async def _finish(self, job: EmuJob) -> None:
+        job.timeline.finish()
+        job.processing_time_ms = round(job.timeline.elapsed_s() * 1000)
         if job.fail:
             job.status, job.error = "failed", "Generation failed: the model returned no image (emulated)"
             with self._lock:
