@@ -35,7 +35,6 @@ import hashlib
 import itertools
 import json
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field

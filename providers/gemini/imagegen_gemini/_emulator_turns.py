@@ -22,7 +22,7 @@ from typing import Any
 from imagegen import ModelSpec
 from imagegen.testing import Reject
 
-from ._emulator_shapes import refusal_body
+from ._emulator_shapes import b64decode, refusal_body
 
 __all__ = ["check_signatures", "issue_signature", "verify_signature"]
 
@@ -50,7 +50,8 @@ def verify_signature(seed: int, signature: Any) -> tuple[str, int] | None:
     if not isinstance(signature, str):
         return None
     try:
-        raw = base64.b64decode(signature, validate=True)
+        # proto3 JSON bytes: google-genai sends the signature back URL-safe, as it does inline data.
+        raw = b64decode(signature)
     except (binascii.Error, ValueError):
         return None
     if not raw.startswith(_MAGIC) or len(raw) < len(_MAGIC) + 2:

@@ -65,7 +65,8 @@ def test_inline_batch_moves_through_its_states(sdk: genai.Client, started, clock
     assert len(emulator.counters.charges) == 2
 
 
-def test_the_operation_carries_the_output_twice_with_string_counts(sdk: genai.Client, started, clock: FakeClock) -> None:
+def test_the_operation_carries_the_output_twice_with_string_counts(
+        sdk: genai.Client, started, clock: FakeClock) -> None:
     _, server = started
     job = sdk.batches.create(model=MODEL, src=[_request("a fox", "fox")], config={"display_name": "x"})
     clock.advance(200)
