@@ -52,11 +52,14 @@ HTTP-200 refusal through a plan: ``FaultPlan.script(refusal_fault("NO_IMAGE"))``
 ``api_keys`` (accepted keys; default any), ``image_scale`` (shrink images, e.g. for small
 cassettes; ``pixel_scale`` is its old name), ``default_shape`` (``"observed"`` or ``"square"``
 when no ratio is sent), ``enforce_shutdowns`` (404 for models the Gemini API has retired),
-``clock`` (a `FakeClock` makes latency instant and moves batches along by hand),
-``missing_signature`` (``"finish"``: a turn that lost a thought signature gets HTTP 200
-``MISSING_THOUGHT_SIGNATURE``; ``"400"``), ``signature_bytes`` (pad signatures to a real size),
-and the ``batch_*`` options of ``_emulator_batch``. Routes come from `ROUTE_SETS`: a family of
-routes is a function there, in its own module (batches and files: ``_emulator_batch``).
+``clock`` (the kit's `Clock`; a `FakeClock` makes latency instant and moves batches along by
+hand). Routes come from `ROUTE_SETS`: a family of routes is a function there, in its own module.
+
+Multi-turn (``_emulator_turns``): signatures are verifiable, and a request whose earlier model
+turns lost or changed one is answered ``MISSING_THOUGHT_SIGNATURE`` (``missing_signature="400"``:
+a 400 instead); ``signature_bytes`` pads signatures to a realistic size (real ones: 1-3 MB).
+The Batch and Files APIs (``_emulator_batch``, as ``self.batches``): ``batch_turnaround_s`` on
+``clock``, ``batch_member_faults``, ``batch_file_results`` and ``batch_get_pitfall_bytes``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ MODEL = "gemini-3-pro-image"
 @pytest.fixture
 def started() -> Iterator[tuple[GeminiEmulator, LoopbackServer]]:
     # Signatures of 200 KB: big enough to show they travel through the job store unharmed.
-    emulator = create_emulator(latency=LatencyModel.none(), api_keys={API_KEY}, pixel_scale=0.05,
+    emulator = create_emulator(latency=LatencyModel.none(), api_keys={API_KEY}, image_scale=0.05,
                                signature_bytes=200_000)
     with serve(emulator) as server:
         yield emulator, server
