@@ -25,7 +25,7 @@ from imagegen import ModelSpec
 
 from ._catalog import FIXED_BY_RATIO, family, free_size_problem, parse_wh
 
-__all__ = ["Form", "Reject", "Upload", "check_params", "openai_error", "parse_multipart", "sniff"]
+__all__ = ["Form", "Reject", "Upload", "check_params", "openai_error", "parse_multipart", "scripted_error", "sniff"]
 
 #: Top-level parameters each endpoint knows; anything else is ``unknown_parameter``.
 GENERATION_PARAMS = frozenset({"model", "prompt", "n", "quality", "response_format", "output_format",
@@ -212,3 +212,48 @@ def json_body(raw: bytes) -> dict[str, Any]:
 
 def markers(prompt: str) -> list[tuple[str, str, str]]:
     return MARKER.findall(prompt)
+
+
+_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
+    "quota": (429, "insufficient_quota", "insufficient_quota",
+              "You exceeded your current quota, please check your plan and billing details."),
+    "credits": (429, "insufficient_quota", "credit_balance_exhausted",
+                "Your credit balance is exhausted. Add credits to continue."),
+    "billing": (400, "invalid_request_error", "billing_hard_limit_reached", "Billing hard limit has been reached"),
+    "server": (500, "server_error", None, "The server had an error while processing your request. Sorry about that!"),
+    "overloaded": (503, "service_unavailable_error", "server_is_overloaded",
+                   "The engine is currently overloaded, please try again later"),
+    "verify": (403, "invalid_request_error", None,
+               "Your organization must be verified to use the model `{model}`. Please go to: "
+               "https://platform.openai.com/settings/organization/general and click on Verify Organization."),
+    "conflict": (409, "invalid_request_error", None, "The request conflicted with another request. Retry it."),
+}
+
+
+def scripted_error(prompt: str, spec: ModelSpec) -> None:
+    """Raise the answer a prompt marker asks for (see the emulator's docstring), if any."""
+    for name, kind, number in markers(prompt):
+        if name == "MODERATION_BLOCKED":
+            stage = kind or "input"
+            raise Reject(openai_error(
+                400, "Your request was rejected by the safety system. If you believe this is an error, contact "
+                     "us at help.openai.com and include the request ID req_emulated. safety_violations=[other].",
+                type_="image_generation_user_error", code="moderation_blocked",
+                moderation_details={"moderation_stage": stage, "categories": ["other"]}))
+        if name == "CONTENT_POLICY":
+            raise bad("Your request was rejected as a result of our safety system. Your prompt may contain text "
+                      "that is not allowed by our safety system.", param=None, code="content_policy_violation")
+        if name != "ERROR":
+            continue
+        if kind.startswith("rate_limit"):
+            seconds = float(number) if number else 1.0
+            headers = {} if kind == "rate_limit_bare" else (
+                {"retry-after-ms": str(round(seconds))} if kind == "rate_limit_ms" else
+                {"retry-after": f"{seconds:g}"})
+            raise Reject(openai_error(429, "Rate limit reached for images per minute. Please try again later.",
+                                      type_="requests", code="rate_limit_exceeded", headers=headers))
+        if kind not in _ERRORS:
+            raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use rate_limit or one of "
+                             f"{', '.join(_ERRORS)}")
+        status, type_, code, message = _ERRORS[kind]
+        raise Reject(openai_error(status, message.format(model=spec.id), type_=type_, code=code))

@@ -46,7 +46,7 @@ Prompt markers script the answer (anywhere in the prompt):
 The kit's fault plan works too, in OpenAI's envelope: ``rate_limit`` is a 429 with
 ``retry-after`` and ``retry-after-ms``, ``server_error`` a 503, ``timeout`` a 504 after the delay.
 Options of `create_emulator`: ``api_keys``, ``pixel_scale`` (shrink images, e.g. for small
-cassettes), ``today`` (the date for shutdowns), ``auto_quality``.
+cassettes), ``today`` (the date for shutdowns), ``auto_quality``, ``no_streaming`` (model ids).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ from ._emulator_shapes import (
     markers,
     openai_error,
     parse_multipart,
+    scripted_error,
     sniff,
 )
 from ._pricing import cost_of
@@ -88,20 +89,6 @@ from ._wire import usage_of
 __all__ = ["OpenAIEmulator", "create_emulator"]
 
 _INPUT_TYPES = ("image/png", "image/jpeg", "image/webp")
-_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
-    "quota": (429, "insufficient_quota", "insufficient_quota",
-              "You exceeded your current quota, please check your plan and billing details."),
-    "credits": (429, "insufficient_quota", "credit_balance_exhausted",
-                "Your credit balance is exhausted. Add credits to continue."),
-    "billing": (400, "invalid_request_error", "billing_hard_limit_reached", "Billing hard limit has been reached"),
-    "server": (500, "server_error", None, "The server had an error while processing your request. Sorry about that!"),
-    "overloaded": (503, "service_unavailable_error", "server_is_overloaded",
-                   "The engine is currently overloaded, please try again later"),
-    "verify": (403, "invalid_request_error", None,
-               "Your organization must be verified to use the model `{model}`. Please go to: "
-               "https://platform.openai.com/settings/organization/general and click on Verify Organization."),
-    "conflict": (409, "invalid_request_error", None, "The request conflicted with another request. Retry it."),
-}
 
 
 class OpenAIEmulator(AnswerParts, Emulator):
@@ -111,7 +98,8 @@ class OpenAIEmulator(AnswerParts, Emulator):
 
     def __init__(self, *, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
                  api_keys: set[str] | frozenset[str] | list[str] | None = None, pixel_scale: float = 1.0,
-                 today: dt.date | str | None = None, auto_quality: str = "medium") -> None:
+                 today: dt.date | str | None = None, auto_quality: str = "medium",
+                 no_streaming: frozenset[str] | set[str] | list[str] = frozenset()) -> None:
         # The kit keeps the accepted keys (an ApiKeys: ``key in self.api_keys`` checks one).
         super().__init__(faults=faults, latency=latency, seed=seed, api_keys=api_keys)
         if not 0 < pixel_scale <= 1:
@@ -121,6 +109,8 @@ class OpenAIEmulator(AnswerParts, Emulator):
         self.pixel_scale = pixel_scale
         self.today = dt.date.fromisoformat(today) if isinstance(today, str) else today
         self.auto_quality = auto_quality
+        #: Models that refuse ``stream`` (gpt-image-2's model page says "Streaming: not supported").
+        self.no_streaming = frozenset(no_streaming)
         #: The last requests' parameters (files as name/type/size), newest last; for assertions.
         self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=16)
         self._ids = itertools.count(1)
@@ -162,6 +152,7 @@ class OpenAIEmulator(AnswerParts, Emulator):
                 k: v for k, v in request.headers.items() if k in ("openai-organization", "openai-project")}})
             spec = self._model(params.get("model"))
             settings = check_params(params, spec, edit=False)
+            self._check_streaming(settings, spec)
             self._scripted(settings["prompt"], spec)
         except Reject as reject:
             return self._headed(request, reject.response)
@@ -186,6 +177,7 @@ class OpenAIEmulator(AnswerParts, Emulator):
             settings = check_params({k: v for k, v in params.items() if k not in ("image", "images", "mask")},
                                     spec, edit=True)
             self._check_mask(mask, inputs)
+            self._check_streaming(settings, spec)
             self._scripted(settings["prompt"], spec)
         except Reject as reject:
             return self._headed(request, reject.response)
@@ -297,6 +289,10 @@ class OpenAIEmulator(AnswerParts, Emulator):
             raise bad(f"Error while downloading file. Upstream status code: {response.status_code}.", param="url")
         return response.content
 
+    def _check_streaming(self, settings: dict[str, Any], spec: ModelSpec) -> None:
+        if settings["stream"] and spec.id in self.no_streaming:
+            raise bad(f"Streaming is not supported for {spec.id}.", param="stream")  # an emulator invention
+
     @staticmethod
     def _check_mask(mask: bytes | None, inputs: list[bytes]) -> None:
         if mask is None:
@@ -310,31 +306,7 @@ class OpenAIEmulator(AnswerParts, Emulator):
                       "must have the same dimensions.", param="mask")
 
     def _scripted(self, prompt: str, spec: ModelSpec) -> None:
-        for name, kind, number in markers(prompt):
-            if name == "MODERATION_BLOCKED":
-                stage = kind or "input"
-                raise Reject(openai_error(
-                    400, "Your request was rejected by the safety system. If you believe this is an error, contact "
-                         "us at help.openai.com and include the request ID req_emulated. safety_violations=[other].",
-                    type_="image_generation_user_error", code="moderation_blocked",
-                    moderation_details={"moderation_stage": stage, "categories": ["other"]}))
-            if name == "CONTENT_POLICY":
-                raise bad("Your request was rejected as a result of our safety system. Your prompt may contain text "
-                          "that is not allowed by our safety system.", param=None, code="content_policy_violation")
-            if name != "ERROR":
-                continue
-            if kind.startswith("rate_limit"):
-                seconds = float(number) if number else 1.0
-                headers = {} if kind == "rate_limit_bare" else (
-                    {"retry-after-ms": str(round(seconds))} if kind == "rate_limit_ms" else
-                    {"retry-after": f"{seconds:g}"})
-                raise Reject(openai_error(429, "Rate limit reached for images per minute. Please try again later.",
-                                          type_="requests", code="rate_limit_exceeded", headers=headers))
-            if kind not in _ERRORS:
-                raise ValueError(f"unknown [[ERROR:...]] marker {kind!r}; use rate_limit or one of "
-                                 f"{', '.join(_ERRORS)}")
-            status, type_, code, message = _ERRORS[kind]
-            raise Reject(openai_error(status, message.format(model=spec.id), type_=type_, code=code))
+        scripted_error(prompt, spec)
 
     # -- answers ----------------------------------------------------------------------------------
 

@@ -175,3 +175,13 @@ def test_a_connection_cut_after_billing_is_paid_twice_by_the_vendor(tmp_path, em
     assert len(charges) == 2 and result.job_id == f"openai:{charges[1]['ref']}"
     assert [a.error_type for a in result.attempts] == ["ProviderUnavailableError", None]
     assert ledger_usd == pytest.approx(result.cost.usd) and emulator.counters.total_usd == pytest.approx(2 * ledger_usd)
+
+
+def test_a_model_that_refuses_streaming_answers_in_one_piece(start):
+    """gpt-image-2's model page says "Streaming: not supported" while the reference documents it."""
+    emulator, server = start(no_streaming={"gpt-image-2"})
+    with Client(config(server)) as client:
+        items = list(client.stream("a fox", provider="openai", partial_images=2))
+    assert [type(i).__name__ for i in items] == ["ImageResult"]
+    assert "refused streaming" in items[0].warnings[0]
+    assert emulator.counters.calls["POST /v1/images/generations"] == 2 and len(emulator.counters.charges) == 1
