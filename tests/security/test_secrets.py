@@ -43,7 +43,7 @@ def _emulators(strict: bool):
         "nb2": nb2(latency=none, image_scale=0.02, api_keys=other if strict else None),
         "wireflow": wireflow(latency=none, image_scale=0.02, executions_per_minute=1e6,
                              api_keys=other if strict else None),
-        "openai": openai(latency=none, pixel_scale=0.02, api_keys=other if strict else None),
+        "openai": openai(latency=none, image_scale=0.02, api_keys=other if strict else None),
     }
 
 

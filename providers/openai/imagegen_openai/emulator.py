@@ -45,8 +45,9 @@ Prompt markers script the answer (anywhere in the prompt):
 
 The kit's fault plan works too, in OpenAI's envelope: ``rate_limit`` is a 429 with
 ``retry-after`` and ``retry-after-ms``, ``server_error`` a 503, ``timeout`` a 504 after the delay.
-Options of `create_emulator`: ``api_keys``, ``pixel_scale`` (shrink images, e.g. for small
-cassettes), ``today`` (the date for shutdowns), ``auto_quality``, ``no_streaming`` (model ids).
+Options of `create_emulator`: ``api_keys``, ``image_scale`` (shrink images, e.g. for small
+cassettes; ``pixel_scale`` is its old name), ``today`` (the date for shutdowns), ``auto_quality``,
+``no_streaming`` (model ids that refuse ``stream``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import itertools
 import math
 import random
 import time
+import warnings
 from typing import Any
 
 import anyio
@@ -97,16 +99,21 @@ class OpenAIEmulator(AnswerParts, Emulator):
     name = "openai"
 
     def __init__(self, *, faults: FaultPlan | None = None, latency: LatencyModel | None = None, seed: int = 0,
-                 api_keys: set[str] | frozenset[str] | list[str] | None = None, pixel_scale: float = 1.0,
+                 api_keys: set[str] | frozenset[str] | list[str] | None = None, image_scale: float | None = None,
                  today: dt.date | str | None = None, auto_quality: str = "medium",
-                 no_streaming: frozenset[str] | set[str] | list[str] = frozenset()) -> None:
+                 no_streaming: frozenset[str] | set[str] | list[str] = frozenset(),
+                 pixel_scale: float | None = None) -> None:
         # The kit keeps the accepted keys (an ApiKeys: ``key in self.api_keys`` checks one).
         super().__init__(faults=faults, latency=latency, seed=seed, api_keys=api_keys)
-        if not 0 < pixel_scale <= 1:
-            raise ValueError(f"pixel_scale must be in (0, 1], got {pixel_scale!r}")
+        if pixel_scale is not None:  # the name the other emulators gave up; kept for old callers
+            warnings.warn("the 'pixel_scale' option is now called 'image_scale'", DeprecationWarning, stacklevel=3)
+            image_scale = pixel_scale if image_scale is None else image_scale
+        image_scale = 1.0 if image_scale is None else image_scale
+        if not 0 < image_scale <= 1:
+            raise ValueError(f"image_scale must be in (0, 1], got {image_scale!r}")
         if auto_quality not in ("low", "medium", "high", "random"):
             raise ValueError(f"auto_quality must be low, medium, high or random, got {auto_quality!r}")
-        self.pixel_scale = pixel_scale
+        self.image_scale = image_scale
         self.today = dt.date.fromisoformat(today) if isinstance(today, str) else today
         self.auto_quality = auto_quality
         #: Models that refuse ``stream`` (gpt-image-2's model page says "Streaming: not supported").
@@ -333,7 +340,7 @@ class OpenAIEmulator(AnswerParts, Emulator):
     def _pixels(self, spec: ModelSpec, size: str) -> tuple[int, int, str]:
         wire = "1024x1024" if size == "auto" else size
         width, height = parse_wh(wire) or (1024, 1024)
-        return max(16, round(width * self.pixel_scale)), max(16, round(height * self.pixel_scale)), wire
+        return max(16, round(width * self.image_scale)), max(16, round(height * self.image_scale)), wire
 
     async def _answer(self, request: Request, spec: ModelSpec, settings: dict[str, Any], inputs: list[bytes],
                       params: dict[str, Any], *, event: str) -> Response:
@@ -343,7 +350,7 @@ class OpenAIEmulator(AnswerParts, Emulator):
         quality = self._quality(spec, settings["quality"])
         fmt, transparent = settings["output_format"], settings["background"] == "transparent"
         prompt = settings["prompt"]
-        await self.latency.sleep(settings["n"] * width * height / 1e6 / self.pixel_scale ** 2)
+        await self.latency.sleep(settings["n"] * width * height / 1e6 / self.image_scale ** 2)
         for name, _, number in markers(prompt):
             if name == "SLOW":
                 await anyio.sleep(float(number or 1))

@@ -43,7 +43,7 @@ def start() -> Iterator[Callable[..., tuple[OpenAIEmulator, LoopbackServer]]]:
     servers: list[LoopbackServer] = []
 
     def _start(**options: Any) -> tuple[OpenAIEmulator, LoopbackServer]:
-        options.setdefault("pixel_scale", 0.05)
+        options.setdefault("image_scale", 0.05)
         options.setdefault("api_keys", {API_KEY})
         emulator = create_emulator(**options)
         servers.append(server := serve(emulator).start())

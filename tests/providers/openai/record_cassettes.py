@@ -3,7 +3,7 @@
     python -m tests.providers.openai.record_cassettes      (or run this file)
 
 Writes ``cassettes/openai/<scenario>.yaml``: the Authorization header and the key are filtered
-out, the emulator's port is rewritten to ``REPLAY_BASE_URL``, images are small (``pixel_scale``)
+out, the emulator's port is rewritten to ``REPLAY_BASE_URL``, images are small (``image_scale``)
 and each answer keeps its time (the emulator's latency model sped up by ``TIME_SCALE``).
 """
 
@@ -55,7 +55,7 @@ def record(name: str, target: Path = CASSETTES) -> Path:
     options, call = SCENARIOS[name]
     latency = LatencyModel(base=15.0, per_megapixel=2.0, jitter=0.2, scale=TIME_SCALE,
                            seed=sorted(SCENARIOS).index(name))
-    emulator = create_emulator(latency=latency, pixel_scale=0.02, **options)
+    emulator = create_emulator(latency=latency, image_scale=0.02, **options)
     return record_from(emulator, target / f"{name}.yaml", recording_config, call,
                        time_scale=TIME_SCALE, replay_urls={"openai": REPLAY_BASE_URL})
 

@@ -24,7 +24,7 @@ def decoded(b64: str) -> tuple[str, int, int, str]:
 
 
 def test_generation_with_every_option(start):
-    emulator, server = start(pixel_scale=0.25)
+    emulator, server = start(image_scale=0.25)
     client = sdk(server, organization="org-abc", project="proj_xyz")
     raw = client.images.with_raw_response.generate(
         model="gpt-image-2", prompt="a stop sign", n=2, size="1536x864", quality="low", output_format="webp",

@@ -28,7 +28,7 @@ def test_generate_free_size_with_cost_from_usage(emulator_and_server):
         estimate = client.estimate("a lighthouse", provider="openai", size="2K", aspect_ratio="16:9",
                                    options={"quality": "low"})
     image = result.images[0]
-    assert (image.mime_type, image.width, image.height) == ("image/jpeg", 102, 58)  # 2048x1152 x pixel_scale
+    assert (image.mime_type, image.width, image.height) == ("image/jpeg", 102, 58)  # 2048x1152 x image_scale
     sent = emulator.received[-1]
     assert (sent["size"], sent["quality"], sent["output_format"], sent["output_compression"]) == (
         "2048x1152", "low", "jpeg", 80)

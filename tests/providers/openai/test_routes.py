@@ -27,7 +27,7 @@ def route_config(servers, chain, **gemini):
 
 @pytest.fixture
 def servers():
-    emulators = {"gemini": gemini_emulator(image_scale=0.02), "openai": openai_emulator(pixel_scale=0.02)}
+    emulators = {"gemini": gemini_emulator(image_scale=0.02), "openai": openai_emulator(image_scale=0.02)}
     with ExitStack() as stack:
         yield {name: stack.enter_context(serve(emulator)) for name, emulator in emulators.items()}
 
@@ -60,7 +60,7 @@ def fallback_soak(requests: int, store, *, seed: int = 1) -> dict:
         "gemini": gemini_emulator(image_scale=0.02, latency=LatencyModel(base=0.01, seed=seed),
                                   faults=FaultPlan.random(FAULT_RATES, seed=10 * seed + 1, retry_after=RETRY_AFTER_S,
                                                           timeout_delay=STALL_S)),
-        "openai": openai_emulator(pixel_scale=0.02, latency=LatencyModel(base=0.01, seed=seed + 1),
+        "openai": openai_emulator(image_scale=0.02, latency=LatencyModel(base=0.01, seed=seed + 1),
                                   faults=FaultPlan.random(FAULT_RATES, seed=10 * seed + 2, retry_after=RETRY_AFTER_S,
                                                           timeout_delay=STALL_S)),
     }
