@@ -36,8 +36,9 @@ acknowledged enqueue must survive a power cut). A Redis that restarts without it
 loses the queue, like any broker.
 
 **Exactly once.** Every prompt carries an idempotency key derived from its content. A
-worker claims the key (with a lease it renews) before running the prompt; the job store
-and ledger live in the fleet's Redis, so a prompt handed to a second worker after the
+worker runs it under the job store's idempotency claim on that key (a lease it renews; a
+second holder waits for the first's outcome); the job store and ledger live in the fleet's
+Redis, so a prompt handed to a second worker after the
 first died resumes the first one's job instead of paying again. Where a vendor has
 idempotency (Wireflow's ``Idempotency-Key``) even a request cut off in flight is not paid
 twice. Where it has none (Gemini, nano-banana2), a worker killed between the vendor

@@ -3,8 +3,9 @@
 One worker is one asyncio loop running up to ``concurrency`` prompts at once. It reads new
 prompts with XREADGROUP and, every few seconds, takes over prompts that another worker has
 held silently for longer than the visibility timeout (XAUTOCLAIM): that worker died. While a
-prompt is being worked on, the worker resets its idle time (XCLAIM JUSTID) and renews its
-claim, so a slow call is never handed to a second worker. A prompt is acknowledged (XACK)
+prompt is being worked on, the worker resets its idle time (XCLAIM JUSTID) — and the job
+store's idempotency claim renews its own lease — so a slow call is never handed to a second
+worker. A prompt is acknowledged (XACK)
 only after its outcome is recorded, so a worker killed at any point loses nothing: the
 prompt is handed out again and, through the claim and the job store, not paid twice.
 
@@ -25,9 +26,9 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from .._config import FleetConfig
-from .._errors import BudgetExceededError, ImageGenError
+from .._errors import BudgetExceededError, ImageGenError, StorageError
 from .._models import ImageRequest, ImageResult
-from ._claim import Claims, run_claimed
+from ._claim import run_claimed
 from ._queue import BatchQueue
 from ._storage import RESULTS_NAME, ResultStorage
 
@@ -61,8 +62,6 @@ class Worker:
         self.name = name or default_worker_name()
         self.concurrency = concurrency
         self.queue = BatchQueue(redis, prefix=settings.key_prefix)
-        self.claims = Claims(redis, prefix=settings.key_prefix, owner=self.name,
-                             lease_s=settings.visibility_timeout_s)
         self._in_flight: dict[asyncio.Task[None], tuple[str, bytes]] = {}
         self._storages: dict[str, ResultStorage] = {}
         self.processed = 0
@@ -132,7 +131,6 @@ class Worker:
                 held.setdefault(batch_id, []).append(entry_id)
             try:
                 await self.queue.touch(held, self.name)
-                await self.claims.renew()
             except RedisError as exc:
                 log.warning("fleet heartbeat failed (%s); retrying", exc)
 
@@ -167,7 +165,11 @@ class Worker:
                 "message": f"handed to workers {deliveries} times without an outcome; see the workers' logs"})
         else:
             try:
-                result = await run_claimed(self.client, request, self.claims)
+                result = await run_claimed(self.client, request)
+            except StorageError as exc:
+                log.warning("batch %s: prompt %s met a storage fault (%s); it will be handed out again",
+                            batch_id, index, exc.message)
+                return  # not an outcome: left pending, handed out again after the visibility timeout
             except BudgetExceededError as exc:
                 await self.queue.set_state(batch_id, "paused", reason=f"budget: {exc.message}")
                 log.warning("batch %s paused: %s", batch_id, exc.message)
