@@ -14,6 +14,7 @@ metadata by request key, both with the TTL).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -27,9 +28,10 @@ from typing import Any, Protocol
 
 from ._blobs import BlobDir
 from ._models import Cost, Image, ImageRequest, ImageResult
-from ._sqlite import ThreadConnections
+from ._sqlite import ThreadConnections, Writer
 
-__all__ = ["CacheBackend", "Coalescer", "DiskCache", "MemoryCache", "RedisCache", "cache_key", "default_cache_dir"]
+__all__ = ["CacheBackend", "Coalescer", "DiskCache", "MemoryCache", "RedisCache", "cache_key", "default_cache_dir",
+           "put_result"]
 
 #: Request fields that do not change what the provider is asked to draw.
 _NOT_IN_KEY = {"cache", "timeout", "idempotency_key", "webhook_url", "provider", "model", "images", "mask"}
@@ -67,6 +69,18 @@ def _unpack(meta: str, images: list[bytes]) -> ImageResult:
     return result.model_copy(update={"cached": True, "cost": Cost(usd=0.0, credits=0.0, estimated=False)})
 
 
+async def put_result(cache: CacheBackend, key: str, result: ImageResult) -> None:
+    """Cache ``result`` without blocking the event loop: the disk cache's writer thread, a
+    dict write on the loop for memory, a worker thread for anything else (Redis)."""
+    aput = getattr(cache, "aput", None)
+    if aput is not None:
+        await aput(key, result)
+    elif isinstance(cache, MemoryCache):
+        cache.put(key, result)
+    else:
+        await asyncio.to_thread(cache.put, key, result)
+
+
 class CacheBackend(Protocol):
     blocking_get: bool
 
@@ -87,13 +101,14 @@ class MemoryCache:
         self.ttl_s, self.max_bytes = ttl_s, max_bytes
         self._items: OrderedDict[str, tuple[float, int, ImageResult]] = OrderedDict()
         self._lock = threading.Lock()
+        self._bytes = 0  # kept with every change: a put never sums the entries
         self.hits = self.misses = 0
 
     def get(self, key: str) -> ImageResult | None:
         with self._lock:
             item = self._items.get(key)
             if item is None or (self.ttl_s is not None and time.time() - item[0] > self.ttl_s):
-                self._items.pop(key, None)
+                self._drop(key)
                 self.misses += 1
                 return None
             self._items.move_to_end(key)
@@ -104,26 +119,33 @@ class MemoryCache:
     def put(self, key: str, result: ImageResult) -> None:
         size = sum(len(i.data) for i in result.images)
         with self._lock:
+            self._drop(key)
             self._items[key] = (time.time(), size, result)
-            self._items.move_to_end(key)
+            self._bytes += size
             self._evict()
+
+    def _drop(self, key: str) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self._bytes -= item[1]
 
     def _evict(self) -> int:
         removed = 0
-        while self.max_bytes is not None and sum(s for _, s, _ in self._items.values()) > self.max_bytes:
-            self._items.popitem(last=False)
+        while self.max_bytes is not None and self._bytes > self.max_bytes and self._items:
+            self._bytes -= self._items.popitem(last=False)[1][1]
             removed += 1
         return removed
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"backend": "memory", "entries": len(self._items), "hits": self.hits, "misses": self.misses,
-                    "bytes": sum(s for _, s, _ in self._items.values())}
+                    "bytes": self._bytes}
 
     def clear(self) -> int:
         with self._lock:
             count = len(self._items)
             self._items.clear()
+            self._bytes = 0
             return count
 
     def prune(self) -> int:
@@ -131,7 +153,7 @@ class MemoryCache:
             expired = [k for k, (t, _, _) in self._items.items()
                        if self.ttl_s is not None and time.time() - t > self.ttl_s]
             for key in expired:
-                del self._items[key]
+                self._drop(key)
             return len(expired) + self._evict()
 
 
@@ -143,13 +165,28 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE INDEX IF NOT EXISTS entries_used ON entries(used);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+#: How many entries name each image file: an evicted entry's file is deleted when no other
+#: entry names it, without listing the directory. Kept with every write to ``entries``, as is
+#: the ``bytes`` counter (so a put never sums the table).
+_REFS = "CREATE TABLE image_refs (sha TEXT PRIMARY KEY, refs INTEGER NOT NULL)"
+_FILL_REFS = """
+INSERT INTO image_refs SELECT value, COUNT(*) FROM entries, json_each(entries.images) GROUP BY value;
+INSERT OR REPLACE INTO counters SELECT 'bytes', COALESCE(SUM(bytes), 0) FROM entries;
+"""
+_BUMP = "INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"
+#: Over the cap, evict down to this fraction of it: one eviction makes room for many puts.
+LOW_WATER = 0.9
 
 
 class DiskCache:
     """SQLite index + content-addressed files: ``<dir>/index.sqlite3`` and ``<dir>/blobs/ab/<sha256>``.
 
-    Several processes may share one directory: the index uses WAL and short
-    transactions, blobs are written to a temporary name and renamed into place.
+    Several processes may share one directory: the index uses WAL and short transactions,
+    blobs are written to a temporary name and renamed into place. Writes (puts, recency
+    updates of hits, hit/miss counts) go through the cache's ``Writer`` thread, batched;
+    lookups read on the caller's thread. A put costs the same however full the cache is: the
+    total size is a maintained counter, and over the cap the least recently used entries are
+    evicted in one batch down to ``LOW_WATER`` of it, deleting only their own files.
     """
 
     #: A local index lookup (and, on a hit, file reads): cheaper on the loop than a thread hop.
@@ -161,12 +198,31 @@ class DiskCache:
         self.blobs = BlobDir(self.root / "blobs")
         self.ttl_s, self.max_bytes = ttl_s, max_bytes
         self._connections = ThreadConnections(self.root / "index.sqlite3")
+        self._writer = Writer(self._connections.get, name="cache")
         self._counts: dict[str, int] = {}
         self._counts_lock = threading.Lock()
-        self._db().executescript(_SCHEMA)
+        self._prepare(self._db())
 
     def _db(self) -> sqlite3.Connection:
         return self._connections.get()
+
+    @staticmethod
+    def _prepare(db: sqlite3.Connection) -> None:
+        db.executescript(_SCHEMA)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'image_refs'").fetchone() is None:
+                db.execute(_REFS)  # a cache made before the counts were kept: count once
+                for statement in _FILL_REFS.strip().split(";\n"):
+                    db.execute(statement)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Commit queued writes and stop the writer thread (the cache stays usable)."""
+        self._writer.close()
 
     def _count(self, name: str) -> None:
         # Counted in memory and written with the next put or stats(): a write per lookup would
@@ -174,12 +230,11 @@ class DiskCache:
         with self._counts_lock:
             self._counts[name] = self._counts.get(name, 0) + 1
 
-    def _flush_counts(self) -> None:
+    def _flush_counts(self, db: sqlite3.Connection) -> None:
         with self._counts_lock:
             counts, self._counts = self._counts, {}
-        for name, value in counts.items():
-            self._db().execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
-                               "value = value + excluded.value", (name, value))
+        if counts:
+            db.executemany(_BUMP, list(counts.items()))
 
     def get(self, key: str) -> ImageResult | None:
         row = self._db().execute("SELECT meta, images, created FROM entries WHERE key = ?", (key,)).fetchone()
@@ -191,66 +246,117 @@ class DiskCache:
         except OSError:  # evicted by another process between the two reads
             self._count("misses")
             return None
-        self._db().execute("UPDATE entries SET used = ? WHERE key = ?", (time.time(), key))
+        now = time.time()
+        # Recency for eviction, written by the writer (not awaited: a hit waits for no write).
+        self._writer.submit(lambda db: db.execute("UPDATE entries SET used = ? WHERE key = ?", (now, key)),
+                            key=("used", key))
         self._count("hits")
         return _unpack(row[0], blobs)
 
     def put(self, key: str, result: ImageResult) -> None:
+        self._writer.call(functools.partial(self._store, key, result), key=("put", key))
+
+    async def aput(self, key: str, result: ImageResult) -> None:
+        await self._writer.acall(functools.partial(self._store, key, result), key=("put", key))
+
+    def _store(self, key: str, result: ImageResult, db: sqlite3.Connection) -> None:
+        # On the writer's thread, in its transaction: an eviction elsewhere (which holds the
+        # same lock) cannot delete a file between its write here and the row's commit.
         meta, images = _pack(result)
         for image in images:
             self.blobs.put(image.sha256, image.data)
+        shas = [i.sha256 for i in images]
+        size = sum(len(i.data) for i in images)
+        old = db.execute("SELECT images, bytes FROM entries WHERE key = ?", (key,)).fetchone()
         now = time.time()
-        self._db().execute(
-            "INSERT OR REPLACE INTO entries (key, meta, images, bytes, created, used) VALUES (?, ?, ?, ?, ?, ?)",
-            (key, meta, json.dumps([i.sha256 for i in images]), sum(len(i.data) for i in images), now, now))
-        self._flush_counts()
-        if self.max_bytes is not None:
-            self._evict_lru()
+        db.execute("INSERT OR REPLACE INTO entries (key, meta, images, bytes, created, used) VALUES (?, ?, ?, ?, ?, ?)",
+                   (key, meta, json.dumps(shas), size, now, now))
+        db.executemany("INSERT INTO image_refs VALUES (?, 1) ON CONFLICT(sha) DO UPDATE SET refs = refs + 1",
+                       [(sha,) for sha in shas])
+        if old is not None:
+            self._unref(db, json.loads(old[0]))
+        db.execute(_BUMP, ("bytes", size - (old[1] if old is not None else 0)))
+        self._flush_counts(db)
+        if self.max_bytes is not None and self._bytes(db) > self.max_bytes:
+            self._evict(db, int(self.max_bytes * LOW_WATER))
 
-    def _evict_lru(self) -> int:
-        db = self._db()
-        total = db.execute("SELECT COALESCE(SUM(bytes), 0) FROM entries").fetchone()[0]
-        removed = 0
-        while self.max_bytes is not None and total > self.max_bytes:
-            row = db.execute("SELECT key, bytes FROM entries ORDER BY used LIMIT 1").fetchone()
-            if row is None:
+    @staticmethod
+    def _bytes(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM counters WHERE name = 'bytes'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _unref(self, db: sqlite3.Connection, shas: list[str]) -> None:
+        """One entry fewer names each of ``shas``; a file no entry names any more is deleted."""
+        db.executemany("UPDATE image_refs SET refs = refs - 1 WHERE sha = ?", [(sha,) for sha in shas])
+        for sha in set(shas):
+            if db.execute("DELETE FROM image_refs WHERE sha = ? AND refs <= 0", (sha,)).rowcount:
+                self.blobs.path(sha).unlink(missing_ok=True)  # this store's name only: a linked copy stays
+
+    def _remove(self, db: sqlite3.Connection, victims: list[tuple[str, int, str]]) -> int:
+        db.executemany("DELETE FROM entries WHERE key = ?", [(key,) for key, _, _ in victims])
+        self._unref(db, [sha for _, _, images in victims for sha in json.loads(images)])
+        db.execute(_BUMP, ("bytes", -sum(size for _, size, _ in victims)))
+        return len(victims)
+
+    def _evict(self, db: sqlite3.Connection, down_to: int) -> int:
+        """Evict least recently used entries until the cache holds at most ``down_to`` bytes,
+        reading only the entries evicted (through the recency index)."""
+        excess = self._bytes(db) - down_to
+        victims: list[tuple[str, int, str]] = []
+        rows = db.execute("SELECT key, bytes, images FROM entries ORDER BY used")
+        while excess > 0:
+            chunk = rows.fetchmany(256)
+            if not chunk:
                 break
-            db.execute("DELETE FROM entries WHERE key = ?", (row[0],))
-            total -= row[1]
-            removed += 1
-        if removed:
-            self._drop_orphans()
-        return removed
-
-    def _drop_orphans(self) -> None:
-        used = {sha for (images,) in self._db().execute("SELECT images FROM entries") for sha in json.loads(images)}
-        for blob in self.blobs.names():
-            if blob.name not in used:
-                blob.unlink(missing_ok=True)  # this store's name only: a linked copy elsewhere stays
+            for key, size, images in chunk:
+                if excess <= 0:
+                    break
+                victims.append((key, size, images))
+                excess -= size
+        rows.close()
+        return self._remove(db, victims)
 
     def stats(self) -> dict[str, Any]:
-        self._flush_counts()
+        self._writer.call(self._flush_counts)
         db = self._db()
-        entries, size = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM entries").fetchone()
+        entries = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
         counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
-        return {"backend": "disk", "path": str(self.root), "entries": entries, "bytes": size,
+        return {"backend": "disk", "path": str(self.root), "entries": entries, "bytes": counters.get("bytes", 0),
                 "hits": counters.get("hits", 0), "misses": counters.get("misses", 0),
                 "max_bytes": self.max_bytes, "ttl_s": self.ttl_s}
 
     def clear(self) -> int:
-        count: int = self._db().execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-        self._db().execute("DELETE FROM entries")
-        self._drop_orphans()
-        return count
+        return self._writer.call(self._clear)
+
+    def _clear(self, db: sqlite3.Connection) -> int:
+        count = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        db.execute("DELETE FROM entries")
+        db.execute("DELETE FROM image_refs")
+        db.execute("INSERT OR REPLACE INTO counters VALUES ('bytes', 0)")
+        self._drop_orphans(db)
+        return int(count)
 
     def prune(self) -> int:
+        """Drop expired entries, evict down to the cap, and delete any file no entry names
+        (left by a process that died mid-write): a maintenance pass, not a hot path."""
+        return self._writer.call(self._prune)
+
+    def _prune(self, db: sqlite3.Connection) -> int:
         removed = 0
         if self.ttl_s is not None:
-            removed += self._db().execute("DELETE FROM entries WHERE created < ?",
-                                          (time.time() - self.ttl_s,)).rowcount
-        removed += self._evict_lru()
-        self._drop_orphans()
+            expired = db.execute("SELECT key, bytes, images FROM entries WHERE created < ?",
+                                 (time.time() - self.ttl_s,)).fetchall()
+            removed += self._remove(db, expired)
+        if self.max_bytes is not None and self._bytes(db) > self.max_bytes:
+            removed += self._evict(db, self.max_bytes)
+        self._drop_orphans(db)
         return removed
+
+    def _drop_orphans(self, db: sqlite3.Connection) -> None:
+        used = {sha for (sha,) in db.execute("SELECT sha FROM image_refs")}
+        for blob in self.blobs.names():
+            if blob.name not in used:
+                blob.unlink(missing_ok=True)  # this store's name only: a linked copy elsewhere stays
 
 
 class RedisCache:

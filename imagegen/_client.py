@@ -25,7 +25,7 @@ from ._errors import (
     UnknownProviderError,
 )
 from ._http import guarded_transport, shared_ssl_context
-from ._jobstore import JobStore
+from ._jobstore import JobStore, put_job
 from ._ledger import BudgetLimits, Ledger, RedisLedger
 from ._models import Cost, ImageRequest, ImageResult, Job, split_job_id
 from ._options import ImageInput, ImageOptions, RequestOptions
@@ -80,6 +80,8 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         self.cache: CacheBackend | None = make_cache(self.config)
         self.ledger: Ledger | RedisLedger | None = make_ledger(self.config)
         link_image_files(self.jobs, self.cache)
+        #: Stores this client made (an injected job store is its owner's to close).
+        self._own_stores = [s for s in (None if job_store else self.jobs, self.cache, self.ledger) if s is not None]
         self._coalescer = Coalescer()
         self._job_writes: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -276,7 +278,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
     async def _submit(self, provider: Provider, spec: ModelSpec, request: ImageRequest) -> Job:
         job = await self._guard(provider, provider.submit(request, spec))
         job = job.model_copy(update={"request": request, "model": spec.id})
-        self.jobs.put(job)
+        await put_job(self.jobs, job)
         return job
 
     async def status(self, job_id: str) -> Job:
@@ -293,7 +295,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         except UnknownProviderError:
             raise JobNotFoundError(f"job {job_id!r}: no provider {name!r} is configured") from None
         job = await self._guard(provider, provider.status(native_id))
-        return self._remember(job, stored)
+        return await self._remember(job, stored)
 
     async def wait(self, job_id: str, timeout: float = 120.0) -> ImageResult:
         """Wait for a job to finish and return its result (raises if it failed or times out).
@@ -307,7 +309,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         provider = self.provider(job.provider)
         deadline = time.monotonic() + timeout
         result = await self._guard(provider, provider.wait(job, deadline=deadline))
-        self._remember(job.model_copy(update={"status": "succeeded", "result": result}), job)
+        await self._remember(job.model_copy(update={"status": "succeeded", "result": result}), job)
         return result
 
     async def cancel(self, job_id: str) -> Job:
@@ -318,7 +320,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         name, native_id = split_job_id(job_id)
         provider = self.provider(name)
         job = await self._guard(provider, provider.cancel(native_id))
-        return self._remember(job, self.jobs.get(job_id))
+        return await self._remember(job, self.jobs.get(job_id))
 
     def session(self, provider: str | None = None, *, id: str | None = None) -> AsyncSession:
         """An edit session: turns that build on each other ("now make the roof blue"), kept in the
@@ -349,6 +351,10 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         for http in self._http:
             await http.aclose()
         await self.limiter.aclose()
+        for store in self._own_stores:  # their writer threads: commit what is queued, stop
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
         self._instances.clear()
         self._http.clear()
 

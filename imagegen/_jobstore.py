@@ -12,6 +12,8 @@ and an image the disk cache also keeps is on disk once (a hard link). Small imag
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import sqlite3
@@ -23,9 +25,9 @@ from typing import Any, Protocol
 from ._blobs import BlobDir
 from ._claims import CLAIMS_SCHEMA, Claim, MemoryClaims, RedisClaims, SqliteClaims
 from ._models import Job
-from ._sqlite import ThreadConnections
+from ._sqlite import ThreadConnections, Writer
 
-__all__ = ["JobStore", "MemoryJobStore", "RedisJobStore", "SqliteJobStore", "default_data_dir"]
+__all__ = ["JobStore", "MemoryJobStore", "RedisJobStore", "SqliteJobStore", "default_data_dir", "put_job"]
 
 
 def default_data_dir() -> Path:
@@ -55,6 +57,16 @@ class JobStore(Protocol):
     def release_claim(self, key: str, owner: str) -> None: ...
 
 
+async def put_job(store: JobStore, job: Job) -> None:
+    """Store ``job`` without blocking the event loop: through the store's ``aput`` where it has
+    one (every store here does), else on a worker thread (a third-party store)."""
+    aput = getattr(store, "aput", None)
+    if aput is not None:
+        await aput(job)
+    else:
+        await asyncio.to_thread(store.put, job)
+
+
 def _key_of(job: Job) -> str | None:
     return job.request.idempotency_key if job.request is not None else None
 
@@ -80,6 +92,9 @@ class MemoryJobStore(MemoryClaims):
             key = _key_of(job)
             if key:
                 self._by_key[key] = job.id
+
+    async def aput(self, job: Job) -> None:
+        self.put(job)  # a dict write: cheaper on the loop than any hand-off
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -127,12 +142,18 @@ _LEGACY_IMAGES = "job_images"
 
 
 class SqliteJobStore(SqliteClaims):
-    """Jobs in one SQLite file, shared by every process that opens it."""
+    """Jobs in one SQLite file, shared by every process that opens it.
+
+    Writes go through the store's ``Writer`` thread, many to a commit; a job stored again
+    before the writer got to it is written once, in its latest state. ``aput`` awaits the
+    write without blocking the event loop, ``put`` waits for it.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path else default_data_dir() / "jobs.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connections = ThreadConnections(self.path)
+        self._writer = Writer(self._connections.get, name="jobs")
         self.blobs = BlobDir(self.path.with_name(f"{self.path.stem}-images"))
         with self._connect() as conn:
             conn.executescript(_SCHEMA + CLAIMS_SCHEMA)
@@ -143,35 +164,34 @@ class SqliteJobStore(SqliteClaims):
         return self._connections.get()
 
     def put(self, job: Job) -> None:
+        self._writer.call(functools.partial(self._write, job), key=job.id)
+
+    async def aput(self, job: Job) -> None:
+        await self._writer.acall(functools.partial(self._write, job), key=job.id)
+
+    def close(self) -> None:
+        """Commit queued writes and stop the writer thread (the store stays usable)."""
+        self._writer.close()
+
+    def _write(self, job: Job, conn: sqlite3.Connection) -> None:
+        # On the writer's thread, inside its write transaction: prune() deletes unused files
+        # under the same lock, so a file written here is still there when the row commits.
         images = job.result.images if job.result is not None else []
         rows = []
         for i, image in enumerate(images):
             inline = len(image.data) <= INLINE_MAX_BYTES
-            if not inline:  # files first: a row never names a file that is not there
+            if not inline:
                 self.blobs.put(image.sha256, image.data)
             rows.append((job.id, i, image.sha256, image.data if inline else None))
         body = job.model_dump(mode="json", exclude={"result": {"images": {"__all__": {"data"}}}})
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "INSERT OR REPLACE INTO jobs (id, provider, native_id, status, idem_key, body, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job.id, job.provider, job.native_id, job.status, _key_of(job), json.dumps(body),
-                 job.updated_at.isoformat()),
-            )
-            conn.execute("DELETE FROM job_files WHERE job_id = ?", (job.id,))
-            conn.executemany("INSERT INTO job_files (job_id, idx, sha256, data) VALUES (?, ?, ?, ?)", rows)
-            # Under the write lock, which prune() holds while deleting files: a file it removed
-            # between the write above and now is written again, so a committed row always has
-            # its file.
-            for image, (*_, in_row) in zip(images, rows, strict=True):
-                if in_row is None:
-                    self.blobs.put(image.sha256, image.data)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        conn.execute(
+            "INSERT OR REPLACE INTO jobs (id, provider, native_id, status, idem_key, body, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job.id, job.provider, job.native_id, job.status, _key_of(job), json.dumps(body),
+             job.updated_at.isoformat()),
+        )
+        conn.execute("DELETE FROM job_files WHERE job_id = ?", (job.id,))
+        conn.executemany("INSERT INTO job_files (job_id, idx, sha256, data) VALUES (?, ?, ?, ?)", rows)
 
     def get(self, job_id: str) -> Job | None:
         row = self._connect().execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -220,35 +240,23 @@ class SqliteJobStore(SqliteClaims):
     def prune(self, older_than_s: float) -> int:
         cutoff = _cutoff(older_than_s).isoformat()
         self._prune_claims(_cutoff(older_than_s).timestamp())
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            ids = [(job_id,) for (job_id,) in conn.execute(
-                "SELECT id FROM jobs WHERE updated_at < ? AND status IN ('succeeded', 'failed', 'cancelled')",
-                (cutoff,))]
-            conn.executemany("DELETE FROM jobs WHERE id = ?", ids)
-            conn.executemany("DELETE FROM job_files WHERE job_id = ?", ids)
-            if self._legacy:
-                conn.executemany(f"DELETE FROM {_LEGACY_IMAGES} WHERE job_id = ?", ids)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        self._drop_unused_files()
-        return len(ids)
+        return self._writer.call(lambda conn: self._prune(conn, cutoff))
 
-    def _drop_unused_files(self) -> None:
-        """Delete image files no row names, holding the write lock so that no put() in another
-        process commits a row naming one of them meanwhile (put re-checks its files under it)."""
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            used = {sha for (sha,) in conn.execute("SELECT sha256 FROM job_files WHERE data IS NULL")}
-            for path in self.blobs.names():
-                if path.name not in used:
-                    path.unlink(missing_ok=True)  # this store's name: the disk cache's link stays
-        finally:
-            conn.execute("COMMIT")
+    def _prune(self, conn: sqlite3.Connection, cutoff: str) -> int:
+        ids = [(job_id,) for (job_id,) in conn.execute(
+            "SELECT id FROM jobs WHERE updated_at < ? AND status IN ('succeeded', 'failed', 'cancelled')",
+            (cutoff,))]
+        conn.executemany("DELETE FROM jobs WHERE id = ?", ids)
+        conn.executemany("DELETE FROM job_files WHERE job_id = ?", ids)
+        if self._legacy:
+            conn.executemany(f"DELETE FROM {_LEGACY_IMAGES} WHERE job_id = ?", ids)
+        # Under the write lock, so that no put() in another process commits a row naming one of
+        # these files meanwhile (its files are written under the same lock).
+        used = {sha for (sha,) in conn.execute("SELECT sha256 FROM job_files WHERE data IS NULL")}
+        for path in self.blobs.names():
+            if path.name not in used:
+                path.unlink(missing_ok=True)  # this store's name: the disk cache's link stays
+        return len(ids)
 
 
 class RedisJobStore(RedisClaims):
@@ -269,6 +277,9 @@ class RedisJobStore(RedisClaims):
         if key:
             pipe.set(f"{self._prefix}jobkey:{key}", job.id)
         pipe.execute()
+
+    async def aput(self, job: Job) -> None:
+        await asyncio.to_thread(self.put, job)  # a network round trip: off the event loop
 
     def get(self, job_id: str) -> Job | None:
         raw = self._redis.get(f"{self._prefix}job:{job_id}")

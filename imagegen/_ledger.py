@@ -12,10 +12,11 @@ A reservation left behind by a crashed process stops counting after an hour.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import sqlite3
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import BudgetExceededError
-from ._sqlite import ThreadConnections
+from ._sqlite import ThreadConnections, Writer, connect
 
 __all__ = ["BudgetLimits", "Ledger", "LedgerEntry", "RedisLedger", "summarize"]
 
@@ -65,20 +66,61 @@ class LedgerEntry:
                 "credits": self.credits, "cached": self.cached, "estimated": self.estimated}
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger (
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS ledger (
     id TEXT PRIMARY KEY, at REAL NOT NULL, state TEXT NOT NULL, provider TEXT NOT NULL, model TEXT,
     job_id TEXT, usd REAL NOT NULL, credits REAL, cached INTEGER NOT NULL, estimated INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ledger_at ON ledger(at);
-CREATE INDEX IF NOT EXISTS ledger_job ON ledger(job_id);
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_at ON ledger(at)",
+    "CREATE INDEX IF NOT EXISTS ledger_job ON ledger(job_id)",
+    # Live reservations only: finding the ones to expire reads no settled row.
+    "CREATE INDEX IF NOT EXISTS ledger_reserved ON ledger(at) WHERE state = 'reserved'",
+]
+#: Spend per budget period ("day:2025-01-31", "month:2025-01", "total"): settled charges plus
+#: live reservations, kept in the same transaction as every change to them, so a budget check
+#: reads three rows however long the ledger is.
+_TOTALS = "CREATE TABLE ledger_totals (period TEXT PRIMARY KEY, usd REAL NOT NULL)"
+#: A ledger written before the totals existed: sum it once, and expire stale reservations.
+_FILL_TOTALS = """
+INSERT INTO ledger_totals (period, usd)
+SELECT period, SUM(usd) FROM (
+    SELECT 'day:' || strftime('%Y-%m-%d', at, 'unixepoch') AS period, usd FROM ledger WHERE state = 'settled'
+    UNION ALL SELECT 'month:' || strftime('%Y-%m', at, 'unixepoch'), usd FROM ledger WHERE state = 'settled'
+    UNION ALL SELECT 'total', usd FROM ledger WHERE state = 'settled'
+) GROUP BY period
 """
+_ADD = "INSERT INTO ledger_totals VALUES (?, ?) ON CONFLICT(period) DO UPDATE SET usd = usd + excluded.usd"
 #: A job's settled provider charge, if any: a resumed job finishing again is not charged twice.
 _CHARGED = "SELECT 1 FROM ledger WHERE job_id = ? AND state = 'settled' AND cached = 0"
+_PERIOD_OF = {"daily": 0, "monthly": 1, "total": 2}
+
+
+def _periods(at: float) -> tuple[str, str, str]:
+    """The budget periods (UTC) a charge made at ``at`` counts in."""
+    moment = datetime.fromtimestamp(at, timezone.utc)
+    return f"day:{moment:%Y-%m-%d}", f"month:{moment:%Y-%m}", "total"
+
+
+def _add(db: sqlite3.Connection, at: float, usd: float) -> None:
+    if usd:
+        db.executemany(_ADD, [(period, usd) for period in _periods(at)])
+
+
+def _over_budget(name: str, usd: float, spent: float, limit: float) -> BudgetExceededError:
+    return BudgetExceededError(
+        f"this call's estimated ${usd:.4f} would take {name} spend to ${spent + usd:.4f}, "
+        f"over the {name} budget of ${limit:.2f}; raise budget.{name}_usd or wait",
+        limit_usd=limit, spent_usd=spent, estimate_usd=usd)
 
 
 class Ledger:
-    """A SQLite ledger (``":memory:"`` for a throwaway one), shared by every process using the file."""
+    """A SQLite ledger (``":memory:"`` for a throwaway one), shared by every process using the file.
+
+    Budget checks read maintained per-period totals (O(1) however long the ledger grows).
+    Every write goes through the ledger's ``Writer`` thread, batched; the ``a``-prefixed
+    twins (``areserve``, ``asettle``, ...) await it without blocking the event loop, the
+    plain ones wait for it.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         if path is None:
@@ -86,86 +128,156 @@ class Ledger:
 
             path = default_data_dir() / "ledger.sqlite3"
         self.path = str(path)
-        if self.path != ":memory:":
+        self._shared: sqlite3.Connection | None = None
+        if self.path == ":memory:":  # one connection, or each thread would see its own empty ledger
+            self._shared = connect(":memory:")
+        else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._connections = ThreadConnections(self.path)
-        self._shared: sqlite3.Connection | None = None
-        self._lock = threading.RLock()
-        self._db().executescript(_SCHEMA)
+        self._writer = Writer(self._db if self._shared is not None else self._connections.get, name="ledger")
+        self._prepare(self._db())
 
     def _db(self) -> sqlite3.Connection:
-        if self.path == ":memory:":  # one connection, or each thread would see its own empty ledger
-            if self._shared is None:
-                self._shared = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-            return self._shared
-        return self._connections.get()
+        return self._shared if self._shared is not None else self._connections.get()
+
+    def _read(self, query: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        if self._shared is not None:  # the writer's connection: read on its thread
+            return self._writer.call(lambda db: db.execute(query, args).fetchall())
+        return self._db().execute(query, args).fetchall()
+
+    @staticmethod
+    def _prepare(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_totals'").fetchone() is None:
+                db.execute(_TOTALS)
+                db.execute("UPDATE ledger SET state = 'expired' WHERE state = 'reserved' AND at < ?",
+                           (time.time() - STALE_RESERVATION_S,))
+                db.execute(_FILL_TOTALS)
+                for at, usd in db.execute("SELECT at, usd FROM ledger WHERE state = 'reserved'").fetchall():
+                    _add(db, at, usd)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Commit queued writes and stop the writer thread (the ledger stays usable)."""
+        self._writer.close()
+
+    # -- writes: each an op for the writer, with a waiting and an awaiting form --------------
 
     def reserve(self, *, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> str:
         """Hold ``usd`` against every budget, or raise BudgetExceededError; returns the reservation id."""
-        now = time.time()
-        entry_id = uuid.uuid4().hex
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for name, start, limit in limits.windows(now):
-                    spent = self._spent_since(start, now)
-                    if spent + usd > limit + 1e-12:
-                        raise BudgetExceededError(
-                            f"this call's estimated ${usd:.4f} would take {name} spend to ${spent + usd:.4f}, "
-                            f"over the {name} budget of ${limit:.2f}; raise budget.{name}_usd or wait",
-                            limit_usd=limit, spent_usd=spent, estimate_usd=usd)
-                db.execute("INSERT INTO ledger VALUES (?, ?, 'reserved', ?, ?, NULL, ?, NULL, 0, 1)",
-                           (entry_id, now, provider, model, usd))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        return entry_id
+        return self._writer.call(self._reserving(provider, model, usd, limits))
 
-    def _spent_since(self, start: float, now: float) -> float:
-        row = self._db().execute(
-            "SELECT COALESCE(SUM(usd), 0) FROM ledger WHERE at >= ? AND (state = 'settled' OR "
-            "(state = 'reserved' AND at >= ?))", (start, now - STALE_RESERVATION_S)).fetchone()
-        return float(row[0])
-
-    def _already_charged(self, job_id: str | None, cached: bool) -> bool:
-        """A resumed job finishing again must not be charged twice."""
-        if job_id is None or cached:
-            return False
-        return self._db().execute(_CHARGED, (job_id,)).fetchone() is not None
+    async def areserve(self, *, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> str:
+        return await self._writer.acall(self._reserving(provider, model, usd, limits))
 
     def settle(self, entry_id: str, *, usd: float, credits: float | None, job_id: str | None,
                cached: bool, estimated: bool) -> None:
         """Turn a reservation into the charge that actually happened."""
-        with self._lock:
-            if self._already_charged(job_id, cached):
-                self.release(entry_id)
-                return
-            self._db().execute(
-                "UPDATE ledger SET state = 'settled', usd = ?, credits = ?, job_id = ?, cached = ?, estimated = ? "
-                "WHERE id = ?", (usd, credits, job_id, int(cached), int(estimated), entry_id))
+        self._writer.call(self._settling(entry_id, usd, credits, job_id, cached, estimated))
+
+    async def asettle(self, entry_id: str, *, usd: float, credits: float | None, job_id: str | None,
+                      cached: bool, estimated: bool) -> None:
+        await self._writer.acall(self._settling(entry_id, usd, credits, job_id, cached, estimated))
 
     def release(self, entry_id: str) -> None:
         """Drop a reservation for a call that charged nothing."""
-        with self._lock:
-            self._db().execute("DELETE FROM ledger WHERE id = ? AND state = 'reserved'", (entry_id,))
+        self._writer.call(lambda db: self._release(db, entry_id))
+
+    async def arelease(self, entry_id: str) -> None:
+        await self._writer.acall(lambda db: self._release(db, entry_id))
 
     def record(self, *, provider: str, model: str | None, usd: float, credits: float | None,
                job_id: str | None, cached: bool, estimated: bool) -> None:
         """Record a charge (or a zero-cost cache hit) that needed no reservation."""
-        row = (uuid.uuid4().hex, time.time(), provider, model, job_id, usd, credits, int(cached), int(estimated))
-        with self._lock:
+        self._writer.call(self._recording(provider, model, usd, credits, job_id, cached, estimated))
+
+    async def arecord(self, *, provider: str, model: str | None, usd: float, credits: float | None,
+                      job_id: str | None, cached: bool, estimated: bool) -> None:
+        await self._writer.acall(self._recording(provider, model, usd, credits, job_id, cached, estimated))
+
+    def _reserving(self, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> Any:
+        def op(db: sqlite3.Connection) -> str:
+            now = time.time()
+            self._expire_stale(db, now)
+            periods = _periods(now)
+            for name, _, limit in limits.windows(now):
+                row = db.execute("SELECT usd FROM ledger_totals WHERE period = ?",
+                                 (periods[_PERIOD_OF[name]],)).fetchone()
+                spent = float(row[0]) if row else 0.0
+                if spent + usd > limit + 1e-12:
+                    raise _over_budget(name, usd, spent, limit)
+            entry_id = uuid.uuid4().hex
+            db.execute("INSERT INTO ledger VALUES (?, ?, 'reserved', ?, ?, NULL, ?, NULL, 0, 1)",
+                       (entry_id, now, provider, model, usd))
+            _add(db, now, usd)
+            return entry_id
+        return op
+
+    @staticmethod
+    def _expire_stale(db: sqlite3.Connection, now: float) -> None:
+        """A reservation left by a crashed process stops counting after an hour."""
+        stale = db.execute("SELECT id, at, usd FROM ledger WHERE state = 'reserved' AND at < ?",
+                           (now - STALE_RESERVATION_S,)).fetchall()
+        for entry_id, at, usd in stale:
+            db.execute("UPDATE ledger SET state = 'expired' WHERE id = ?", (entry_id,))
+            _add(db, at, -usd)
+
+    def _settling(self, entry_id: str, usd: float, credits: float | None, job_id: str | None, cached: bool,
+                  estimated: bool) -> Any:
+        def op(db: sqlite3.Connection) -> None:
+            if job_id is not None and not cached and db.execute(_CHARGED, (job_id,)).fetchone() is not None:
+                self._release(db, entry_id)  # a resumed job finishing again is not charged twice
+                return
+            row = db.execute("SELECT state, at, usd FROM ledger WHERE id = ?", (entry_id,)).fetchone()
+            if row is None:
+                return
+            state, at, held = row
+            db.execute("UPDATE ledger SET state = 'settled', usd = ?, credits = ?, job_id = ?, cached = ?, "
+                       "estimated = ? WHERE id = ?", (usd, credits, job_id, int(cached), int(estimated), entry_id))
+            _add(db, at, usd - (held if state in ("reserved", "settled") else 0.0))
+        return op
+
+    @staticmethod
+    def _release(db: sqlite3.Connection, entry_id: str) -> None:
+        row = db.execute("SELECT state, at, usd FROM ledger WHERE id = ? AND state IN ('reserved', 'expired')",
+                         (entry_id,)).fetchone()
+        if row is not None:
+            db.execute("DELETE FROM ledger WHERE id = ?", (entry_id,))
+            if row[0] == "reserved":
+                _add(db, row[1], -row[2])
+
+    @staticmethod
+    def _recording(provider: str, model: str | None, usd: float, credits: float | None, job_id: str | None,
+                   cached: bool, estimated: bool) -> Any:
+        def op(db: sqlite3.Connection) -> None:
+            now = time.time()
+            row = (uuid.uuid4().hex, now, provider, model, job_id, usd, credits, int(cached), int(estimated))
             if job_id is None or cached:
-                self._db().execute("INSERT INTO ledger VALUES (?, ?, 'settled', ?, ?, ?, ?, ?, ?, ?)", row)
+                db.execute("INSERT INTO ledger VALUES (?, ?, 'settled', ?, ?, ?, ?, ?, ?, ?)", row)
             else:  # one statement: the check and the insert
-                self._db().execute("INSERT INTO ledger SELECT ?, ?, 'settled', ?, ?, ?, ?, ?, ?, ? "
-                                   f"WHERE NOT EXISTS ({_CHARGED})", (*row, job_id))
+                inserted = db.execute("INSERT INTO ledger SELECT ?, ?, 'settled', ?, ?, ?, ?, ?, ?, ? "
+                                      f"WHERE NOT EXISTS ({_CHARGED})", (*row, job_id)).rowcount
+                if not inserted:
+                    return
+            _add(db, now, usd)
+        return op
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def period_totals(self) -> dict[str, float]:
+        """The maintained spend per budget period (settled charges plus live reservations)."""
+        return {period: usd for period, usd in self._read("SELECT period, usd FROM ledger_totals")}
 
     def entries(self, *, since: float | None = None) -> list[LedgerEntry]:
-        rows = self._db().execute(
+        rows = self._read(
             "SELECT id, at, provider, model, job_id, usd, credits, cached, estimated FROM ledger "
-            "WHERE state = 'settled' AND at >= ? ORDER BY at", (since or 0.0,)).fetchall()
+            "WHERE state = 'settled' AND at >= ? ORDER BY at", (since or 0.0,))
         return [LedgerEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), bool(r[8])) for r in rows]
 
     def total_usd(self, *, since: float | None = None) -> float:
@@ -263,6 +375,27 @@ class RedisLedger:
             self._adjust(time.time(), usd)
         self._append(provider=provider, model=model, usd=usd, credits=credits, job_id=job_id, cached=cached,
                      estimated=estimated)
+
+    # Network round trips: the awaiting forms run them on a worker thread.
+    async def areserve(self, *, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> str:
+        return await asyncio.to_thread(functools.partial(self.reserve, provider=provider, model=model, usd=usd,
+                                                         limits=limits))
+
+    async def asettle(self, entry_id: str, *, usd: float, credits: float | None, job_id: str | None,
+                      cached: bool, estimated: bool) -> None:
+        await asyncio.to_thread(functools.partial(self.settle, entry_id, usd=usd, credits=credits, job_id=job_id,
+                                                  cached=cached, estimated=estimated))
+
+    async def arelease(self, entry_id: str) -> None:
+        await asyncio.to_thread(self.release, entry_id)
+
+    async def arecord(self, *, provider: str, model: str | None, usd: float, credits: float | None,
+                      job_id: str | None, cached: bool, estimated: bool) -> None:
+        await asyncio.to_thread(functools.partial(self.record, provider=provider, model=model, usd=usd,
+                                                  credits=credits, job_id=job_id, cached=cached, estimated=estimated))
+
+    def close(self) -> None:
+        return None
 
     def _append(self, **fields: Any) -> None:
         entry = LedgerEntry(id=uuid.uuid4().hex, at=time.time(), **fields)

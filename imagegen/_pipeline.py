@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._cache import Coalescer, cache_key
+from ._cache import Coalescer, cache_key, put_result
+from ._jobstore import put_job
 from ._capabilities import ModelSpec
 from ._claims import held_claim
 from ._errors import (
@@ -98,7 +99,7 @@ class CallPipeline:
             pending = self._job_writes.get(result.job_id or "")
             if pending is not None:
                 await asyncio.wait([pending])
-            await asyncio.to_thread(cache.put, key, result)
+            await put_result(cache, key, result)
         finally:
             self._cache_writes.pop(key, None)
 
@@ -106,12 +107,12 @@ class CallPipeline:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
-    def _remember(self, job: Job, stored: Job | None) -> Job:
+    async def _remember(self, job: Job, stored: Job | None) -> Job:
         if stored is not None:
             job = job.model_copy(update={"request": job.request or stored.request,
                                          "model": job.model or stored.model,
                                          "created_at": stored.created_at})
-        self.jobs.put(job)
+        await put_job(self.jobs, job)
         return job
 
     async def _guard(self, provider: Provider, call: Awaitable[T]) -> T:
@@ -202,8 +203,8 @@ class CallPipeline:
         except ImageGenError:
             return None
         cost = result.cost if not result.cost.estimated else provider.estimate(request, spec)
-        self._remember(job.model_copy(update={"status": "succeeded", "result": result}), job)
-        self._settle(provider, spec, None, cost, result.job_id)
+        await self._remember(job.model_copy(update={"status": "succeeded", "result": result}), job)
+        await self._settle(provider, spec, None, cost, result.job_id)
         result = result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
         return result, ["the provider failed after accepting the job; imagegen waited for that job "
                         "instead of paying another provider"], spec
@@ -240,8 +241,8 @@ class CallPipeline:
                 return result
             hit = _as_cache_hit(result)
         if self.ledger is not None:
-            self.ledger.record(provider=name, model=spec.id, usd=0.0, credits=0.0, job_id=hit.job_id,
-                               cached=True, estimated=False)
+            await self.ledger.arecord(provider=name, model=spec.id, usd=0.0, credits=0.0, job_id=hit.job_id,
+                                      cached=True, estimated=False)
         return hit
 
     def _check_circuit(self, name: str) -> None:
@@ -321,7 +322,7 @@ class CallPipeline:
             if job.done:
                 # A synchronous provider's finished job: the caller gets its result now and the
                 # record lands in the background (status() and aclose() wait for it).
-                task = self._in_background(asyncio.to_thread(self.jobs.put, job))
+                task = self._in_background(put_job(self.jobs, job))
                 self._job_writes[job.id] = task
                 task.add_done_callback(lambda done: self._job_writes.pop(job.id, None)
                                        if self._job_writes.get(job.id) is done else None)
@@ -329,7 +330,7 @@ class CallPipeline:
                 self.jobs.put(job)  # before any waiting: a crash mid-wait must find it
             submitted.append(job)
 
-        reservation = self._reserve(provider, spec, estimate)
+        reservation = await self._reserve(provider, spec, estimate)
         try:
             fresh = not retry and (request.idempotency_key or "").partition(".")[0] in self._fresh_keys
             result = None if fresh else await self._resume(provider, request, deadline)
@@ -338,37 +339,37 @@ class CallPipeline:
                 result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
         except BaseException as exc:
             if _billed_without_answer(provider, exc):
-                self._settle(provider, spec, reservation, estimate, None)
+                await self._settle(provider, spec, reservation, estimate, None)
             elif reservation is not None:
-                self.ledger.release(reservation)  # type: ignore[union-attr]
+                await self.ledger.arelease(reservation)  # type: ignore[union-attr]
             raise
         recorded = submitted[-1] if submitted else None
         if result.job_id and not (recorded is not None and recorded.done and recorded.result is not None):
             # A synchronous provider's job was stored finished at submit; a polled one is stored
             # again now with its result (the resume path has no submitted job: read it back).
             done = provider.job(split_job_id(result.job_id)[1], "succeeded", result=result)
-            self._remember(done, recorded or self.jobs.get(result.job_id))
+            await self._remember(done, recorded or self.jobs.get(result.job_id))
         cost = result.cost if not result.cost.estimated else estimate
-        self._settle(provider, spec, reservation, cost, result.job_id)
+        await self._settle(provider, spec, reservation, cost, result.job_id)
         return result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
 
-    def _reserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
+    async def _reserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
         """Hold the estimate against the budgets before any network call (raises BudgetExceededError)."""
         if self.ledger is None or not self._limits.windows(time.time()):
             return None
-        return self.ledger.reserve(provider=provider.instance_name, model=spec.id, usd=estimate.usd or 0.0,
-                                   limits=self._limits)
+        return await self.ledger.areserve(provider=provider.instance_name, model=spec.id, usd=estimate.usd or 0.0,
+                                          limits=self._limits)
 
-    def _settle(self, provider: Provider, spec: ModelSpec, reservation: str | None, cost: Cost,
+    async def _settle(self, provider: Provider, spec: ModelSpec, reservation: str | None, cost: Cost,
                 job_id: str | None) -> None:
         if self.ledger is None:
             return
         charge: dict[str, Any] = {"usd": cost.usd or 0.0, "credits": cost.credits, "job_id": job_id, "cached": False,
                   "estimated": cost.estimated}
         if reservation is not None:
-            self.ledger.settle(reservation, **charge)
+            await self.ledger.asettle(reservation, **charge)
         else:
-            self.ledger.record(provider=provider.instance_name, model=spec.id, **charge)
+            await self.ledger.arecord(provider=provider.instance_name, model=spec.id, **charge)
 
 
 

@@ -1,17 +1,41 @@
-"""One SQLite connection per thread, shared by the job store, the ledger and the disk cache.
+"""SQLite for the job store, the ledger and the disk cache: per-thread readers, one writer.
 
 WAL lets several processes read while one writes; ``synchronous=NORMAL`` makes a commit
 survive the process dying (not a power cut) without an fsync per write; autocommit mode
-(``isolation_level=None``) leaves transactions to the callers' explicit ``BEGIN``.
+(``isolation_level=None``) leaves transactions to explicit ``BEGIN``.
+
+Reads use the calling thread's own connection (in WAL mode a reader never waits for a
+writer). Writes go to the store's ``Writer``: one thread per store and process that runs
+every write, many to a commit, so concurrent calls neither contend for SQLite's write lock
+nor block the event loop, and a busy moment costs one commit rather than one per write.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import concurrent.futures
 import os
+import queue
 import sqlite3
 import threading
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
-__all__ = ["ThreadConnections"]
+__all__ = ["ThreadConnections", "Writer"]
+
+T = TypeVar("T")
+
+#: Writes per transaction at most: a commit stays short even when thousands are queued.
+MAX_BATCH = 256
+
+
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
 
 
 class ThreadConnections:
@@ -24,8 +48,150 @@ class ThreadConnections:
     def get(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
+            conn = self._local.conn = connect(self.path)
         return conn
+
+
+class _Write(concurrent.futures.Future):  # type: ignore[type-arg]
+    """A write's outcome. It cannot be cancelled: once submitted, a write is made even if the
+    caller stops waiting (a cancelled call's release of its budget reservation, say)."""
+
+    def cancel(self) -> bool:
+        return False
+
+
+_STOP = object()
+_live: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+class Writer:
+    """The one thread that writes a store's database for this process.
+
+    ``submit(op)`` queues ``op(connection)``; the thread takes everything queued, runs each
+    op in its own savepoint inside one ``BEGIN IMMEDIATE`` transaction (an op that raises is
+    rolled back alone and its caller gets the exception), commits, and only then resolves
+    the futures: a resolved write is committed. Ops queued under the same ``key`` coalesce:
+    only the last one runs (a job stored twice before the writer got to it is written once).
+    The thread starts on the first write and stops at ``close()``, or at interpreter exit
+    after writing what is queued.
+    """
+
+    def __init__(self, connect_db: Callable[[], sqlite3.Connection], *, name: str) -> None:
+        self._connect = connect_db
+        self.name = name
+        #: The running thread and its queue (each thread has its own: a stopping thread's
+        #: queue is never shared with the next one).
+        self._thread: threading.Thread | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        _live.add(self)
+
+    def submit(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None,
+               ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = _Write()
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():  # not started, or a forked child
+                self._start()
+            self._queue.put((op, key, future))
+        return future
+
+    def call(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None) -> T:
+        """Write and wait for the commit (from a thread that is not the writer's)."""
+        return self.submit(op, key=key).result()
+
+    async def acall(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None) -> T:
+        """Write and await the commit without blocking the event loop. The write is queued before
+        the first ``await``, so it is made even if the caller is cancelled while waiting."""
+        return await asyncio.wrap_future(self.submit(op, key=key))
+
+    def flush(self) -> None:
+        """Wait until every write submitted so far is committed."""
+        if self._thread is not None:
+            self.call(lambda conn: None)
+
+    def close(self) -> None:
+        """Commit what is queued and stop the thread (a later write starts a new one)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None or self._pid != os.getpid():
+                return
+            self._queue.put(_STOP)
+        thread.join()
+
+    def _start(self) -> None:
+        self._pid, self._queue = os.getpid(), queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, args=(self._queue,), name=f"imagegen-{self.name}-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, source: queue.SimpleQueue[Any]) -> None:
+        conn = self._connect()
+        while True:
+            batch = [source.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(source.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is _STOP for item in batch)
+            self._write([item for item in batch if item is not _STOP], conn)
+            if stop:
+                self._write(_drain(source), conn)
+                return
+
+    def _write(self, batch: list[tuple[Any, Hashable | None, concurrent.futures.Future[Any]]],
+               conn: sqlite3.Connection) -> None:
+        if not batch:
+            return
+        last = {key: i for i, (_, key, _) in enumerate(batch) if key is not None}
+        outcomes: list[tuple[concurrent.futures.Future[Any], BaseException | None, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for i, (op, key, future) in enumerate(batch):
+                    if key is not None and last[key] != i:
+                        outcomes.append((future, None, None))  # a later write of the same thing wins
+                        continue
+                    outcomes.append((future, *_run_op(conn, op)))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # the transaction could not be made: every write in it failed
+            outcomes = [(future, exc, None) for _, _, future in batch]
+        for future, error, value in outcomes:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+
+def _run_op(conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any]) -> tuple[BaseException | None, Any]:
+    conn.execute("SAVEPOINT write")
+    try:
+        value = op(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO write")
+        conn.execute("RELEASE write")
+        return exc, None
+    conn.execute("RELEASE write")
+    return None, value
+
+
+def _drain(source: queue.SimpleQueue[Any]) -> list[Any]:
+    items = []
+    while True:
+        try:
+            item = source.get_nowait()
+        except queue.Empty:
+            return [i for i in items if i is not _STOP]
+        items.append(item)
+
+
+@atexit.register
+def _close_all() -> None:
+    """At exit (a normal one, or an uncaught exception), writes still queued are committed."""
+    for writer in list(_live):
+        writer.close()

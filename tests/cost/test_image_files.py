@@ -169,20 +169,28 @@ def test_prune_keeps_a_file_another_job_still_names(tmp_path, files_only):
     assert store.get("p:twin").result.images[1].data == shared.images[1].data
 
 
-def test_a_put_racing_a_prune_still_has_its_files(tmp_path, files_only, monkeypatch):
-    """A put that found its file present, then lost it to another process's prune before its row
-    committed, writes it again under the lock (the same interleaving, made deterministic)."""
+def test_a_put_writes_its_files_holding_the_write_lock_a_prune_needs(tmp_path, files_only, monkeypatch):
+    """A prune in another process deletes files only holding the database's write lock; a put
+    writes its files holding that same lock, so no prune can remove one before the row naming
+    it commits."""
     store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     res = result(5)
     real_put = store.blobs.put
-    calls = []
+    locked = []
 
-    def put_then_lose(sha: str, data: bytes) -> None:
+    def put_and_probe(sha: str, data: bytes) -> None:
         real_put(sha, data)
-        calls.append(sha)
-        if len(calls) <= 2:  # the first write of each file is removed by "the other process"
-            store.blobs.path(sha).unlink()
+        other = sqlite3.connect(tmp_path / "jobs.sqlite3", timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # what prune() starts with
+            other.execute("ROLLBACK")
+            locked.append(False)
+        except sqlite3.OperationalError:
+            locked.append(True)
+        finally:
+            other.close()
 
-    monkeypatch.setattr(store.blobs, "put", put_then_lose)
+    monkeypatch.setattr(store.blobs, "put", put_and_probe)
     store.put(job(res))
+    assert locked == [True, True]
     assert [i.data for i in store.get(res.job_id).result.images] == [i.data for i in res.images]
