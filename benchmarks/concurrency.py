@@ -41,9 +41,8 @@ MODEL = "gemini-3-pro-image"
 
 def serve(port: int) -> None:
     """Child process: the Gemini emulator, 100 ms per request, tiny images."""
-    from imagegen_gemini.emulator import GeminiEmulator
-
     from imagegen.testing import LatencyModel, run_forever
+    from imagegen_gemini.emulator import GeminiEmulator
 
     run_forever(GeminiEmulator(latency=LatencyModel(base=LATENCY_S, scale=1.0), pixel_scale=0.02),
                 host="127.0.0.1", port=port)
@@ -145,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         for case in args.cases.split(","):
             requests, concurrency = (int(x) for x in case.split("x"))
             times = asyncio.run(measure_case(base_url, requests, concurrency, args.rounds, args.cache, args.seed))
-            paired = statistics.median(o / b for o, b in zip(times["imagegen"], times["bare aiohttp"]))
+            paired = statistics.median(o / b for o, b in zip(times["imagegen"], times["bare aiohttp"], strict=True))
             verdict = "met" if paired <= BAR else "NOT met"
             lines.append(f"| {requests:,} x {concurrency} | {statistics.median(times['bare aiohttp']):.3f} | "
                          f"{statistics.median(times['imagegen']):.3f} | {paired:.2f} | "

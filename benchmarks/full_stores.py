@@ -35,8 +35,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gemini_memory import serving_child
 from benchmarks import store_scaling
+from benchmarks.gemini_memory import serving_child
 from benchmarks.store_scaling import fill_cache, fill_ledger
 
 RESULTS = Path(__file__).parent / "results" / "full_stores.md"
@@ -46,9 +46,8 @@ LAG_BAR_MS = 20.0
 
 def serve(port: int) -> None:
     """Child process: the Gemini emulator, tiny images, no latency."""
-    from imagegen_gemini.emulator import GeminiEmulator
-
     from imagegen.testing import LatencyModel, run_forever
+    from imagegen_gemini.emulator import GeminiEmulator
 
     run_forever(GeminiEmulator(latency=LatencyModel.none(), pixel_scale=0.02), host="127.0.0.1", port=port)
 
@@ -135,6 +134,10 @@ async def measure(base_url: str, args: argparse.Namespace, tmp: Path) -> dict[st
             for (kind, side), spot in figures.items()}
 
 
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def table(results: dict[str, dict[str, float]], args: argparse.Namespace, command: str) -> str:
     budget_ratio = results["budget loaded"]["wall"] / results["budget empty"]["wall"]
     cache_ratio = results["cache loaded"]["cpu"] / results["cache empty"]["cpu"]
@@ -156,12 +159,12 @@ def table(results: dict[str, dict[str, float]], args: argparse.Namespace, comman
         spot = results[name]
         lag_cell = f"{spot['lag'] * 1000:.1f}" if "lag" in spot else "-"
         lines.append(f"| {label} | {spot['wall'] * 1000:.2f} | {spot['cpu'] * 1000:.2f} | {lag_cell} |")
-    verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
-    lines += ["", f"- budget: per-call time {budget_ratio:.2f}x the empty ledger's (bar {BARS['budget per-call time']}x): "
-              f"{verdict(budget_ratio <= BARS['budget per-call time'])}; loop lag p99 {lag:.1f} ms "
-              f"(bar {LAG_BAR_MS:.0f} ms): {verdict(lag <= LAG_BAR_MS)}",
-              f"- cache: per-call CPU {cache_ratio:.2f}x the empty cache's (bar {BARS['cache per-call CPU']}x): "
-              f"{verdict(cache_ratio <= BARS['cache per-call CPU'])}", ""]
+    budget_bar, cache_bar = BARS["budget per-call time"], BARS["cache per-call CPU"]
+    lines += ["", f"- budget: per-call time {budget_ratio:.2f}x the empty ledger's (bar {budget_bar}x): "
+              f"{_verdict(budget_ratio <= budget_bar)}; loop lag p99 {lag:.1f} ms "
+              f"(bar {LAG_BAR_MS:.0f} ms): {_verdict(lag <= LAG_BAR_MS)}",
+              f"- cache: per-call CPU {cache_ratio:.2f}x the empty cache's (bar {cache_bar}x): "
+              f"{_verdict(cache_ratio <= cache_bar)}", ""]
     return "\n".join(lines)
 
 

@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +202,8 @@ def measure(kinds: list[str], sizes: list[int], rounds: int, ops: int, seed: int
 def _summary(kind: str, spot: dict[str, list[float]]) -> dict[str, float]:
     if kind == "cache":  # amortised: every op of every round, eviction batches included
         return {name: sum(spot[name]) / sum(spot["ops"]) for name in ("wall", "cpu")}
-    return {name: statistics.median(t / n for t, n in zip(spot[name], spot["ops"])) for name in ("wall", "cpu")}
+    return {name: statistics.median(t / n for t, n in zip(spot[name], spot["ops"], strict=True))
+            for name in ("wall", "cpu")}
 
 
 OPERATIONS = {"ledger": "reserve + settle (3 budgets)", "jobs": "put + get + find",

@@ -19,10 +19,11 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import BudgetExceededError
 from ._sqlite import ThreadConnections, Writer, connect
@@ -93,11 +94,14 @@ _ADD = "INSERT INTO ledger_totals VALUES (?, ?) ON CONFLICT(period) DO UPDATE SE
 #: A job's settled provider charge, if any: a resumed job finishing again is not charged twice.
 _CHARGED = "SELECT 1 FROM ledger WHERE job_id = ? AND state = 'settled' AND cached = 0"
 _PERIOD_OF = {"daily": 0, "monthly": 1, "total": 2}
+T = TypeVar("T")
+#: A write for the ledger's writer thread: run inside its transaction, on its connection.
+_Op = Callable[[sqlite3.Connection], T]
 
 
 def _periods(at: float) -> tuple[str, str, str]:
     """The budget periods (UTC) a charge made at ``at`` counts in."""
-    moment = datetime.fromtimestamp(at, timezone.utc)
+    moment = datetime.fromtimestamp(at, UTC)
     return f"day:{moment:%Y-%m-%d}", f"month:{moment:%Y-%m}", "total"
 
 
@@ -201,7 +205,7 @@ class Ledger:
                       job_id: str | None, cached: bool, estimated: bool) -> None:
         await self._writer.acall(self._recording(provider, model, usd, credits, job_id, cached, estimated))
 
-    def _reserving(self, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> Any:
+    def _reserving(self, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> _Op[str]:
         def op(db: sqlite3.Connection) -> str:
             now = time.time()
             self._expire_stale(db, now)
@@ -229,7 +233,7 @@ class Ledger:
             _add(db, at, -usd)
 
     def _settling(self, entry_id: str, usd: float, credits: float | None, job_id: str | None, cached: bool,
-                  estimated: bool) -> Any:
+                  estimated: bool) -> _Op[None]:
         def op(db: sqlite3.Connection) -> None:
             if job_id is not None and not cached and db.execute(_CHARGED, (job_id,)).fetchone() is not None:
                 self._release(db, entry_id)  # a resumed job finishing again is not charged twice
@@ -254,7 +258,7 @@ class Ledger:
 
     @staticmethod
     def _recording(provider: str, model: str | None, usd: float, credits: float | None, job_id: str | None,
-                   cached: bool, estimated: bool) -> Any:
+                   cached: bool, estimated: bool) -> _Op[None]:
         def op(db: sqlite3.Connection) -> None:
             now = time.time()
             row = (uuid.uuid4().hex, now, provider, model, job_id, usd, credits, int(cached), int(estimated))
@@ -272,7 +276,7 @@ class Ledger:
 
     def period_totals(self) -> dict[str, float]:
         """The maintained spend per budget period (settled charges plus live reservations)."""
-        return {period: usd for period, usd in self._read("SELECT period, usd FROM ledger_totals")}
+        return {str(period): float(usd) for period, usd in self._read("SELECT period, usd FROM ledger_totals")}
 
     def entries(self, *, since: float | None = None) -> list[LedgerEntry]:
         rows = self._read(

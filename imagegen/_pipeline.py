@@ -16,7 +16,6 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cache import Coalescer, cache_key, put_result
-from ._jobstore import put_job
 from ._capabilities import ModelSpec
 from ._claims import held_claim
 from ._errors import (
@@ -28,6 +27,7 @@ from ._errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from ._jobstore import put_job
 from ._models import Attempt, Cost, ImageRequest, ImageResult, Job, split_job_id
 from ._resilience import RetryRecord, call_with_retries
 from ._routing import Plan, Target

@@ -181,7 +181,7 @@ def _run_op(conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any]) -
 
 
 def _drain(source: queue.SimpleQueue[Any]) -> list[Any]:
-    items = []
+    items: list[Any] = []
     while True:
         try:
             item = source.get_nowait()

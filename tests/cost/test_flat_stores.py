@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from imagegen import BudgetExceededError, Image, ImageResult
-from imagegen import _ledger
+from imagegen import BudgetExceededError, Image, ImageResult, _ledger
 from imagegen._cache import LOW_WATER, DiskCache, MemoryCache
 from imagegen._ledger import BudgetLimits, Ledger, _periods
 from imagegen._sqlite import Writer, connect
