@@ -19,6 +19,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
@@ -27,13 +28,25 @@ __all__ = ["ThreadConnections", "Writer"]
 
 T = TypeVar("T")
 
+BUSY_TIMEOUT_S = 30.0
 #: Writes per transaction at most: a commit stays short even when thousands are queued.
 MAX_BATCH = 256
 
 
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    # Switching to WAL answers "database is locked" at once, without the busy timeout, while
+    # another process is creating the same new file: try again for as long as a lock may last.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.01)
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
 
