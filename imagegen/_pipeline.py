@@ -204,7 +204,7 @@ class CallPipeline:
             return None
         cost = result.cost if not result.cost.estimated else provider.estimate(request, spec)
         await self._remember(job.model_copy(update={"status": "succeeded", "result": result}), job)
-        await self._settle(provider, spec, None, cost, result.job_id)
+        await self._asettle(provider, spec, None, cost, result.job_id)
         result = result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
         return result, ["the provider failed after accepting the job; imagegen waited for that job "
                         "instead of paying another provider"], spec
@@ -330,7 +330,7 @@ class CallPipeline:
                 self.jobs.put(job)  # before any waiting: a crash mid-wait must find it
             submitted.append(job)
 
-        reservation = await self._reserve(provider, spec, estimate)
+        reservation = await self._areserve(provider, spec, estimate)
         try:
             fresh = not retry and (request.idempotency_key or "").partition(".")[0] in self._fresh_keys
             result = None if fresh else await self._resume(provider, request, deadline)
@@ -339,7 +339,7 @@ class CallPipeline:
                 result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
         except BaseException as exc:
             if _billed_without_answer(provider, exc):
-                await self._settle(provider, spec, reservation, estimate, None)
+                await self._asettle(provider, spec, reservation, estimate, None)
             elif reservation is not None:
                 await self.ledger.arelease(reservation)  # type: ignore[union-attr]
             raise
@@ -350,27 +350,46 @@ class CallPipeline:
             done = provider.job(split_job_id(result.job_id)[1], "succeeded", result=result)
             await self._remember(done, recorded or self.jobs.get(result.job_id))
         cost = result.cost if not result.cost.estimated else estimate
-        await self._settle(provider, spec, reservation, cost, result.job_id)
+        await self._asettle(provider, spec, reservation, cost, result.job_id)
         return result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
 
-    async def _reserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
-        """Hold the estimate against the budgets before any network call (raises BudgetExceededError)."""
+    def _reserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
+        """Hold the estimate against the budgets before any network call (raises BudgetExceededError).
+        Waits for the ledger's writer; the call path awaits ``_areserve`` instead."""
+        if self.ledger is None or not self._limits.windows(time.time()):
+            return None
+        return self.ledger.reserve(provider=provider.instance_name, model=spec.id, usd=estimate.usd or 0.0,
+                                   limits=self._limits)
+
+    async def _areserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
         if self.ledger is None or not self._limits.windows(time.time()):
             return None
         return await self.ledger.areserve(provider=provider.instance_name, model=spec.id, usd=estimate.usd or 0.0,
                                           limits=self._limits)
 
-    async def _settle(self, provider: Provider, spec: ModelSpec, reservation: str | None, cost: Cost,
+    def _settle(self, provider: Provider, spec: ModelSpec, reservation: str | None, cost: Cost,
                 job_id: str | None) -> None:
+        """Waits for the ledger's writer; the call path awaits ``_asettle`` instead."""
         if self.ledger is None:
             return
-        charge: dict[str, Any] = {"usd": cost.usd or 0.0, "credits": cost.credits, "job_id": job_id, "cached": False,
-                  "estimated": cost.estimated}
         if reservation is not None:
-            await self.ledger.asettle(reservation, **charge)
+            self.ledger.settle(reservation, **_charge(cost, job_id))
         else:
-            await self.ledger.arecord(provider=provider.instance_name, model=spec.id, **charge)
+            self.ledger.record(provider=provider.instance_name, model=spec.id, **_charge(cost, job_id))
 
+    async def _asettle(self, provider: Provider, spec: ModelSpec, reservation: str | None, cost: Cost,
+                       job_id: str | None) -> None:
+        if self.ledger is None:
+            return
+        if reservation is not None:
+            await self.ledger.asettle(reservation, **_charge(cost, job_id))
+        else:
+            await self.ledger.arecord(provider=provider.instance_name, model=spec.id, **_charge(cost, job_id))
+
+
+def _charge(cost: Cost, job_id: str | None) -> dict[str, Any]:
+    return {"usd": cost.usd or 0.0, "credits": cost.credits, "job_id": job_id, "cached": False,
+            "estimated": cost.estimated}
 
 
 def _as_cache_hit(result: ImageResult) -> ImageResult:
