@@ -13,11 +13,13 @@ and an image the disk cache also keeps is on disk once (a hard link). Small imag
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import json
 import os
 import sqlite3
 import threading
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,14 +59,17 @@ class JobStore(Protocol):
     def release_claim(self, key: str, owner: str) -> None: ...
 
 
-async def put_job(store: JobStore, job: Job) -> None:
-    """Store ``job`` without blocking the event loop: through the store's ``aput`` where it has
-    one (every store here does), else on a worker thread (a third-party store)."""
+def put_job(store: JobStore, job: Job) -> Awaitable[None]:
+    """Store ``job`` without blocking the event loop; await the result for the write to be done.
+
+    A store with a writer thread queues the write at once, in call order (so a claim completed
+    after it, through the same writer, never names a job not yet stored); otherwise its
+    ``aput``, else the store's ``put`` on a worker thread (a third-party store)."""
+    submit = getattr(store, "submit_put", None)
+    if submit is not None:
+        return asyncio.wrap_future(submit(job))
     aput = getattr(store, "aput", None)
-    if aput is not None:
-        await aput(job)
-    else:
-        await asyncio.to_thread(store.put, job)
+    return aput(job) if aput is not None else asyncio.to_thread(store.put, job)
 
 
 def _key_of(job: Job) -> str | None:
@@ -164,10 +169,19 @@ class SqliteJobStore(SqliteClaims):
         return self._connections.get()
 
     def put(self, job: Job) -> None:
-        self._writer.call(functools.partial(self._write, job), key=job.id)
+        self.submit_put(job).result()
 
     async def aput(self, job: Job) -> None:
-        await self._writer.acall(functools.partial(self._write, job), key=job.id)
+        await asyncio.wrap_future(self.submit_put(job))
+
+    def submit_put(self, job: Job) -> concurrent.futures.Future[None]:
+        """Queue the write and return at once; the future resolves once it is committed."""
+        return self._writer.submit(functools.partial(self._write, job), key=job.id)
+
+    def complete_claim(self, key: str, owner: str, job_ids: list[str] | tuple[str, ...] = ()) -> None:
+        # Through the writer, after every job write queued before it: once a claim says "done",
+        # the jobs it names are in the store for whoever claims the key next.
+        self._writer.call(lambda conn: SqliteClaims.complete_claim(self, key, owner, job_ids))
 
     def close(self) -> None:
         """Commit queued writes and stop the writer thread (the store stays usable)."""

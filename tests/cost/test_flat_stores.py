@@ -321,3 +321,28 @@ def test_the_memory_cache_keeps_a_byte_count():
         held = [cache.get(f"k{n}") for n in range(8)]
         kept = sum(len(r.images[0].data) for r in held if r is not None)
         assert cache.stats()["bytes"] == kept <= cap
+
+
+def test_a_claim_is_completed_only_after_the_job_writes_queued_before_it(tmp_path):
+    """A finished job is stored in the background; the claim on its key completes after it, so
+    a process that claims the key next finds the job instead of paying again."""
+    from imagegen import ImageRequest, Job
+    from imagegen._jobstore import SqliteJobStore
+
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    assert store.claim("order-1", "fp", "me").acquired
+    gate = threading.Event()
+    store._writer.submit(lambda db: gate.wait(10))  # the writer is busy: the job write queues
+    job = Job(id="p:1", provider="p", native_id="1", status="succeeded",
+              request=ImageRequest.build(prompt="a fox", idempotency_key="order-1"))
+    written = store.submit_put(job)
+    completing = threading.Thread(target=store.complete_claim, args=("order-1", "me", [job.id]))
+    completing.start()
+    completing.join(timeout=0.5)
+    assert completing.is_alive() and not written.done()  # the claim waits behind the job's write
+    gate.set()
+    completing.join(timeout=10)
+    other = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    assert other.claim("order-1", "fp", "next").acquired
+    assert other.find("order-1").id == job.id
+    store.close()
