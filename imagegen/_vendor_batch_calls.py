@@ -11,27 +11,23 @@ finishing the same batch charge it once. ``AsyncClient`` mixes this in.
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
+import functools
 import uuid
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
+from ._claims import holder_is_dead, new_owner, request_fingerprint
 from ._errors import (
     ImageGenError,
     InvalidRequestError,
-    JobFailedError,
-    JobTimeoutError,
-    ProviderError,
     UnsupportedFeatureError,
 )
 from ._models import Cost, ImageRequest, ImageResult, Job, make_job_id
-from ._pipeline import CallPipeline
-from ._provider import PollSchedule
 from ._vendor_batch import (
     BatchEstimate,
     BatchJob,
     BatchMember,
-    BatchResult,
     Delivery,
     VendorBatchAPI,
     VendorBatchSnapshot,
@@ -42,6 +38,7 @@ from ._vendor_batch import (
     member_record,
     unique_keys,
 )
+from ._vendor_batch_follow import VendorBatchFollowing
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._capabilities import ModelSpec
@@ -50,16 +47,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["VendorBatchCalls"]
 
-#: Looks at a vendor batch: soon at first (a small batch can be over in seconds), then at most a
-#: minute apart (the target turnaround is 24 h).
-BATCH_POLL_SCHEDULE = PollSchedule(initial=1.0, factor=1.5, cap=60.0)
 Fallback = Literal["error", "concurrent"]
 
 
-class VendorBatchCalls(CallPipeline):
+class VendorBatchCalls(VendorBatchFollowing):
     """The vendor-batch calls of ``AsyncClient`` (which provides the attributes used here)."""
 
-    batch_poll_schedule: PollSchedule = BATCH_POLL_SCHEDULE
     registry: PluginRegistry
 
     def _plugin_of(self, name: str) -> type[Provider]:  # pragma: no cover - provided by AsyncClient
@@ -90,25 +83,27 @@ class VendorBatchCalls(CallPipeline):
                 raise self._no_vendor_batch(target, spec)
             return await self._run_concurrently(items, target, spec, concurrency=concurrency)
         members = self._expand(items)
-        self._check_not_submitted(members)
-        estimate = self._estimate(target, spec, [r for _, r in members], api)
-        share = (estimate.batch.usd or 0.0) / max(1, len(members))
-        reservations = self._reserve_all(target, spec, share, len(members))
-        name = display_name or f"imagegen-{uuid.uuid4().hex[:12]}"
-        try:
-            native_id, used = await self._guard(target, api.create(members, spec, display_name=name,
-                                                                   delivery=delivery))
-        except BaseException:
-            for reservation in reservations:
-                if reservation is not None:
-                    self.ledger.release(reservation)  # type: ignore[union-attr]
-            raise
-        batch = BatchJob(id=make_job_id(target.instance_name, native_id), provider=target.instance_name,
-                         native_id=native_id, status="queued", model=spec.id, delivery=used, display_name=name,
-                         estimate=estimate.model_copy(update={"delivery": used}))
-        batch.members = [BatchMember(index=i, key=key, job_id=member_job_id(target.instance_name, native_id, i),
-                                     reservation=reservations[i]) for i, (key, _) in enumerate(members)]
-        self._record(batch, [r for _, r in members])
+        async with _claimed(self.jobs, members) as completed:
+            self._check_not_submitted(members)
+            estimate = self._estimate(target, spec, [r for _, r in members], api)
+            share = (estimate.batch.usd or 0.0) / max(1, len(members))
+            reservations = self._reserve_all(target, spec, share, len(members))
+            name = display_name or f"imagegen-{uuid.uuid4().hex[:12]}"
+            try:
+                native_id, used = await self._guard(target, api.create(members, spec, display_name=name,
+                                                                       delivery=delivery))
+            except BaseException:
+                for reservation in reservations:
+                    if reservation is not None:
+                        self.ledger.release(reservation)  # type: ignore[union-attr]
+                raise
+            batch = BatchJob(id=make_job_id(target.instance_name, native_id), provider=target.instance_name,
+                             native_id=native_id, status="queued", model=spec.id, delivery=used, display_name=name,
+                             estimate=estimate.model_copy(update={"delivery": used}))
+            batch.members = [BatchMember(index=i, key=key, job_id=member_job_id(target.instance_name, native_id, i),
+                                         reservation=reservations[i]) for i, (key, _) in enumerate(members)]
+            self._record(batch, [r for _, r in members])
+            completed.update({m.key: [m.job_id] for m in batch.members})
         return batch
 
     async def estimate_batch(self, requests: Iterable[ImageRequest | str], *,
@@ -172,100 +167,6 @@ class VendorBatchCalls(CallPipeline):
             raise UnsupportedFeatureError(f"batch {batch.id} ran as standard calls; there is nothing to cancel")
         await self._guard(provider, api.cancel(batch.native_id))
         return await self._batch_view(batch)
-
-    # -- following a batch --------------------------------------------------------------------
-
-    async def _batch_view(self, batch: BatchJob) -> BatchJob:
-        """The batch as it stands: from the store once over, else asked of the vendor once."""
-        if batch.done and batch.settled:
-            return batch
-        try:
-            return await self._refresh(batch)
-        except ProviderError as exc:
-            if not exc.retryable:
-                raise
-            # A failing batches.get (503/504) says nothing about the batch: report what is known.
-            return batch.model_copy(update={"last_error": exc.message})
-
-    async def _wait_batch(self, batch: BatchJob, timeout: float) -> BatchResult:
-        deadline = time.monotonic() + timeout
-        delays = self.batch_poll_schedule.delays()
-        errors = 0
-        while True:
-            batch = await self._batch_view(batch)
-            # A failing look (503/504) is ridden out for a while: the batch itself is unaffected.
-            errors = 0 if batch.last_error is None else errors + 1
-            if errors >= self.provider(batch.provider).max_poll_errors:
-                raise _unreachable(batch)
-            if batch.done and batch.settled:
-                return self._result_of(batch)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise JobTimeoutError(
-                    f"batch {batch.id} is still {batch.state} ({_counts(batch)}); vendor batches can take up to "
-                    f"24 h: call wait({batch.id!r}) or status() again later, from any process",
-                    provider=batch.provider, job_id=batch.id)
-            await asyncio.sleep(min(next(delays), remaining))
-
-    async def _refresh(self, batch: BatchJob) -> BatchJob:
-        provider = self.provider(batch.provider)
-        spec = self._batch_spec(provider, batch)
-        api = getattr(provider, "vendor_batches", None)
-        if api is None:
-            raise UnsupportedFeatureError(f"provider {batch.provider} no longer offers vendor batches")
-        snapshot: VendorBatchSnapshot = await self._guard(provider, api.poll(batch.native_id, spec))
-        batch = batch.model_copy(update={"state": snapshot.state, "vendor_state": snapshot.vendor_state,
-                                         "status": batch_status(snapshot.state), "last_error": None})
-        if batch.done:
-            batch = self._finish(provider, spec, batch, snapshot)
-        self.jobs.put(batch.to_record())
-        return batch
-
-    def _finish(self, provider: Provider, spec: ModelSpec, batch: BatchJob, snapshot: VendorBatchSnapshot) -> BatchJob:
-        """Record every member's outcome, then settle its charge (or release it): once, by job id."""
-        outcomes = snapshot.outcomes or {}
-        members = []
-        for member in batch.members:
-            outcome = outcomes.get(member.key) or self._unanswered(batch, member, snapshot)
-            record = self.jobs.get(member.job_id)
-            request = record.request if record is not None else None
-            if isinstance(outcome, ImageResult):
-                result = outcome.model_copy(update={"job_id": member.job_id})
-                member = member.model_copy(update={"status": "succeeded", "cost": result.cost, "error": None})
-                self.jobs.put(member_record(batch, member, request).model_copy(update={"result": result}))
-                self._settle(provider, spec, member.reservation, result.cost, member.job_id)
-            else:
-                cancelled = snapshot.state == "cancelled" and member.key not in outcomes
-                member = member.model_copy(update={"status": "cancelled" if cancelled else "failed",
-                                                   "error": outcome.to_dict(), "cost": Cost(usd=0.0, estimated=False)})
-                self.jobs.put(member_record(batch, member, request))
-                if member.reservation is not None and self.ledger is not None:
-                    self.ledger.release(member.reservation)
-            members.append(member.model_copy(update={"reservation": None}))
-        return batch.model_copy(update={"members": members, "settled": True})
-
-    @staticmethod
-    def _unanswered(batch: BatchJob, member: BatchMember, snapshot: VendorBatchSnapshot) -> ImageGenError:
-        why = {"expired": "the batch expired (its 24 h window ran out) before this member was answered",
-               "cancelled": "the batch was cancelled before this member was answered",
-               "failed": f"the batch failed: {snapshot.message or 'no reason given'}"}.get(
-            batch.state, "the vendor returned no answer for this member")
-        return JobFailedError(f"member {member.key!r} of batch {batch.id}: {why}; resubmit it with "
-                              f"resubmit_batch({batch.id!r}, keys=[{member.key!r}])", provider=batch.provider)
-
-    def _result_of(self, batch: BatchJob) -> BatchResult:
-        members = []
-        for member in batch.members:
-            record = self.jobs.get(member.job_id)
-            members.append(member.model_copy(update={"result": record.result if record is not None else None}))
-        results = [m.result for m in members if m.result is not None]
-        cost = sum((r.cost for r in results), Cost(usd=0.0, estimated=False))
-        failed = [m for m in members if m.status != "succeeded"]
-        warnings = [f"{len(failed)} of {len(members)} member(s) did not succeed: "
-                    + ", ".join(m.key for m in failed[:10])] if failed else []
-        return BatchResult(images=[image for r in results for image in r.images], provider=batch.provider,
-                           model=batch.model or "", job_id=batch.id, cost=cost, warnings=warnings,
-                           batch_id=batch.id, state=batch.state, members=members)
 
     # -- building a batch ---------------------------------------------------------------------
 
@@ -400,37 +301,40 @@ class VendorBatchCalls(CallPipeline):
 
     # -- small lookups ------------------------------------------------------------------------
 
-    def _stored_batch(self, batch_id: str) -> BatchJob:
-        from ._errors import JobNotFoundError
-
-        stored = self.jobs.get(batch_id)
-        if not BatchJob.is_record(stored):
-            raise JobNotFoundError(f"no batch {batch_id!r} in the job store (jobs.backend / jobs.path in the config)")
-        return BatchJob.from_record(stored)  # type: ignore[arg-type]
-
     def _member_request(self, member: BatchMember) -> ImageRequest:
         record = self.jobs.get(member.job_id)
         if record is None or record.request is None:
             raise InvalidRequestError(f"member {member.key!r}: its request is not in the job store")
         return record.request
 
-    def _batch_spec(self, provider: Provider, batch: BatchJob) -> ModelSpec:
-        from ._routing import Target
-
-        return self._model(provider, Target(provider.instance_name, batch.model), ImageRequest.build(prompt="-"))
-
-
-def _counts(batch: BatchJob) -> str:
-    done = sum(1 for m in batch.members if m.status in ("succeeded", "failed", "cancelled"))
-    return f"{done} of {len(batch.members)} member(s) done"
+#: How long a batch holds its members' idempotency keys while it is sent: an upload and the create
+#: call of a large batch can take minutes.
+BATCH_CLAIM_LEASE_S = 900.0
 
 
-def _unreachable(batch: BatchJob) -> ProviderError:
-    from ._errors import ProviderUnavailableError
-
-    return ProviderUnavailableError(
-        f"batch {batch.id}: asking for its state keeps failing ({batch.last_error}). Large inline image "
-        "batches are known to make batches.get fail with 503/504 for days; the batch may still finish: "
-        f"call wait({batch.id!r}) later, or cancel it and resubmit with delivery=\"file\"",
-        provider=batch.provider)
-
+@contextlib.asynccontextmanager
+async def _claimed(store: Any, members: list[tuple[str, ImageRequest]]) -> AsyncIterator[dict[str, list[str]]]:
+    """Hold every member's idempotency key while the batch is sent (the job store's claims), so two
+    processes sending the same requests cannot both pay; keys the block completes (with their job
+    ids) end completed, the others are released."""
+    owner = new_owner()
+    held: list[str] = []
+    completed: dict[str, list[str]] = {}
+    try:
+        for key, request in members:
+            fingerprint = request_fingerprint(request)
+            claim = await asyncio.to_thread(store.claim, key, fingerprint, owner, BATCH_CLAIM_LEASE_S)
+            if not claim.acquired and holder_is_dead(claim.holder):
+                claim = await asyncio.to_thread(functools.partial(
+                    store.claim, key, fingerprint, owner, BATCH_CLAIM_LEASE_S, take_over=claim.holder))
+            if not claim.acquired:
+                raise InvalidRequestError(
+                    f"another call is sending the request with key {key!r} right now; wait for it (its job "
+                    "appears under that key) instead of sending it again")
+            held.append(key)
+        yield completed
+    finally:
+        for key in held:
+            end = functools.partial(store.complete_claim, key, owner, completed[key]) if key in completed \
+                else functools.partial(store.release_claim, key, owner)
+            await asyncio.shield(asyncio.to_thread(end))

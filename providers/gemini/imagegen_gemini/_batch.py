@@ -30,7 +30,7 @@ from imagegen import (
     UnsupportedFeatureError,
 )
 from imagegen._vendor_batch import MEMBER_SEPARATOR, Delivery, VendorBatchSnapshot
-from imagegen._vendor_batch_calls import BATCH_POLL_SCHEDULE
+from imagegen._vendor_batch_follow import BATCH_POLL_SCHEDULE
 
 from . import _batch_wire as wire
 

@@ -234,3 +234,19 @@ def test_a_standard_call_with_a_members_key_waits_for_that_member(started, tmp_p
         assert [e.job_id for e in client.ledger.entries()] == [batch.members[0].job_id]
         assert client.wait(batch.id).state == "succeeded"
         assert [e.job_id for e in client.ledger.entries()] == [batch.members[0].job_id]
+
+
+def test_member_keys_are_claimed_while_the_batch_is_sent(client: Client, started) -> None:
+    from imagegen import IdempotencyConflictError
+    from imagegen._claims import request_fingerprint
+
+    emulator, _ = started
+    held = _request("a fox", MODEL, idempotency_key="k-held")
+    client.jobs.claim("k-held", request_fingerprint(held), "another-host/1/x", 60.0)  # a live holder elsewhere
+    with pytest.raises(InvalidRequestError, match="right now"):
+        client.submit_batch([_request("a hare", MODEL, idempotency_key="k-free"), held])
+    first = client.submit_batch([_request("a hare", MODEL, idempotency_key="k-free")])  # released: free again
+    assert client.wait(first.id).state == "succeeded"
+    with pytest.raises(IdempotencyConflictError):
+        client.submit_batch([_request("a different prompt", MODEL, idempotency_key="k-free")])
+    assert emulator.counters.calls.get("POST /{version}/models/{model}:batchGenerateContent") == 1

@@ -1,0 +1,169 @@
+"""Following a vendor batch once it is sent: asking the vendor where it stands, recording each
+member's outcome when it ends and settling its charge, and waiting for it (``AsyncClient``
+mixes this in through ``VendorBatchCalls``).
+
+A batch is asked about only while it is not over and settled; after that the job store answers.
+Each member's outcome is written to its own job before its charge is settled (or its reservation
+released), and the batch record last, so a process that dies half-way leaves work the next one
+redoes without charging twice: settling is keyed by the member's job id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ._capabilities import ModelSpec
+from ._errors import (
+    ImageGenError,
+    JobFailedError,
+    JobNotFoundError,
+    JobTimeoutError,
+    ProviderError,
+    ProviderUnavailableError,
+    UnsupportedFeatureError,
+)
+from ._models import Cost, ImageRequest, ImageResult
+from ._pipeline import CallPipeline
+from ._provider import PollSchedule, Provider
+from ._vendor_batch import (
+    BatchJob,
+    BatchMember,
+    BatchResult,
+    VendorBatchSnapshot,
+    batch_status,
+    member_record,
+)
+
+__all__ = ["BATCH_POLL_SCHEDULE", "VendorBatchFollowing"]
+
+#: Looks at a vendor batch: soon at first (a small batch can be over in seconds), then at most a
+#: minute apart (the target turnaround is 24 h).
+BATCH_POLL_SCHEDULE = PollSchedule(initial=1.0, factor=1.5, cap=60.0)
+
+
+class VendorBatchFollowing(CallPipeline):
+    """Where a vendor batch stands, its outcomes, and waiting for it."""
+
+    batch_poll_schedule: PollSchedule = BATCH_POLL_SCHEDULE
+
+    # -- following a batch --------------------------------------------------------------------
+
+    async def _batch_view(self, batch: BatchJob) -> BatchJob:
+        """The batch as it stands: from the store once over, else asked of the vendor once."""
+        if batch.done and batch.settled:
+            return batch
+        try:
+            return await self._refresh(batch)
+        except ProviderError as exc:
+            if not exc.retryable:
+                raise
+            # A failing batches.get (503/504) says nothing about the batch: report what is known.
+            return batch.model_copy(update={"last_error": exc.message})
+
+    async def _wait_batch(self, batch: BatchJob, timeout: float) -> BatchResult:
+        deadline = time.monotonic() + timeout
+        delays = self.batch_poll_schedule.delays()
+        errors = 0
+        while True:
+            batch = await self._batch_view(batch)
+            # A failing look (503/504) is ridden out for a while: the batch itself is unaffected.
+            errors = 0 if batch.last_error is None else errors + 1
+            if errors >= self.provider(batch.provider).max_poll_errors:
+                raise _unreachable(batch)
+            if batch.done and batch.settled:
+                return self._result_of(batch)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise JobTimeoutError(
+                    f"batch {batch.id} is still {batch.state} ({_counts(batch)}); vendor batches can take up to "
+                    f"24 h: call wait({batch.id!r}) or status() again later, from any process",
+                    provider=batch.provider, job_id=batch.id)
+            await asyncio.sleep(min(next(delays), remaining))
+
+    async def _refresh(self, batch: BatchJob) -> BatchJob:
+        provider = self.provider(batch.provider)
+        spec = self._batch_spec(provider, batch)
+        api = getattr(provider, "vendor_batches", None)
+        if api is None:
+            raise UnsupportedFeatureError(f"provider {batch.provider} no longer offers vendor batches")
+        snapshot: VendorBatchSnapshot = await self._guard(provider, api.poll(batch.native_id, spec))
+        batch = batch.model_copy(update={"state": snapshot.state, "vendor_state": snapshot.vendor_state,
+                                         "status": batch_status(snapshot.state), "last_error": None})
+        if batch.done:
+            batch = self._finish(provider, spec, batch, snapshot)
+        self.jobs.put(batch.to_record())
+        return batch
+
+    def _finish(self, provider: Provider, spec: ModelSpec, batch: BatchJob, snapshot: VendorBatchSnapshot) -> BatchJob:
+        """Record every member's outcome, then settle its charge (or release it): once, by job id."""
+        outcomes = snapshot.outcomes or {}
+        members = []
+        for member in batch.members:
+            outcome = outcomes.get(member.key) or self._unanswered(batch, member, snapshot)
+            record = self.jobs.get(member.job_id)
+            request = record.request if record is not None else None
+            if isinstance(outcome, ImageResult):
+                result = outcome.model_copy(update={"job_id": member.job_id})
+                member = member.model_copy(update={"status": "succeeded", "cost": result.cost, "error": None})
+                self.jobs.put(member_record(batch, member, request).model_copy(update={"result": result}))
+                self._settle(provider, spec, member.reservation, result.cost, member.job_id)
+            else:
+                cancelled = snapshot.state == "cancelled" and member.key not in outcomes
+                member = member.model_copy(update={"status": "cancelled" if cancelled else "failed",
+                                                   "error": outcome.to_dict(), "cost": Cost(usd=0.0, estimated=False)})
+                self.jobs.put(member_record(batch, member, request))
+                if member.reservation is not None and self.ledger is not None:
+                    self.ledger.release(member.reservation)
+            members.append(member.model_copy(update={"reservation": None}))
+        return batch.model_copy(update={"members": members, "settled": True})
+
+    @staticmethod
+    def _unanswered(batch: BatchJob, member: BatchMember, snapshot: VendorBatchSnapshot) -> ImageGenError:
+        why = {"expired": "the batch expired (its 24 h window ran out) before this member was answered",
+               "cancelled": "the batch was cancelled before this member was answered",
+               "failed": f"the batch failed: {snapshot.message or 'no reason given'}"}.get(
+            batch.state, "the vendor returned no answer for this member")
+        return JobFailedError(f"member {member.key!r} of batch {batch.id}: {why}; resubmit it with "
+                              f"resubmit_batch({batch.id!r}, keys=[{member.key!r}])", provider=batch.provider)
+
+    def _result_of(self, batch: BatchJob) -> BatchResult:
+        members = []
+        for member in batch.members:
+            record = self.jobs.get(member.job_id)
+            members.append(member.model_copy(update={"result": record.result if record is not None else None}))
+        results = [m.result for m in members if m.result is not None]
+        cost = sum((r.cost for r in results), Cost(usd=0.0, estimated=False))
+        failed = [m for m in members if m.status != "succeeded"]
+        warnings = [f"{len(failed)} of {len(members)} member(s) did not succeed: "
+                    + ", ".join(m.key for m in failed[:10])] if failed else []
+        return BatchResult(images=[image for r in results for image in r.images], provider=batch.provider,
+                           model=batch.model or "", job_id=batch.id, cost=cost, warnings=warnings,
+                           batch_id=batch.id, state=batch.state, members=members)
+
+    def _stored_batch(self, batch_id: str) -> BatchJob:
+
+        stored = self.jobs.get(batch_id)
+        if not BatchJob.is_record(stored):
+            raise JobNotFoundError(f"no batch {batch_id!r} in the job store (jobs.backend / jobs.path in the config)")
+        return BatchJob.from_record(stored)  # type: ignore[arg-type]
+
+    def _batch_spec(self, provider: Provider, batch: BatchJob) -> ModelSpec:
+        from ._routing import Target
+
+        return self._model(provider, Target(provider.instance_name, batch.model), ImageRequest.build(prompt="-"))
+
+
+def _counts(batch: BatchJob) -> str:
+    done = sum(1 for m in batch.members if m.status in ("succeeded", "failed", "cancelled"))
+    return f"{done} of {len(batch.members)} member(s) done"
+
+
+def _unreachable(batch: BatchJob) -> ProviderError:
+
+    return ProviderUnavailableError(
+        f"batch {batch.id}: asking for its state keeps failing ({batch.last_error}). Large inline image "
+        "batches are known to make batches.get fail with 503/504 for days; the batch may still finish: "
+        f"call wait({batch.id!r}) later, or cancel it and resubmit with delivery=\"file\"",
+        provider=batch.provider)
+
