@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from imagegen import Client
 from imagegen.testing import serve
 
 from .conftest import cli_env, finish, free_port, imagegen, make_emulator, start_worker, wait_for, write_config
@@ -134,3 +135,26 @@ def test_redis_restarted_mid_batch_the_batch_goes_on(tmp_path, own_redis):
     assert {name: len(refs) for name, refs in charges.items()} == dict.fromkeys(NAMES, PER_PROVIDER)
     lines = (tmp_path / "out" / "batch.jsonl").read_text().splitlines()
     assert [json.loads(line)["index"] for line in lines] == list(range(total))
+
+
+def test_sigterm_stops_a_worker_after_what_it_started(tmp_path, redis_url, monkeypatch):
+    emulator = make_emulator("wireflow", latency_s=0.3)
+    prefix = f"t{time.time_ns()}:"
+    with serve(emulator) as server:
+        config = write_config(tmp_path, {"wireflow": server.base_url}, fleet={"key_prefix": prefix})
+        env = cli_env(tmp_path)
+        monkeypatch.setenv("FLEET_TEST_KEY", "fleet-key")
+        with Client(config) as client, client.fleet(redis_url) as fleet:  # the Python API, blocking flavour
+            batch_id = fleet.submit([f"a paper boat, fold {i}" for i in range(10)], out=str(tmp_path / "out"))
+        first = start_worker(config, redis_url, "first", env, concurrency=2, exit_when_idle=False)
+        r = redis.Redis.from_url(redis_url)
+        wait_for(lambda: r.hlen(f"{prefix}b:{batch_id}:outcomes") >= 2, what="the first outcomes")
+        first.send_signal(signal.SIGTERM)
+        stopped = finish(first, timeout=30)
+        held = r.xpending_range(f"{prefix}b:{batch_id}:items", "workers", "-", "+", 10, consumername="first")
+        done_by_first = r.hlen(f"{prefix}b:{batch_id}:outcomes")
+        second = finish(start_worker(config, redis_url, "second", env, concurrency=2))
+
+    assert held == [] and stopped["processed"] == done_by_first < 10  # it finished what it had started
+    assert second["processed"] == 10 - done_by_first  # and left the rest, untouched, to the others
+    assert len(emulator.counters.charges) == 10 == emulator.counters.get("executions")
