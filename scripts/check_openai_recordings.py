@@ -149,7 +149,7 @@ def check(path: Path) -> list[str]:
         size = body.get("size") or fields.get("size")
         if size and not sanitized and f"{image.width}x{image.height}" != size:
             problems.append(f"image {index} is {image.width}x{image.height}, expected {size}")
-        kept = result.metadata.get("revised_prompts", [None])[index]
+        kept = (result.metadata.get("revised_prompts") or [None] * len(body["data"]))[index]
         if item.get("revised_prompt") and kept != item["revised_prompt"]:
             problems.append("revised_prompt lost")
     model = fields["provider"].split("/", 1)[1]
