@@ -211,12 +211,18 @@ def table(times: Times, sizes: list[str], command: str, image_mb: dict[str, floa
         for column in columns:
             cells += [f"{statistics.median(per_column[column]) * 1000:.1f}", f"{ratio(times, name, *column):.2f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    worst = max(ratio(times, "imagegen", *column) for column in columns)
+    sdk = [name for name in times if name.startswith("google-genai")]
+    # The bar is against the faster way of using the SDK in each column (its default
+    # transport, aiohttp, or httpx, the transport imagegen gave it before).
+    fastest = {column: min(statistics.median(times[name][column]) for name in sdk) for column in columns}
+    against = {column: statistics.median(times["imagegen"][column]) / fastest[column] for column in columns}
+    lines += ["| imagegen / the faster google-genai | " + " | ".join(f"- | {against[c]:.2f}" for c in columns) + " |"]
+    worst = max(against.values())
     verdict = "met" if worst <= BAR else "NOT met"
     lines += ["", "Image: " + ", ".join(f"{s} = {image_mb[s]:.2f} MB JPEG" for s in sizes)
               + f" ({MODEL}, {RATIO}); ratio = median / the baseline's median in the same column.", "",
-              f"Bar (imagegen within {BAR - 1:.0%} of google-genai used directly, every column): {verdict} "
-              f"(worst imagegen ratio {worst:.2f}).", ""]
+              f"Bar (imagegen within {BAR - 1:.0%} of the faster of google-genai's two transports, every "
+              f"column): {verdict} (worst imagegen ratio to it {worst:.2f}).", ""]
     return "\n".join(lines)
 
 

@@ -124,7 +124,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session or self._open()
         body = await request.aread()  # JSON or a multipart form: small enough to send whole
-        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "transfer-encoding"]
+        # From the raw pairs: httpx's decoded views re-derive the headers' encoding on every access.
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                   if k.lower() != b"transfer-encoding"]
         timeout: dict[str, Any] = request.extensions.get("timeout", {})
         try:
             response = await session.request(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import importlib.util
 import ipaddress
 import json
 import re
@@ -252,12 +253,21 @@ class _AddressGuard(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def guarded_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's own transport, but a download's connections are made by ``_AddressGuard``.
+def guarded_transport(limits: httpx.Limits, *, backend: str | None = None) -> httpx.AsyncBaseTransport:
+    """The transport a provider's client runs on; a download's connections go only to the
+    addresses its check approved.
 
+    ``backend``: ``"aiohttp"`` (the default when it is installed; see ``imagegen._aiohttp``
+    for why) or ``"httpcore"`` (httpx's own, with ``_AddressGuard`` as its network backend).
     Downloads keep the provider's one pooled client (and any transport a test or proxy
     injects in its place; through a proxy, the proxy's lookup is the one that counts).
     """
+    if backend is None:
+        backend = "aiohttp" if importlib.util.find_spec("aiohttp") is not None else "httpcore"
+    if backend == "aiohttp":
+        from ._aiohttp import AiohttpTransport  # imports aiohttp: only once a provider is made
+
+        return AiohttpTransport(limits=limits, ssl_context=shared_ssl_context())
     transport = httpx.AsyncHTTPTransport(verify=shared_ssl_context(), limits=limits)
     # httpx takes no network backend, so swap in the pool it builds (same TLS context and
     # limits), made on the guard.

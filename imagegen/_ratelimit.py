@@ -7,7 +7,10 @@ machine sharing that Redis stays under one account's limit together.
 
 A 429 with a wait hint pauses the whole provider until the hint has passed, so the
 calls queued behind it do not run into the same wall (no 429 storm).
-Concurrency limits are per process (an ``asyncio.Semaphore`` per provider).
+Concurrency limits are per process: an ``asyncio.Semaphore`` per provider, always (a
+provider's ``max_concurrency``, else ``DEFAULT_MAX_CONCURRENCY``). Calls beyond it wait here,
+in asyncio, never inside the HTTP connection pool, which is sized to the same number: a pool
+with requests queued inside it rescans its connections for every one of them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pydantic import BaseModel, ConfigDict
 __all__ = ["LocalWindow", "RateLimitConfig", "RateLimiter", "RedisWindow"]
 
 WINDOW_S = 60.0
+#: Calls in flight per provider and process when its ``max_concurrency`` is not set.
+DEFAULT_MAX_CONCURRENCY = 100
 
 
 class RateLimitConfig(BaseModel):
@@ -106,12 +111,7 @@ class RateLimiter:
     async def slot(self, provider: str, *, requests_per_minute: float | None,
                    max_concurrency: int | None, deadline: float) -> AsyncIterator[None]:
         """Wait for a request slot (and a concurrency slot), then run the body."""
-        semaphore = self._semaphore(provider, max_concurrency)
-        if semaphore is None:
-            await self._wait_for_rate(provider, requests_per_minute, deadline)
-            yield
-            return
-        async with semaphore:
+        async with self._semaphore(provider, max_concurrency or DEFAULT_MAX_CONCURRENCY):
             await self._wait_for_rate(provider, requests_per_minute, deadline)
             yield
 
@@ -120,9 +120,7 @@ class RateLimiter:
         until = time.monotonic() + seconds
         self._paused_until[provider] = max(self._paused_until.get(provider, 0.0), until)
 
-    def _semaphore(self, provider: str, limit: int | None) -> asyncio.Semaphore | None:
-        if not limit:
-            return None
+    def _semaphore(self, provider: str, limit: int) -> asyncio.Semaphore:
         if provider not in self._semaphores:
             self._semaphores[provider] = asyncio.Semaphore(limit)
         return self._semaphores[provider]

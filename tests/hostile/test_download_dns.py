@@ -2,9 +2,10 @@
 
 Nothing here asks real DNS or sends a packet off the machine. ``socket.getaddrinfo`` (what
 asyncio's resolver runs in a worker thread) is replaced by ``HostileDNS``, which answers one
-made-up name from a script, and ``anyio.connect_tcp`` (where httpcore dials) by a stand-in
-that records every target and sends the made-up public address to a local listener. The
-downloads use a provider's client from ``imagegen.AsyncClient``: the production path.
+made-up name from a script, and the event loop's ``sock_connect`` (where both transports,
+aiohttp's and httpcore's, dial) by a stand-in that records every target and sends the made-up
+public address to a local listener. The downloads use a provider's client from
+``imagegen.AsyncClient`` on each transport ``guarded_transport`` can build: the production path.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
 from imagegen import AsyncClient, ImageGenError, InvalidResponseError, ProviderUnavailableError
-from imagegen._http import fetch_image
+from imagegen._http import fetch_image, guarded_transport
 from imagegen._provider import Provider
 from imagegen.testing import serve
 
@@ -88,13 +89,14 @@ class Listener:
             writer.close()
 
 
-@pytest.fixture
-async def provider(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Provider]:
+@pytest.fixture(params=["aiohttp", "httpcore"])
+async def provider(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> AsyncIterator[Provider]:
     for var in PROXY_VARS:  # an env proxy would make the connections instead of the provider's client
         monkeypatch.delenv(var, raising=False)
     config = {"providers": {"nanobanana2": {"api_key": "test-key"}},
               "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
-    async with AsyncClient(config) as client:
+    transport = guarded_transport(httpx.Limits(max_connections=10), backend=request.param)
+    async with AsyncClient(config, transports={"nanobanana2": transport}) as client:
         yield client.provider("nanobanana2")
 
 
@@ -113,18 +115,19 @@ async def public() -> AsyncIterator[Listener]:
 
 
 @pytest.fixture
-def dialled(monkeypatch: pytest.MonkeyPatch, public: Listener) -> list[str]:
-    """Every host httpcore dials, in order; ``PUBLIC`` goes to the ``public`` listener."""
+async def dialled(monkeypatch: pytest.MonkeyPatch, public: Listener) -> list[str]:
+    """Every address the client dials, in order; ``PUBLIC`` goes to the ``public`` listener."""
     targets: list[str] = []
-    real_connect = anyio.connect_tcp
+    loop = asyncio.get_running_loop()
+    real_connect = loop.sock_connect
 
-    async def connect_tcp(remote_host: Any, remote_port: int, **kwargs: Any) -> Any:
-        targets.append(str(remote_host))
-        if str(remote_host) == PUBLIC:
-            remote_host, remote_port = LOOPBACK, public.port
-        return await real_connect(remote_host, remote_port, **kwargs)
+    async def sock_connect(sock: socket.socket, address: Any) -> None:
+        targets.append(str(address[0]))
+        if str(address[0]) == PUBLIC:
+            address = (LOOPBACK, public.port)
+        await real_connect(sock, address)
 
-    monkeypatch.setattr(anyio, "connect_tcp", connect_tcp)
+    monkeypatch.setattr(loop, "sock_connect", sock_connect)
     return targets
 
 
