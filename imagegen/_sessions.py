@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from ._errors import ImageGenError, InvalidRequestError, JobNotFoundError, UnsupportedFeatureError
+from ._jobstore import put_job
 from ._models import Cost, Image, ImageRequest, ImageResult, InputImage, Job, JobStatus, make_job_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -139,13 +140,14 @@ class AsyncSession:
             try:
                 result = await self._client._run(request)
             except ImageGenError as exc:
-                self._append(SessionTurn(index=index, operation=operation, prompt=prompt, status="failed",
-                                         error=exc.to_dict()), None)
+                await self._append(SessionTurn(index=index, operation=operation, prompt=prompt, status="failed",
+                                               error=exc.to_dict()), None)
                 raise
             # The turn's job (and what it adds to the conversation) lands before the record names it.
             await self._client._drain_background()
-            self._append(SessionTurn(index=index, operation=operation, prompt=prompt, status="succeeded",
-                                     job_id=result.job_id, cost=result.cost, images=len(result.images)), result)
+            await self._append(SessionTurn(index=index, operation=operation, prompt=prompt, status="succeeded",
+                                           job_id=result.job_id, cost=result.cost, images=len(result.images)),
+                               result)
             return result
 
     async def _request(self, prompt: str, images: Any, options: dict[str, Any], index: int) -> ImageRequest:
@@ -202,7 +204,7 @@ class AsyncSession:
         if stored is not None and _RECORD in stored.metadata:
             self._state = _SessionState.model_validate(stored.metadata[_RECORD])
 
-    def _append(self, turn: SessionTurn, result: ImageResult | None) -> None:
+    async def _append(self, turn: SessionTurn, result: ImageResult | None) -> None:
         self._state.turns.append(turn)
         succeeded = any(t.status == "succeeded" for t in self._state.turns)
         status: JobStatus = "succeeded" if succeeded else "failed"
@@ -213,7 +215,7 @@ class AsyncSession:
                      result=kept, created_at=self._created_at, updated_at=_utcnow(),
                      error=None if succeeded else turn.error,
                      metadata={_RECORD: self._state.model_dump(mode="json")})
-        self._client.jobs.put(record)
+        await put_job(self._client.jobs, record)
 
 
 def new_session(client: AsyncClient, provider: str | None) -> AsyncSession:

@@ -23,6 +23,7 @@ from ._errors import (
     InvalidRequestError,
     UnsupportedFeatureError,
 )
+from ._jobstore import put_job
 from ._models import Cost, ImageRequest, ImageResult, Job, make_job_id
 from ._vendor_batch import (
     BatchEstimate,
@@ -87,22 +88,20 @@ class VendorBatchCalls(VendorBatchFollowing):
             self._check_not_submitted(members)
             estimate = self._estimate(target, spec, [r for _, r in members], api)
             share = (estimate.batch.usd or 0.0) / max(1, len(members))
-            reservations = self._reserve_all(target, spec, share, len(members))
+            reservations = await self._reserve_all(target, spec, share, len(members))
             name = display_name or f"imagegen-{uuid.uuid4().hex[:12]}"
             try:
                 native_id, used = await self._guard(target, api.create(members, spec, display_name=name,
                                                                        delivery=delivery))
             except BaseException:
-                for reservation in reservations:
-                    if reservation is not None:
-                        self.ledger.release(reservation)  # type: ignore[union-attr]
+                await self._release_all(reservations)
                 raise
             batch = BatchJob(id=make_job_id(target.instance_name, native_id), provider=target.instance_name,
                              native_id=native_id, status="queued", model=spec.id, delivery=used, display_name=name,
                              estimate=estimate.model_copy(update={"delivery": used}))
             batch.members = [BatchMember(index=i, key=key, job_id=member_job_id(target.instance_name, native_id, i),
                                          reservation=reservations[i]) for i, (key, _) in enumerate(members)]
-            self._record(batch, [r for _, r in members])
+            await self._record(batch, [r for _, r in members])
             completed.update({m.key: [m.job_id] for m in batch.members})
         return batch
 
@@ -244,24 +243,29 @@ class VendorBatchCalls(VendorBatchFollowing):
                              batch=batch, discount=discount,
                              delivery=api.delivery(requests, spec) if api is not None else "concurrent")
 
-    def _reserve_all(self, provider: Provider, spec: ModelSpec, usd: float, count: int) -> list[str | None]:
+    async def _reserve_all(self, provider: Provider, spec: ModelSpec, usd: float, count: int) -> list[str | None]:
         """Reserve every member's share before anything is sent; all of them or none."""
         held: list[str | None] = []
         try:
             for _ in range(count):
-                held.append(self._reserve(provider, spec, Cost(usd=usd, estimated=True)))
+                held.append(await self._areserve(provider, spec, Cost(usd=usd, estimated=True)))
         except BaseException:
-            for reservation in held:
-                if reservation is not None:
-                    self.ledger.release(reservation)  # type: ignore[union-attr]
+            await self._release_all(held)
             raise
         return held
 
-    def _record(self, batch: BatchJob, requests: list[ImageRequest]) -> None:
-        # Members first: a batch record never names a member the store does not have.
-        for member, request in zip(batch.members, requests, strict=True):
-            self.jobs.put(member_record(batch, member, request))
-        self.jobs.put(batch.to_record())
+    async def _release_all(self, reservations: list[str | None]) -> None:
+        for reservation in reservations:
+            if reservation is not None and self.ledger is not None:
+                await self.ledger.arelease(reservation)
+
+    async def _record(self, batch: BatchJob, requests: list[ImageRequest]) -> None:
+        # Members first (the writer keeps the order): a batch record never names a member the
+        # store does not have.
+        writes = [put_job(self.jobs, member_record(batch, member, request))
+                  for member, request in zip(batch.members, requests, strict=True)]
+        writes.append(put_job(self.jobs, batch.to_record()))
+        await asyncio.gather(*writes)
 
     async def _run_concurrently(self, items: list[ImageRequest], provider: Provider, spec: ModelSpec, *,
                                 concurrency: int) -> BatchJob:
@@ -276,13 +280,13 @@ class VendorBatchCalls(VendorBatchFollowing):
                          for i, (key, _) in enumerate(members)]
         answers = {key: outcome for (key, _), outcome in zip(members, outcomes, strict=True)}
         snapshot = VendorBatchSnapshot(state="succeeded", vendor_state="CONCURRENT", outcomes=answers)
-        self._record(batch, [r for _, r in members])
+        await self._record(batch, [r for _, r in members])
         # Each call was charged by its own pipeline run; the batch only records the outcomes.
-        finished = self._finish_local(batch, snapshot)
-        self.jobs.put(finished.to_record())
+        finished = await self._finish_local(batch, snapshot)
+        await put_job(self.jobs, finished.to_record())
         return finished
 
-    def _finish_local(self, batch: BatchJob, snapshot: VendorBatchSnapshot) -> BatchJob:
+    async def _finish_local(self, batch: BatchJob, snapshot: VendorBatchSnapshot) -> BatchJob:
         members = []
         for member in batch.members:
             outcome = (snapshot.outcomes or {})[member.key]
@@ -290,10 +294,10 @@ class VendorBatchCalls(VendorBatchFollowing):
             request = record.request if record is not None else None
             if isinstance(outcome, ImageResult):
                 member = member.model_copy(update={"status": "succeeded", "cost": outcome.cost})
-                self.jobs.put(member_record(batch, member, request).model_copy(update={"result": outcome}))
+                await put_job(self.jobs, member_record(batch, member, request).model_copy(update={"result": outcome}))
             else:
                 member = member.model_copy(update={"status": "failed", "error": outcome.to_dict()})
-                self.jobs.put(member_record(batch, member, request))
+                await put_job(self.jobs, member_record(batch, member, request))
             members.append(member)
         state = "succeeded" if any(m.status == "succeeded" for m in members) else "failed"
         return batch.model_copy(update={"members": members, "settled": True, "state": state,

@@ -23,6 +23,7 @@ from ._errors import (
     ProviderUnavailableError,
     UnsupportedFeatureError,
 )
+from ._jobstore import put_job
 from ._models import Cost, ImageRequest, ImageResult
 from ._pipeline import CallPipeline
 from ._provider import PollSchedule, Provider
@@ -91,11 +92,12 @@ class VendorBatchFollowing(CallPipeline):
         batch = batch.model_copy(update={"state": snapshot.state, "vendor_state": snapshot.vendor_state,
                                          "status": batch_status(snapshot.state), "last_error": None})
         if batch.done:
-            batch = self._finish(provider, spec, batch, snapshot)
-        self.jobs.put(batch.to_record())
+            batch = await self._finish(provider, spec, batch, snapshot)
+        await put_job(self.jobs, batch.to_record())
         return batch
 
-    def _finish(self, provider: Provider, spec: ModelSpec, batch: BatchJob, snapshot: VendorBatchSnapshot) -> BatchJob:
+    async def _finish(self, provider: Provider, spec: ModelSpec, batch: BatchJob,
+                      snapshot: VendorBatchSnapshot) -> BatchJob:
         """Record every member's outcome, then settle its charge (or release it): once, by job id."""
         outcomes = snapshot.outcomes or {}
         members = []
@@ -106,15 +108,15 @@ class VendorBatchFollowing(CallPipeline):
             if isinstance(outcome, ImageResult):
                 result = outcome.model_copy(update={"job_id": member.job_id})
                 member = member.model_copy(update={"status": "succeeded", "cost": result.cost, "error": None})
-                self.jobs.put(member_record(batch, member, request).model_copy(update={"result": result}))
-                self._settle(provider, spec, member.reservation, result.cost, member.job_id)
+                await put_job(self.jobs, member_record(batch, member, request).model_copy(update={"result": result}))
+                await self._asettle(provider, spec, member.reservation, result.cost, member.job_id)
             else:
                 cancelled = snapshot.state == "cancelled" and member.key not in outcomes
                 member = member.model_copy(update={"status": "cancelled" if cancelled else "failed",
                                                    "error": outcome.to_dict(), "cost": Cost(usd=0.0, estimated=False)})
-                self.jobs.put(member_record(batch, member, request))
+                await put_job(self.jobs, member_record(batch, member, request))
                 if member.reservation is not None and self.ledger is not None:
-                    self.ledger.release(member.reservation)
+                    await self.ledger.arelease(member.reservation)
             members.append(member.model_copy(update={"reservation": None}))
         return batch.model_copy(update={"members": members, "settled": True})
 

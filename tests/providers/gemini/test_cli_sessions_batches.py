@@ -45,9 +45,21 @@ def test_a_session_across_three_commands(server, emulator, tmp_path: Path) -> No
     shown = cli("session", session["id"], cfg=cfg)
     assert [t["prompt"] for t in shown["turns"]] == ["a cottage in a meadow", "now make the roof blue", "now add snow"]
     assert shown["cost_usd"] > 0 and all(t["status"] == "succeeded" for t in shown["turns"])
-    missing = cli("edit", "x", "--session", "gemini:session-nope", cfg=cfg, expect=2)
-    assert missing["error"]["type"] == "JobNotFoundError"
-    assert cli("edit", "x", cfg=cfg, expect=2)["error"]["type"] == "InvalidRequestError"
+
+
+
+def test_session_errors_are_typed(server, tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from imagegen.cli import _register_more, app
+
+    _register_more()
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    cfg = str(_config(tmp_path, server.base_url))
+    missing = CliRunner().invoke(app, ["edit", "x", "--session", "gemini:session-nope", "--json", "--config", cfg])
+    assert missing.exit_code == 2 and json.loads(missing.output)["error"]["type"] == "JobNotFoundError"
+    bare = CliRunner().invoke(app, ["edit", "x", "--json", "--config", cfg])
+    assert bare.exit_code == 2 and json.loads(bare.output)["error"]["type"] == "InvalidRequestError"
 
 
 def test_a_vendor_batch_from_a_prompts_file(server, emulator, tmp_path: Path) -> None:
