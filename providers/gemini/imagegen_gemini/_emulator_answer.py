@@ -24,7 +24,7 @@ from ._pricing import cost_of
 if TYPE_CHECKING:
     from .emulator import GeminiEmulator
 
-__all__ = ["Answer", "build_answer", "output_pixels"]
+__all__ = ["Answer", "build_answer", "count_tokens", "grounding_metadata", "output_pixels"]
 
 _CAPTIONS = ("Here is the picture: {prompt}", "And a second take on the same idea.")
 _THOUGHT = "**Composing the scene**\n\nI am placing the subject and checking the layout."
@@ -87,8 +87,10 @@ def build_answer(emu: GeminiEmulator, prompt: str, input_images: int, settings: 
         usage["thoughtsTokenCount"] = thoughts
     usage["totalTokenCount"] = usage["promptTokenCount"] + candidates + thoughts
     usage["serviceTier"] = "standard"
-    body = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
-            "usageMetadata": usage, "modelVersion": spec.id, "responseId": response_id}
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+    if settings.grounding and spec.extra.get("grounding", spec.id != "gemini-2.5-flash-image"):
+        candidate["groundingMetadata"] = grounding_metadata(prompt, response_id)
+    body = {"candidates": [candidate], "usageMetadata": usage, "modelVersion": spec.id, "responseId": response_id}
     if vertex:
         vertexify(body)
     billed = Usage(input_tokens=usage["promptTokenCount"], output_tokens=candidates + thoughts,
@@ -100,7 +102,7 @@ def _parts(emu: GeminiEmulator, prompt: str, markers: set[str], settings: Settin
            response_id: str, size: tuple[int, int]) -> tuple[list[dict[str, Any]], int, int]:
     """Content parts: thoughts (if asked), captions (if TEXT is allowed) and images."""
     extra = spec.extra["emulator"]
-    mime = spec.extra["output_mime"]
+    mime = settings.output_mime or spec.extra["output_mime"]
     fmt = mime.split("/")[1]
     width, height = size
     parts: list[dict[str, Any]] = []
@@ -124,6 +126,33 @@ def _parts(emu: GeminiEmulator, prompt: str, markers: set[str], settings: Settin
             if "inlineData" in part:
                 part["thoughtSignature"] = issue_signature(emu.seed, response_id, index, size=emu.signature_bytes)
     return parts, count, text_tokens
+
+
+def grounding_metadata(prompt: str, response_id: str) -> dict[str, Any]:
+    """What a Google Search grounded answer carries (the recorded shape; the sources are made up)."""
+    query = " ".join(prompt.split()[:8]) or "image"
+    chunks = [{"web": {"uri": f"https://vertexaisearch.cloud.google.com/grounding-api-redirect/{response_id}-{i}",
+                       "title": title}} for i, title in enumerate(("example.com", "example.org"))]
+    rendered = (f'<style>.chip{{display:inline-block}}</style><div class="container">'
+                f'<a class="chip" href="https://www.google.com/search?q={query.replace(" ", "+")}">{query}</a></div>')
+    return {"groundingChunks": chunks, "searchEntryPoint": {"renderedContent": rendered}, "webSearchQueries": [query]}
+
+
+def count_tokens(body: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+    """``:countTokens``: the prompt's tokens as ``generateContent`` would count them."""
+    inner = body.get("generateContentRequest")
+    request: dict[str, Any] = inner if isinstance(inner, dict) else body
+    contents = request.get("contents") or []
+    text = " ".join(str(part.get("text", "")) for content in contents if isinstance(content, dict)
+                    for part in content.get("parts") or [] if isinstance(part, dict))
+    images = sum(1 for content in contents if isinstance(content, dict)
+                 for part in content.get("parts") or [] if isinstance(part, dict) and part.get("inlineData"))
+    text_tokens = math.ceil(len(text) / 4) if text.strip() else 0
+    image_tokens = images * int(spec.extra.get("input_tokens_per_image", 258))
+    details = [{"modality": "TEXT", "tokenCount": text_tokens}]
+    if images:
+        details.append({"modality": "IMAGE", "tokenCount": image_tokens})
+    return {"totalTokens": text_tokens + image_tokens, "promptTokensDetails": details}
 
 
 def _response_id(emu: GeminiEmulator) -> str:

@@ -1,5 +1,7 @@
 """``GET /{version}/models`` and ``GET /{version}/models/{model}``: the ``Model`` resources of the
-image models the emulator serves (``ModelService.ListModels`` / ``GetModel``).
+image models the emulator serves (``ModelService.ListModels`` / ``GetModel``); and
+``POST /{version}/models/{model}:countTokens`` (text at about four characters a token, each
+inline image at the model's input tokens per image, as ``generateContent`` bills them).
 
 Each id the emulator answers to is listed once (GA and ``-preview`` ids side by side, as the real
 list has them). Token limits are the documented ones where the spec gives them (3 Pro Image:
@@ -19,10 +21,12 @@ from starlette.responses import JSONResponse, Response
 from imagegen import ModelSpec
 from imagegen.testing import Reject
 
+from ._emulator_answer import count_tokens
+
 if TYPE_CHECKING:
     from .emulator import GeminiEmulator
 
-__all__ = ["get_model", "list_models", "model_resource"]
+__all__ = ["count_tokens_endpoint", "get_model", "list_models", "model_resource"]
 
 _LIMITS = {"gemini-3.1-flash-lite-image": (65_536, 4_096)}
 _DEFAULT_LIMITS = (65_536, 32_768)
@@ -68,3 +72,13 @@ async def get_model(emu: GeminiEmulator, request: Request) -> Response:
                           "not supported for getModel. Call ModelService.ListModels to see the list of available "
                           "models and their supported methods.")
     return JSONResponse(model_resource(name, spec), media_type="application/json; charset=UTF-8")
+
+
+async def count_tokens_endpoint(emu: GeminiEmulator, request: Request) -> Response:
+    emu.authenticate(request, "gemini")
+    spec = emu.model_for(request)
+    body = await emu.read_body(request)
+    inner = body.get("generateContentRequest")
+    if not (inner.get("contents") if isinstance(inner, dict) else body.get("contents")):
+        raise Reject(400, "* CountTokensRequest.contents: contents is not specified\n")
+    return JSONResponse(count_tokens(body, spec), media_type="application/json; charset=UTF-8")

@@ -45,6 +45,10 @@ class Settings:
     include_thoughts: bool
     #: width and height of the image being edited, when the request carries one
     input_shape: tuple[int, int] | None
+    #: ``tools: [{googleSearch: {}}]`` was sent (answers carry ``groundingMetadata``)
+    grounding: bool = False
+    #: Vertex's ``imageOutputOptions.mimeType`` (the output format), when sent
+    output_mime: str | None = None
 
     @property
     def text_allowed(self) -> bool:
@@ -73,8 +77,16 @@ def check_request(body: dict[str, Any], spec: ModelSpec, *, vertex: bool) -> Set
     thinking = config.get("thinkingConfig") or {}
     # proto3 JSON takes either spelling of a field name; google-genai sends include_thoughts.
     include = thinking.get("includeThoughts", thinking.get("include_thoughts"))
+    raw_tools = body.get("tools")
+    tools: list[Any] = raw_tools if isinstance(raw_tools, list) else []
+    grounding = any(isinstance(tool, dict) and "googleSearch" in tool for tool in tools)
+    options = image_config.get("imageOutputOptions") or {}
+    output_mime = options.get("mimeType") if isinstance(options, dict) else None
+    if output_mime is not None and output_mime not in ("image/png", "image/jpeg"):
+        raise Reject(400, f"Unsupported image output MIME type {output_mime}; use image/png or image/jpeg.")
     return Settings(ratio=ratio, size=size or spec.default_size, modalities=modalities,
-                    include_thoughts=bool(include), input_shape=input_shape(body["contents"]))
+                    include_thoughts=bool(include), input_shape=input_shape(body["contents"]),
+                    grounding=grounding, output_mime=output_mime)
 
 
 def _modalities(values: Any) -> tuple[str, ...] | None:

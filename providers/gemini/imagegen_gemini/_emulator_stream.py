@@ -3,7 +3,8 @@
 With ``?alt=sse`` each chunk is a Server-Sent Event, ``data: <GenerateContentResponse JSON>``
 followed by a blank line (``\\r\\n`` line ends, as Google sends them). Without it the API answers
 one JSON array of the same chunks. The image arrives whole in its own chunk; a last chunk
-carries ``finishReason``, an empty text part and ``usageMetadata`` (spec §2.1, §4.2, §10.6).
+carries ``finishReason``, an empty text part, ``usageMetadata`` and any ``groundingMetadata``
+(spec §2.1, §4.2, §10.6).
 Thought signatures stay on the parts they belong to. A refusal is a single chunk.
 """
 
@@ -26,11 +27,13 @@ def stream_chunks(body: dict[str, Any]) -> list[dict[str, Any]]:
     if not parts or candidates[0].get("finishReason") != "STOP":
         return [body]  # refusals and prompt blocks come as one chunk
     top: dict[str, Any] = {key: body[key] for key in ("modelVersion", "responseId", "createTime") if key in body}
-    candidate = {key: value for key, value in candidates[0].items() if key not in ("content", "finishReason")}
+    closing_only = ("content", "finishReason", "groundingMetadata")
+    candidate = {key: value for key, value in candidates[0].items() if key not in closing_only}
+    grounding = {k: v for k, v in candidates[0].items() if k == "groundingMetadata"}
     chunks = [{"candidates": [{"content": {"role": "model", "parts": [copy.deepcopy(part)]}, **candidate}], **top}
               for part in parts]
     closing = {"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP",
-                               **candidate}],
+                               **candidate, **grounding}],
                "usageMetadata": body.get("usageMetadata", {}), **top}
     return [*chunks, closing]
 

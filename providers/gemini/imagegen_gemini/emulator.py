@@ -82,7 +82,7 @@ from imagegen.testing import Clock, Emulator, Fault, FaultPlan, LatencyModel, Re
 from ._catalog import load_catalog
 from ._emulator_answer import build_answer
 from ._emulator_batch import BatchRoutes
-from ._emulator_models import get_model, list_models
+from ._emulator_models import count_tokens_endpoint, get_model, list_models
 from ._emulator_request import check_request
 from ._emulator_shapes import (
     ERRORS,
@@ -117,9 +117,11 @@ def generate_routes(emu: GeminiEmulator) -> list[BaseRoute]:
 
 
 def model_routes(emu: GeminiEmulator) -> list[BaseRoute]:
-    """ListModels and GetModel (Gemini API)."""
+    """ListModels, GetModel and countTokens (Gemini API)."""
     return [Route("/{version}/models", emu.gemini_endpoint(list_models), methods=["GET"]),
-            Route("/{version}/models/{model}", emu.gemini_endpoint(get_model), methods=["GET"])]
+            Route("/{version}/models/{model}", emu.gemini_endpoint(get_model), methods=["GET"]),
+            Route("/{version}/models/{model}:countTokens", emu.gemini_endpoint(count_tokens_endpoint),
+                  methods=["POST"])]
 
 
 def batch_routes(emu: GeminiEmulator) -> list[BaseRoute]:
@@ -287,6 +289,15 @@ class GeminiEmulator(Emulator):
         if version not in versions:
             raise Reject(404, f"Method not found for API version {version}.")
         return version
+
+    def model_for(self, request: Request) -> ModelSpec:
+        """The model a Gemini API path names, or the API's 404."""
+        return self._model(request.path_params["model"].removeprefix("models/"), request.path_params["version"],
+                           vertex=False)
+
+    async def read_body(self, request: Request) -> dict[str, Any]:
+        """The request's JSON object in lowerCamelCase (kept as sent in `received`), or a 400."""
+        return await self._body(request)
 
     def _model(self, model_id: str, version: str, *, vertex: bool) -> ModelSpec:
         spec = self.models.get(model_id)

@@ -17,8 +17,9 @@ Answer modes (``mode``, changeable at run time through the attribute):
   `FakeClock` finishes it when the test advances the clock). ``processing_time_ms`` is the
   time from submit to completion on that clock.
 
-Prompt markers script single jobs: ``emulate:fail`` ends the job ``failed`` (credits
-refunded), ``emulate:pending`` answers ``pending`` even in sync mode.
+Prompt markers script single jobs, spelled as in the other emulators (any letter case):
+``[[fail]]`` ends the job ``failed`` (credits refunded), ``[[pending]]`` answers ``pending`` even
+in sync mode. The older ``emulate:fail`` and ``emulate:pending`` still work.
 
 Credits: each API key starts with ``initial_credits`` (or ``balances[key]``); a job costs
 4 credits per image, reserved at submit; too few credits answers 402
@@ -306,19 +307,19 @@ class NanoBanana2Emulator(Emulator):
         # With ticks and no webhook an async job waits for its polls; otherwise it is due after
         # the latency model's delay.
         running_s = self.latency.sample(megapixels)
-        pending = self.mode == "async" or "emulate:pending" in prompt
+        pending = self.mode == "async" or _marked(prompt, "pending")
         waits_for_polls = pending and self.ticks is not None and webhook_url is None
         timeline = JobTimeline(self.clock, running_s=float("inf") if waits_for_polls else running_s,
                                done_after_polls=self.ticks)
         job = EmuJob(id=new_job_id(), key=key, n=n, fmt=OUTPUT_FORMATS[fmt or "png"][0], size=(size[0], size[1]),
                      base_url=str(request.base_url).rstrip("/"), timeline=timeline, webhook_url=webhook_url,
-                     fail="emulate:fail" in prompt, credits=cost, label=prompt[:24])
+                     fail=_marked(prompt, "fail"), credits=cost, label=prompt[:24])
         self.jobs[job.id] = job
         self.counters.charge(usd=self.usd_per_image * n, credits=cost, ref=job.id)
         return job
 
     async def _answer(self, job: EmuJob, prompt: str) -> Response:
-        if self.mode == "sync" and "emulate:pending" not in prompt:
+        if self.mode == "sync" and not _marked(prompt, "pending"):
             await self.clock.sleep(job.timeline.due_at - self.clock.time())
             await self._finish(job)
             self._spawn(self._notify(job))
@@ -363,6 +364,12 @@ class NanoBanana2Emulator(Emulator):
 
 
 _TRUE = {"1", "true", "yes", "on"}
+
+
+def _marked(prompt: str, marker: str) -> bool:
+    """Whether `prompt` carries ``[[marker]]`` (any case) or the older ``emulate:marker``."""
+    lowered = prompt.lower()
+    return f"[[{marker}]]" in lowered or f"emulate:{marker}" in lowered
 
 
 def _coerce(options: dict[str, Any]) -> dict[str, Any]:

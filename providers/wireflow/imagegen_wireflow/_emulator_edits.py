@@ -1,6 +1,10 @@
 """Wireflow emulator routes that change a saved graph without replacing it: lint, PATCH one
-node, duplicate, visibility (G1, G1b, G3). The client scripts are the only source for these,
-so both dialects answer in the scripts' ``{"data": ...}`` shape.
+node, duplicate, visibility, layout (G1, G1b, G2, G3, G10). The client scripts are the only
+source for these, so both dialects answer in the scripts' shapes.
+
+Layout (``POST /workflows/{id}/layout`` ``{gapX?, gapY?, scope?}``) places nodes in columns by
+their depth in the graph (sources left), ``gapX`` apart, stacked ``gapY`` apart, and answers
+``{positions, moved, bounds}``; it changes positions only. The real algorithm is UNKNOWN.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ._emulator_state import Account, Workflow, lint, node_kind
 if TYPE_CHECKING:
     from .emulator import WireflowEmulator
 
-__all__ = ["duplicate", "lint_graph", "patch_node", "set_visibility"]
+__all__ = ["duplicate", "layout", "lint_graph", "patch_node", "set_visibility"]
 
 MAX_PATCH_BYTES = 256 * 1024
 _PATCHABLE = {"config", "params", "label", "position", "baseUpdatedAt"}
@@ -139,6 +143,55 @@ async def set_visibility(emu: WireflowEmulator, request: Request, account: Accou
     workflow.updated_at = emu.now_iso()
     url = f"{_site(request)}/workflows/{workflow.id}" if visibility == "view" else None
     return JSONResponse({"data": {"id": workflow.id, "linkPermission": workflow.link_permission, "url": url}})
+
+
+async def layout(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
+    workflow = _owned(emu, request, account)
+    body = await _body(request)
+    gap_x, gap_y = float(body.get("gapX") or 400), float(body.get("gapY") or 250)
+    scope = body.get("scope", "all")
+    chosen = {str(n.get("id")) for n in workflow.nodes} if scope == "all" else {str(i) for i in scope or []}
+    depth = _depths(workflow)
+    rows: dict[int, int] = {}
+    positions: dict[str, dict[str, float]] = {}
+    moved = []
+    for node in workflow.nodes:
+        node_id = str(node.get("id"))
+        if node_id not in chosen:
+            continue
+        column = depth.get(node_id, 0)
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        place = {"x": column * gap_x, "y": row * gap_y}
+        if node.get("position") != place:
+            moved.append(node_id)
+        node["position"] = place
+        positions[node_id] = place
+    xs = [p["x"] for p in positions.values()] or [0.0]
+    ys = [p["y"] for p in positions.values()] or [0.0]
+    if moved:
+        workflow.updated_at = emu.now_iso()
+    bounds = {"x": min(xs), "y": min(ys), "width": max(xs) - min(xs), "height": max(ys) - min(ys)}
+    return JSONResponse({"positions": positions, "moved": moved, "bounds": bounds})
+
+
+def _depths(workflow: Workflow) -> dict[str, int]:
+    """Each node's longest distance from a source node (cycles are cut where they close)."""
+    parents: dict[str, list[str]] = {str(n.get("id")): [] for n in workflow.nodes}
+    for edge in workflow.edges:
+        if str(edge.get("target")) in parents and str(edge.get("source")) in parents:
+            parents[str(edge.get("target"))].append(str(edge.get("source")))
+    depth: dict[str, int] = {}
+
+    def of(node_id: str, seen: frozenset[str]) -> int:
+        if node_id not in depth:
+            above = [of(p, seen | {node_id}) + 1 for p in parents[node_id] if p not in seen]
+            depth[node_id] = max(above, default=0)
+        return depth[node_id]
+
+    for node_id in parents:
+        of(node_id, frozenset())
+    return depth
 
 
 def _secret_shaped(key: str) -> bool:

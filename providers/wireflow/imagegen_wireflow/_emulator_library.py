@@ -43,7 +43,7 @@ from ._emulator_state import Account, Workflow
 if TYPE_CHECKING:
     from .emulator import WireflowEmulator
 
-__all__ = ["blocks", "download", "fetch_media", "generate_stream", "list_media", "nodes", "preview",
+__all__ = ["blocks", "download", "fetch_media", "generate_stream", "hosted", "list_media", "nodes", "preview",
            "template", "templates", "upload", "usage"]
 
 MAX_MEDIA_BYTES = 25 * 1024 * 1024
@@ -243,18 +243,19 @@ async def upload(emu: WireflowEmulator, request: Request, account: Account | Non
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise Reject(400, "Expected {\"url\": \"https://...\"} or a multipart file", code="missing_fields")
         data, mime = await fetch_media(emu, url, status=400)
-        return _hosted(emu, request, account, data, mime, source=url)
+        return hosted(emu, request, account, data, mime, source=url)
     message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
     for part in message.iter_parts() if message.is_multipart() else []:
         if part.get_param("name", header="content-disposition") == "file":
             payload = part.get_payload(decode=True)
             data = payload if isinstance(payload, bytes) else b""
-            return _hosted(emu, request, account, data, part.get_content_type(), source=part.get_filename())
+            return hosted(emu, request, account, data, part.get_content_type(), source=part.get_filename())
     raise Reject(400, "Expected a multipart field named file", code="missing_fields")
 
 
-def _hosted(emu: WireflowEmulator, request: Request, account: Account, data: bytes, mime: str,
-            source: str | None) -> Response:
+def hosted(emu: WireflowEmulator, request: Request, account: Account, data: bytes, mime: str,
+           source: str | None) -> Response:
+    """Keep `data` as the caller's upload and answer its URL (``{"data": {"url"}}``)."""
     if len(data) > MAX_MEDIA_BYTES:
         raise Reject(413, "File too large (25 MB max)", code="payload_too_large")
     url = emu.file_url(request, emu.store_file(data, mime))

@@ -15,6 +15,7 @@ from imagegen.testing import Reject
 
 from . import _emulator_edits as edits
 from . import _emulator_library as library
+from . import _emulator_uploads as uploads
 from ._emulator_render import envelope, execute_body, workflow_body
 from ._emulator_runs import RunPlan
 from ._emulator_state import (
@@ -378,6 +379,10 @@ def route_table(emu: WireflowEmulator) -> list[tuple[str, Any, list[str]]]:
         ("/workflows/{wid}/estimate", e(estimate, READ), ["POST"]),
         ("/workflow/{hook}/trigger", e(trigger, auth=False), ["GET", "POST", "OPTIONS"]),
         ("/media/upload", e(library.upload, WRITE), ["POST"]),
+        ("/media/upload-url", e(uploads.start_upload, WRITE), ["POST"]),
+        ("/media/upload-url/complete", e(uploads.complete_upload, WRITE), ["POST"]),
+        ("/feedback", e(uploads.feedback), ["POST"]),
+        ("/workflows/{wid}/layout", e(edits.layout, WRITE), ["POST"]),
         ("/media", e(library.list_media, READ), ["GET"]),
         ("/developer/usage", e(library.usage, ("usage:read",)), ["GET"]),
         ("/nodes", e(library.nodes, READ), ["GET"]),
@@ -399,4 +404,4 @@ def site_routes(emu: WireflowEmulator) -> list[Route]:
             response.headers["X-Request-Id"] = emu.new_id("req_")
             return response
 
-    return [Route("/api/download", download, methods=["GET"])]
+    return [Route("/api/download", download, methods=["GET"]), *uploads.storage_routes(emu)]

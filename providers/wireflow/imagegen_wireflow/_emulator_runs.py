@@ -120,7 +120,7 @@ def start(emu: WireflowEmulator, workflow: Workflow, owner: str, nodes: list[dic
         if kind is not None and kind.billable:
             megapixels += output_size(node, kind, None)[2] * images_per_run(node, kind)
         prompt = str(node.get("data", {}).get("config", {}).get("prompt", "")) + json.dumps(node)
-        outcome = next((o for marker, o in _MARKERS.items() if marker in prompt), outcome)
+        outcome = next((o for marker, o in _MARKERS.items() if marker in prompt.lower()), outcome)
     timeline = JobTimeline(emu.clock, queued_s=emu.options.queued_s, running_s=emu.latency.sample(megapixels))
     execution = Execution(
         id=emu.new_id("exec_"), workflow_id=workflow.id, owner=owner, nodes=nodes, edges=edges,

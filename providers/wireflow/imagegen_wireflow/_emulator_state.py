@@ -116,6 +116,8 @@ class Account:
     user: str = ""
     #: kind -> (window start, count)
     windows: dict[str, tuple[float, int]] = field(default_factory=dict)
+    #: when this key sent feedback in the last minute (``POST /feedback``'s burst limit)
+    feedback_times: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -81,6 +81,8 @@ class WireflowEmulator(Emulator):
         self.executions: dict[str, Execution] = {}
         #: files uploaded through ``/media/upload``, per user, oldest first (``GET /media``)
         self.media: dict[str, list[dict[str, Any]]] = {}
+        #: presigned uploads started and not completed, by media id (``_emulator_uploads``)
+        self.pending_uploads: dict[str, Any] = {}
         self._idempotent: dict[tuple[str, str], tuple[float, int, bytes, dict[str, str]]] = {}
         self._ids = itertools.count(1)
         self._last_update = 0.0

@@ -226,3 +226,37 @@ def test_unknown_paths_answer_googles_json_envelope(_served, method: str, path: 
     assert response.status_code == status and response.headers["content-type"].startswith("application/json")
     error = response.json()["error"]
     assert error["code"] == status and error["status"] in ("NOT_FOUND", "UNIMPLEMENTED") and error["message"]
+
+
+def test_count_tokens(client: genai.Client) -> None:
+    counted = client.models.count_tokens(model="gemini-2.5-flash-image",
+                                         contents=["Make the sky purple", picture(64, 64)])
+    assert counted.total_tokens == 5 + 258  # 19 characters of text, one image at 258 tokens
+    with pytest.raises(errors.ClientError) as caught:
+        client.models.count_tokens(model="gemini-9-imaginary", contents="x")
+    assert caught.value.code == 404
+
+
+def test_google_search_grounding(client: genai.Client) -> None:
+    response = client.models.generate_content(
+        model="gemini-3-pro-image-preview",
+        contents="Visualize the current weather forecast for the next 5 days in San Francisco as a chart",
+        config=types.GenerateContentConfig(response_modalities=["Text", "Image"],
+                                           tools=[{"google_search": {}}]))
+    grounding = response.candidates[0].grounding_metadata
+    assert grounding.web_search_queries and grounding.search_entry_point.rendered_content
+    assert all(chunk.web.uri.startswith("https://") for chunk in grounding.grounding_chunks)
+    assert len(images_of(response)) == 1
+    plain = client.models.generate_content(model="gemini-3-pro-image-preview", contents="a chart")
+    assert plain.candidates[0].grounding_metadata is None
+
+
+def test_vertex_image_output_options(_served: tuple[GeminiEmulator, LoopbackServer]) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "a bowl of fruit"}]}],
+            "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": {
+                "imageOutputOptions": {"mimeType": "image/jpeg", "compressionQuality": 85}}}}
+    url = (_served[1].base_url + "/v1beta1/projects/p/locations/global/publishers/google/models/"
+           "gemini-2.5-flash-image:generateContent")
+    answer = httpx.post(url, json=body, headers={"Authorization": "Bearer token"}).json()
+    [part] = answer["candidates"][0]["content"]["parts"]
+    assert part["inlineData"]["mimeType"] == "image/jpeg" and "index" not in answer["candidates"][0]

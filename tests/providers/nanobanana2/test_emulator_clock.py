@@ -47,11 +47,12 @@ def test_async_job_completes_on_a_poll_with_the_time_it_took(
     assert balance.json() == {"balance": 996} and '"balance":996}' in balance.text.replace(" ", "")
 
 
-def test_a_failed_job_refunds_and_keeps_whole_numbers() -> None:
+@pytest.mark.parametrize("prompt", ["[[FAIL]] a fox", "[[fail]] a fox", "emulate:fail"])
+def test_a_failed_job_refunds_and_keeps_whole_numbers(prompt: str) -> None:
     clock = FakeClock()
     emulator, server = _served(clock, mode="async", ticks=1)
     with server, httpx.Client(base_url=server.base_url + "/api/v1", headers=AUTH, timeout=5) as http:
-        job = http.post("/generate", json={**PROMPT, "prompt": "emulate:fail"}).json()
+        job = http.post("/generate", json={**PROMPT, "prompt": prompt}).json()
         assert http.get(f"/status/{job['id']}").json()["status"] == "failed"
         assert http.get("/credits/balance").json() == {"balance": 1000}
 
