@@ -259,28 +259,33 @@ class GeminiEmulator(Emulator):
         prompt, input_images = prompt_of(body)
         self._scripted_error(prompt, spec)
         answer = build_answer(self, prompt, input_images, settings, spec, vertex=vertex)
-        if answer.usd:
-            self.counters.charge(usd=answer.usd, ref=answer.body["responseId"])
         if vertex:
             answer.body["createTime"] = _stamp(started)
         headers = {"vary": "Origin, X-Origin, Referer"}
         if not vertex:
             headers["X-Gemini-Service-Tier"] = "standard"
         if stream:
-            return await self._stream(request, answer.body, answer.megapixels, headers)
-        await self.simulate_latency(answer.megapixels)
+            return await self._stream(request, answer.body, answer.megapixels, headers, usd=answer.usd)
+        await self._draw(answer.megapixels, answer.usd, answer.body)
         headers["server-timing"] = f"gfet4t7; dur={round((self.clock.time() - started) * 1000)}"
         return JSONResponse(answer.body, headers=headers, media_type=_JSON)
 
+    async def _draw(self, megapixels: float, usd: float, body: dict[str, Any]) -> None:
+        """Generation time, then the charge: a caller gone before the image is ready pays nothing
+        here, so the emulator's charges match the answers that were made."""
+        await self.simulate_latency(megapixels)
+        if usd:
+            self.counters.charge(usd=usd, ref=body["responseId"])
+
     async def _stream(self, request: Request, body: dict[str, Any], megapixels: float,
-                      headers: dict[str, str]) -> Response:
+                      headers: dict[str, str], *, usd: float = 0.0) -> Response:
         chunks = stream_chunks(body)
         if request.query_params.get("alt") != "sse":
-            await self.simulate_latency(megapixels)
+            await self._draw(megapixels, usd, body)
             return JSONResponse(chunks, headers=headers, media_type=_JSON)
 
         async def draw() -> None:
-            await self.simulate_latency(megapixels)
+            await self._draw(megapixels, usd, body)
 
         return StreamingResponse(sse_events(chunks, draw), media_type=SSE_MEDIA_TYPE, headers=headers)
 
