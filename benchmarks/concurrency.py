@@ -44,7 +44,7 @@ def serve(port: int) -> None:
     from imagegen.testing import LatencyModel, run_forever
     from imagegen_gemini.emulator import GeminiEmulator
 
-    run_forever(GeminiEmulator(latency=LatencyModel(base=LATENCY_S, scale=1.0), pixel_scale=0.02),
+    run_forever(GeminiEmulator(latency=LatencyModel(base=LATENCY_S, scale=1.0), image_scale=0.02),
                 host="127.0.0.1", port=port)
 
 

@@ -49,7 +49,7 @@ def serve(port: int) -> None:
     from imagegen.testing import LatencyModel, run_forever
     from imagegen_gemini.emulator import GeminiEmulator
 
-    run_forever(GeminiEmulator(latency=LatencyModel.none(), pixel_scale=0.02), host="127.0.0.1", port=port)
+    run_forever(GeminiEmulator(latency=LatencyModel.none(), image_scale=0.02), host="127.0.0.1", port=port)
 
 
 def _config(base_url: str, **sections: Any) -> dict[str, Any]:

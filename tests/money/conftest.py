@@ -18,7 +18,7 @@ def make_emulator(name: str, *, latency: float = 0.0, **options: Any) -> Any:
     if name == "gemini":
         from imagegen_gemini.emulator import create_emulator
 
-        return create_emulator(latency=model, pixel_scale=0.02, **options)
+        return create_emulator(latency=model, image_scale=0.02, **options)
     if name in ("nb2", "nb2async"):
         from imagegen_nanobanana2.emulator import create_emulator
 
