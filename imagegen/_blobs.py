@@ -56,6 +56,13 @@ class BlobDir:
             out.write(data)
         os.replace(tmp, target)
 
+    def remove(self, sha: str) -> None:
+        """Delete this store's name for ``sha`` (a linked copy elsewhere stays); gone already is fine."""
+        try:
+            os.unlink(self._name(sha))
+        except FileNotFoundError:
+            pass
+
     def read(self, sha: str) -> bytes:
         with open(self._name(sha), "rb") as source:
             return source.read()

@@ -290,7 +290,7 @@ class DiskCache:
         db.executemany("UPDATE image_refs SET refs = refs - 1 WHERE sha = ?", [(sha,) for sha in shas])
         for sha in set(shas):
             if db.execute("DELETE FROM image_refs WHERE sha = ? AND refs <= 0", (sha,)).rowcount:
-                self.blobs.path(sha).unlink(missing_ok=True)  # this store's name only: a linked copy stays
+                self.blobs.remove(sha)  # this store's name only: a linked copy stays
 
     def _remove(self, db: sqlite3.Connection, victims: list[tuple[str, int, str]]) -> int:
         db.executemany("DELETE FROM entries WHERE key = ?", [(key,) for key, _, _ in victims])
