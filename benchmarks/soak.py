@@ -42,6 +42,8 @@ from imagegen import AllProvidersFailedError, Client, ImageGenError, ImageReques
 from imagegen._config import Config
 from imagegen.testing import FaultPlan, LatencyModel, LoopbackServer, serve
 
+from ._soak_faults import OUTPUT_FAULT_RATES, CountedFaults, StoreLocks, fetch_unreturned, output_faults
+
 RESULTS = Path(__file__).parent / "results" / "soak.md"
 NOTES = """
 Reading it:
@@ -94,6 +96,15 @@ class SoakReport:
     lost_in_transit_usd: float = 0.0
     by_provider: dict[str, int] = field(default_factory=dict)
     attempts: int = 0
+    #: Billed jobs whose images the run could not fetch, fetched afterwards by wait(job_id).
+    fetched_later: int = 0
+    #: How often each store's write lock was held away from the client.
+    store_locks: dict[str, int] = field(default_factory=dict)
+    #: Results whose charge went to the journal (the ledger was locked).
+    journalled: int = 0
+    #: Of the faults injected, those on output downloads (the emulators' /files/ routes).
+    output_faults: dict[str, dict[str, int]] = field(default_factory=dict)
+    ledger_usd: float = 0.0
 
     @property
     def totals_match(self) -> bool:
@@ -115,36 +126,53 @@ class SoakReport:
             ("typed errors by class", errors),
             ("provider calls tried (attempts)", str(self.attempts)),
             ("faults injected", faults),
+            ("of which on output downloads", "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in sorted(f.items()))
+                                                       for p, f in self.output_faults.items() if f) or "none"),
             ("charges (emulators)", ", ".join(f"{p} {n}" for p, n in self.charges.items())),
             ("charges matched to a result", ", ".join(f"{p} {n}" for p, n in self.matched.items())),
             ("duplicate charges", str(len(self.duplicate_charges))),
             ("charged, answer cut in transit (vendor billed, no result possible)", cut),
+            ("billed jobs fetched after the run by wait(job_id), without paying again", str(self.fetched_later)),
             ("results lost (charged, recoverable, not returned)", str(len(self.lost_results))),
+            ("store write locks held away from the client (ledger, job store)",
+             ", ".join(f"{k.split('.')[0]} {v}" for k, v in self.store_locks.items()) or "none"),
+            ("results whose charge went to the journal (ledger locked), replayed at the next start",
+             str(self.journalled)),
             (f"client total ({self.cost_source})", f"${self.client_usd:.6f}"),
             ("of which: billed answers lost in transit, at their estimate", f"${self.lost_in_transit_usd:.6f}"),
             ("sum of result.cost", f"${self.results_usd:.6f}"),
             ("emulator charges for those results", f"${self.charged_usd_for_results:.6f}"),
             ("emulator charges, all", f"${self.charged_usd_total:.6f}"),
             ("client total - lost in transit == charges for results", "yes" if self.totals_match else "NO"),
+            ("ledger (journal replayed) - emulator charges, all",
+             f"${self.ledger_usd - self.charged_usd_total:+.6f} (Gemini answers cut in transit: recorded at "
+             "their estimate, billed by tokens)" if self.cost_source == "ledger" else "-"),
             ("wall time", f"{self.seconds:.1f} s"),
         ]
 
 
-def _emulators(rates: dict[str, float], seed: int) -> dict[str, Any]:
+def _emulators(rates: dict[str, float], seed: int, output_rates: dict[str, float]) -> dict[str, Any]:
     from imagegen_gemini.emulator import create_emulator as gemini
     from imagegen_nanobanana2.emulator import create_emulator as nb2
     from imagegen_wireflow.emulator import create_emulator as wireflow
 
     def plan(offset: int) -> FaultPlan:
+        # The output-download plan first: it is the only one that looks at /files/.
+        outputs = output_faults(output_rates, seed=seed * 100 + 50 + offset, stall_s=STALL_S)
         if not rates:
-            return FaultPlan()
-        return FaultPlan.random(rates, seed=seed * 100 + offset, retry_after=RETRY_AFTER_S, timeout_delay=STALL_S)
+            return outputs
+        return outputs + FaultPlan.random(rates, seed=seed * 100 + offset, retry_after=RETRY_AFTER_S,
+                                          timeout_delay=STALL_S)
 
+    def latency(base: float) -> LatencyModel:
+        return LatencyModel(base=base, jitter=0.5, seed=seed)
+
+    # CountedFaults: a plan (as the emulators take) that also counts what it picked for /files/.
     return {
-        "gemini": gemini(faults=plan(1), latency=LatencyModel(base=0.02, jitter=0.5, seed=seed), image_scale=0.02),
-        "nb2": nb2(faults=plan(2), latency=LatencyModel(base=0.02, jitter=0.5, seed=seed), mode="async", ticks=2,
+        "gemini": gemini(faults=CountedFaults(plan(1)), latency=latency(0.02), image_scale=0.02),
+        "nb2": nb2(faults=CountedFaults(plan(2)), latency=latency(0.02), mode="async", ticks=2,
                    image_scale=0.02, initial_credits=1e9),
-        "wireflow": wireflow(faults=plan(3), latency=LatencyModel(base=0.05, jitter=0.5, seed=seed),
+        "wireflow": wireflow(faults=CountedFaults(plan(3)), latency=latency(0.05),
                              output_max_side=32, executions_per_minute=1e9, requests_per_minute=1e9),
     }
 
@@ -185,26 +213,44 @@ def _client_total(client: Client, results: list[ImageResult]) -> tuple[float, fl
     return round(math.fsum(r.cost.usd or 0.0 for r in results), 9), 0.0, "sum of result.cost"
 
 
-def run_soak(requests: int, *, concurrency: int = 20, seed: int = 1,
-             rates: dict[str, float] | None = None) -> SoakReport:
+def run_soak(requests: int, *, concurrency: int = 20, seed: int = 1, rates: dict[str, float] | None = None,
+             output_rates: dict[str, float] | None = None, store_faults: bool = True) -> SoakReport:
     """Run the soak and reconcile the books; see the module docstring."""
     rates = FAULT_RATES if rates is None else rates
-    emulators = _emulators(rates, seed)
+    output_rates = OUTPUT_FAULT_RATES if output_rates is None else output_rates
+    emulators = _emulators(rates, seed, output_rates)
     with tempfile.TemporaryDirectory() as tmp, running(emulators) as servers:
-        with Client(soak_config(servers, Path(tmp))) as client:
+        store, config = Path(tmp), soak_config(servers, Path(tmp))
+        locks = StoreLocks([store / "ledger.sqlite3", store / "jobs.sqlite3"])
+        with Client(config) as client, locks.running(enabled=store_faults):
             batch = [ImageRequest.build(prompt=f"a lighthouse in fog, take {i}", provider=f"soak{i % len(ROUTES)}",
                                         timeout=60) for i in range(requests)]
             started = time.monotonic()
             outcomes = client.generate_many(batch, concurrency=concurrency)
             seconds = time.monotonic() - started
-            results = [o for o in outcomes if isinstance(o, ImageResult)]
+        planned = {name: emulator.faults for name, emulator in emulators.items()}
+        for emulator in emulators.values():
+            emulator.faults = FaultPlan()
+        with Client(config) as client:  # a new start: replays the charges the locked ledger journalled
+            fetched = fetch_unreturned(client, outcomes, emulators)
+            results = [o for o in outcomes if isinstance(o, ImageResult)] + fetched
             client_usd, lost_usd, source = _client_total(client, results)
-        return reconcile(requests, seconds, outcomes, emulators, client_usd, source, lost_usd)
+        report = reconcile(requests, seconds, outcomes, emulators, client_usd, source, lost_usd, later=fetched)
+    report.fetched_later = len(fetched)
+    report.output_faults = {name: dict(getattr(plan, "outputs", {})) for name, plan in planned.items()}
+    report.store_locks = dict(locks.held)
+    report.journalled = sum(1 for o in outcomes if isinstance(o, ImageResult)
+                            and any("charge journal" in w for w in o.warnings))
+    report.ledger_usd = client_usd
+    return report
 
 
 def reconcile(requests: int, seconds: float, outcomes: list[Any], emulators: dict[str, Any],
-              client_usd: float, cost_source: str, lost_in_transit_usd: float = 0.0) -> SoakReport:
-    results = [o for o in outcomes if isinstance(o, ImageResult)]
+              client_usd: float, cost_source: str, lost_in_transit_usd: float = 0.0,
+              later: list[ImageResult] | None = None) -> SoakReport:
+    """``later``: results of billed jobs fetched after the run (matched to charges like the others)."""
+    returned = [o for o in outcomes if isinstance(o, ImageResult)]
+    results = returned + list(later or [])
     errors = collections.Counter(_error_name(o) for o in outcomes if isinstance(o, ImageGenError))
     stray = [o for o in outcomes if not isinstance(o, (ImageResult, ImageGenError))]
     if stray:
@@ -232,11 +278,11 @@ def reconcile(requests: int, seconds: float, outcomes: list[Any], emulators: dic
         cut_possible = emulator.counters.faults.get("truncate", 0) if name == "gemini" else 0
         cut[name] = min(len(unmatched), cut_possible)
         lost += [f"{name}:{c['ref']}" for c in unmatched[cut[name]:]]
-    by_provider = collections.Counter(r.provider for r in results)
-    attempts = sum(len(r.attempts) for r in results) + sum(
+    by_provider = collections.Counter(r.provider for r in returned)
+    attempts = sum(len(r.attempts) for r in returned) + sum(
         len(getattr(o, "attempts", []) or []) for o in outcomes if isinstance(o, ImageGenError))
     return SoakReport(
-        requests=requests, seconds=seconds, results=len(results), errors=dict(errors),
+        requests=requests, seconds=seconds, results=len(returned), errors=dict(errors),
         fault_counts={n: e.counters.faults for n, e in emulators.items()}, charges=charges, matched=matched,
         duplicate_charges=duplicates, cut_in_transit=cut, lost_results=lost, client_usd=client_usd,
         charged_usd_for_results=round(usd_for_results, 9), charged_usd_total=round(usd_total, 9),
@@ -269,8 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write", action="store_true", help=f"also run the no-fault baseline; write {RESULTS}")
     args = parser.parse_args(argv)
     report = run_soak(args.requests, concurrency=args.concurrency, seed=args.seed)
-    baseline = run_soak(args.requests, concurrency=args.concurrency, seed=args.seed, rates={}) \
-        if args.write else None
+    baseline = run_soak(args.requests, concurrency=args.concurrency, seed=args.seed, rates={}, output_rates={},
+                        store_faults=False) if args.write else None
     text = table(report, baseline)
     print(text)
     if report.lost_results or report.duplicate_charges:

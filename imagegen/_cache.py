@@ -3,7 +3,10 @@
 The key is a hash of the canonical request — provider instance, model, prompt, every
 option, and the content hashes of input images — so equal requests hit and any
 difference misses. A hit returns the stored images with ``cached=True`` and zero
-cost. Concurrent identical requests in one process share one upstream call.
+cost. Concurrent identical requests in one process share one upstream call. A request
+whose input image is given as a URL is not cached at all: the image behind the URL may
+change, and keying it by its bytes would cost a download on every call. A blob whose bytes
+no longer hash to its name is a miss, never an image served.
 
 Backends: ``memory``; ``disk`` (the default: a SQLite index plus content-addressed
 image files, safe with several processes, with a TTL and a size cap evicted least
@@ -29,6 +32,7 @@ from typing import Any, Protocol
 from ._blobs import BlobDir
 from ._models import Cost, Image, ImageRequest, ImageResult
 from ._sqlite import ThreadConnections, Writer
+from ._storage import REDIS_TIMEOUT_S
 
 __all__ = ["CacheBackend", "Coalescer", "DiskCache", "MemoryCache", "RedisCache", "cache_key", "default_cache_dir",
            "put_result"]
@@ -54,6 +58,13 @@ def cache_key(request: ImageRequest, *, provider: str, model: str) -> str:
     canonical = json.dumps({"provider": provider, "model": model, **fields}, sort_keys=True,
                            separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _intact(shas: list[str], blobs: list[bytes]) -> bool:
+    """Whether every blob still has the content its name (its SHA-256) promises: a file or key
+    overwritten with anything else is a miss, never an image served."""
+    return len(shas) == len(blobs) and all(
+        hashlib.sha256(blob).hexdigest() == sha for sha, blob in zip(shas, blobs, strict=True))
 
 
 def _pack(result: ImageResult) -> tuple[str, list[Image]]:
@@ -241,9 +252,13 @@ class DiskCache:
         if row is None or (self.ttl_s is not None and time.time() - row[2] > self.ttl_s):
             self._count("misses")
             return None
+        shas = json.loads(row[1])
         try:
-            blobs = [self.blobs.read(sha) for sha in json.loads(row[1])]
+            blobs = [self.blobs.read(sha) for sha in shas]
         except OSError:  # evicted by another process between the two reads
+            self._count("misses")
+            return None
+        if not _intact(shas, blobs):
             self._count("misses")
             return None
         now = time.time()
@@ -369,7 +384,8 @@ class RedisCache:
         import redis  # the `redis` extra; imported only when configured
 
         # Any: redis-py types every reply as a union of all reply shapes (bytes | str | list...).
-        self._redis: Any = redis.Redis.from_url(url)
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
+                                                socket_connect_timeout=REDIS_TIMEOUT_S)
         self.ttl_s, self.prefix = ttl_s, prefix
 
     def _ttl(self) -> int | None:
@@ -382,7 +398,7 @@ class RedisCache:
             return None
         entry = json.loads(raw)
         blobs = self._redis.mget([self.prefix + "img:" + sha for sha in entry["images"]])
-        if any(b is None for b in blobs):
+        if any(b is None for b in blobs) or not _intact(entry["images"], blobs):
             self._redis.incr(self.prefix + "misses")
             return None
         self._redis.incr(self.prefix + "hits")
@@ -414,26 +430,29 @@ class RedisCache:
 
 
 class Coalescer:
-    """Concurrent identical requests in one process share one upstream call."""
+    """Concurrent identical requests in one process share one upstream call.
 
-    def __init__(self) -> None:
+    The call runs in a task of its own, which every caller awaits through a shield: a caller
+    that is cancelled (the first one included) leaves the call running for the others, and a
+    call that may already be billed runs to its end (``spawn`` keeps it, so ``aclose`` waits).
+    """
+
+    def __init__(self, spawn: Callable[[Awaitable[ImageResult]], asyncio.Future[ImageResult]] | None = None) -> None:
         self._inflight: dict[str, asyncio.Future[ImageResult]] = {}
+        self._spawn = spawn or asyncio.ensure_future
 
     async def run(self, key: str, call: Callable[[], Awaitable[ImageResult]]) -> tuple[ImageResult, bool]:
         """Return (result, shared): ``shared`` is True for callers that waited on another's call."""
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending), True
-        future: asyncio.Future[ImageResult] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await call()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: followers re-raise it, nobody else has to
-            raise
-        else:
-            future.set_result(result)
-            return result, False
-        finally:
+        task = self._spawn(call())
+        self._inflight[key] = task
+        task.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(task), False
+
+    def _forget(self, key: str, done: asyncio.Future[ImageResult]) -> None:
+        if self._inflight.get(key) is done:
             del self._inflight[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here: a call whose every caller left must not warn at exit

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Unpack
 
 import httpx
 from pydantic import ValidationError
 
-from ._cache import CacheBackend, Coalescer
+from ._cache import Coalescer
 from ._capabilities import ModelSpec
+from ._charges import AFTER_PAYMENT_WAIT_S
 from ._claims import held_claim
 from ._config import Config, config_from_mapping, load_config, resolve_secret
 from ._errors import (
@@ -23,10 +26,12 @@ from ._errors import (
     ImageGenError,
     InvalidRequestError,
     JobNotFoundError,
+    StorageError,
     UnknownProviderError,
 )
-from ._http import guarded_transport, shared_ssl_context
-from ._jobstore import JobStore, put_job
+from ._http import CallScope, call_scope, guarded_transport, shared_ssl_context
+from ._jobstore import JobStore
+from ._journal import journal_for
 from ._ledger import BudgetLimits, Ledger, RedisLedger
 from ._models import Cost, ImageRequest, ImageResult, Job, split_job_id
 from ._options import ImageInput, ImageOptions, RequestOptions
@@ -39,6 +44,8 @@ from ._resilience import CircuitBreaker
 from ._routing import Plan, Target, resolve
 from ._services import link_image_files, make_cache, make_job_store, make_ledger, make_limiter
 from ._sessions import AsyncSession
+from ._sqlite import waits_until
+from ._storage import CacheGuard, guarded
 from ._streaming import PartialImage, stream_results
 from ._vendor_batch_calls import VendorBatchCalls
 from ._version import __version__
@@ -47,6 +54,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .fleet import AsyncFleet
 
 __all__ = ["AsyncClient"]
+
+log = logging.getLogger("imagegen")
 
 _frozen = False
 
@@ -87,18 +96,20 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         else:
             self.config = load_config(config)
         self.registry = registry or default_registry
-        self.jobs = job_store or make_job_store(self.config)
+        self.jobs = guarded(job_store, "job store") if job_store is not None else make_job_store(self.config)
         self._transports = dict(transports or {})
         self._instances: dict[str, Provider] = {}
         self._http: list[httpx.AsyncClient] = []
         self.circuits = CircuitBreaker(self.config.circuit)
         self.limiter = make_limiter(self.config)
-        self.cache: CacheBackend | None = make_cache(self.config)
+        self.cache: CacheGuard | None = make_cache(self.config)
         self.ledger: Ledger | RedisLedger | None = make_ledger(self.config)
+        #: Where charges the ledger cannot take go until it can (``imagegen._journal``).
+        self.journal = journal_for(self.ledger) if self.ledger is not None else None
         link_image_files(self.jobs, self.cache)
         #: Stores this client made (an injected job store is its owner's to close).
         self._own_stores = [s for s in (None if job_store else self.jobs, self.cache, self.ledger) if s is not None]
-        self._coalescer = Coalescer()
+        self._coalescer = Coalescer(spawn=self._in_background)
         self._job_writes: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._cache_writes: dict[str, ImageResult] = {}
@@ -281,9 +292,15 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
             raise InvalidRequestError(
                 f"submit() sends one call and {provider.instance_name}/{spec.id} returns at most "
                 f"{spec.max_images_per_call} image(s) per call; use generate(), which splits n")
-        if request.idempotency_key is None:
-            return await self._submit(provider, spec, request)
         deadline = time.monotonic() + (request.timeout or DEFAULT_CALL_TIMEOUT_S)
+        with waits_until(deadline):
+            return await self._submit_once(provider, spec, request, deadline)
+
+    async def _submit_once(self, provider: Provider, spec: ModelSpec, request: ImageRequest, deadline: float) -> Job:
+        if request.idempotency_key is None:
+            # A key of its own all the same: it is half of the charge's identity in the ledger.
+            request = request.model_copy(update={"idempotency_key": uuid.uuid4().hex})
+            return await self._submit(provider, spec, request, deadline)
         async with held_claim(self.jobs, request, deadline) as stored:
             # The same request submitted before (from any process sharing the job store) is
             # that job, not a new one to pay for.
@@ -291,46 +308,104 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
             if earlier is not None and earlier.status not in ("failed", "cancelled"):
                 stored.append(earlier.id)
                 return earlier
-            job = await self._submit(provider, spec, request)
+            job = await self._submit(provider, spec, request, deadline)
             stored.append(job.id)
             return job
 
-    async def _submit(self, provider: Provider, spec: ModelSpec, request: ImageRequest) -> Job:
-        job = await self._guard(provider, provider.submit(request, spec))
-        job = job.model_copy(update={"request": request, "model": spec.id})
-        await put_job(self.jobs, job)
+    async def _submit(self, provider: Provider, spec: ModelSpec, request: ImageRequest, deadline: float) -> Job:
+        """Submit through the charge lifecycle: reserved, and stored and charged once accepted."""
+        money = self._money(provider, spec, request)
+        await self._hold_budget(money, deadline)
+        with call_scope(CallScope(deadline, self._outputs_announced(money))):
+            try:
+                job = await self._guard(provider, provider.submit(request, spec))
+            except BaseException as exc:
+                recovered = await self._recovering(money, exc, deadline)
+                job = money.accepted[recovered.job_id or ""].model_copy(update={"result": recovered})
+            self._accept(money, job)
+            if job.status == "succeeded" and job.result is not None:  # a synchronous API: finished already
+                result = await self._succeeded(money, job.result, deadline)
+                return money.accepted[job.id].model_copy(update={"result": result})
+            await self._flush(money)  # the job and its charge on record before submit() returns
+        job = money.accepted[job.id]
+        if money.warnings:
+            job = job.model_copy(update={"metadata": {**job.metadata, "warnings": list(money.warnings)}})
         return job
 
     async def status(self, job_id: str) -> Job:
-        """Where a job stands: from the job store when it is over, else from its provider."""
+        """Where a job stands: from the job store when it is over, else from its provider.
+
+        A job seen finishing here is settled like any other: its images fully decoded, its
+        charge (recorded when it was submitted, or now) set to the reported cost, and the job
+        stored with its result.
+        """
         name, native_id = split_job_id(job_id)
-        await self._drain_background()  # a job finished a moment ago may still be on its way in
-        stored = self.jobs.get(job_id)
+        await self._landed(job_id)  # a job finished a moment ago may still be on its way in
+        stored = self._stored(job_id)
         if self._batch_of(stored) is not None:  # a vendor batch, or one of its members
             return await self._batch_status(stored)  # type: ignore[arg-type]
         if stored is not None and stored.done:
             return stored
-        try:
-            provider = self.provider(name)
-        except UnknownProviderError:
-            raise JobNotFoundError(f"job {job_id!r}: no provider {name!r} is configured") from None
+        provider = self._provider_of(name, job_id)
+        spec = self._model(provider, Target(name, stored.model if stored else None), _request_of(stored))
         job = await self._guard(provider, provider.status(native_id))
-        return await self._remember(job, stored)
+        job = job.model_copy(update={"request": stored.request if stored else None,
+                                     "created_at": stored.created_at if stored else job.created_at,
+                                     "model": job.model or (stored.model if stored else None)})
+        if job.status == "succeeded" and job.result is not None:
+            result = await self._finish_job(provider, spec, job, time.monotonic() + DEFAULT_CALL_TIMEOUT_S)
+            return job.model_copy(update={"result": result})
+        if job.status in ("failed", "cancelled"):  # not billed: a charge recorded at submit is voided
+            money = self._money(provider, spec, _request_of(job))
+            self._void(money, job.id)
+            await self._flush(money)
+        try:
+            return await self._remember(job, stored)
+        except StorageError as exc:  # the vendor's answer stands; the store just could not keep it
+            return job.model_copy(update={"metadata": {**job.metadata, "warnings": [exc.message]}})
 
     async def wait(self, job_id: str, timeout: float = 120.0) -> ImageResult:
         """Wait for a job to finish and return its result (raises if it failed or times out).
 
+        Never pays: a finished job whose outputs could not be fetched before is fetched again.
         A vendor batch's id gives a `BatchResult` (every member's outcome); a member's id, that
         member's result (or its error, raised)."""
-        stored = self.jobs.get(job_id)
+        deadline = time.monotonic() + timeout
+        name, native_id = split_job_id(job_id)
+        await self._landed(job_id, 0.25 * timeout)
+        stored = self._stored(job_id)
         if self._batch_of(stored) is not None:
             return await self._batch_wait(stored, timeout)  # type: ignore[arg-type]
-        job = await self.status(job_id)
-        provider = self.provider(job.provider)
-        deadline = time.monotonic() + timeout
-        result = await self._guard(provider, provider.wait(job, deadline=deadline))
-        await self._remember(job.model_copy(update={"status": "succeeded", "result": result}), job)
-        return result
+        if stored is not None and stored.status == "succeeded" and stored.result is not None:
+            return stored.result
+        provider = self._provider_of(name, job_id)
+        job = stored or provider.job(native_id, "running")
+        if job.done and job.status != "succeeded":
+            provider.result_of(job)  # raises what the job ended in
+        spec = self._model(provider, Target(name, job.model), _request_of(job))
+        with waits_until(deadline):
+            return await self._finish_job(provider, spec, job, deadline)
+
+    async def _landed(self, job_id: str, within: float = AFTER_PAYMENT_WAIT_S) -> None:
+        """Wait (briefly) for this process's write of ``job_id`` that may still be on its way in."""
+        pending = self._job_writes.get(job_id)
+        if pending is not None:
+            await asyncio.wait([pending], timeout=min(within, AFTER_PAYMENT_WAIT_S))
+
+    def _stored(self, job_id: str) -> Job | None:
+        """The job store's record of a job; a store that cannot be read counts as not knowing it
+        (the job id names its provider, which is asked instead)."""
+        try:
+            return self.jobs.get(job_id)
+        except StorageError as exc:
+            log.warning("imagegen: %s; asking the provider about job %s instead", exc.message, job_id)
+            return None
+
+    def _provider_of(self, name: str, job_id: str) -> Provider:
+        try:
+            return self.provider(name)
+        except UnknownProviderError:
+            raise JobNotFoundError(f"job {job_id!r}: no provider {name!r} is configured") from None
 
     async def cancel(self, job_id: str) -> Job:
         """Ask the provider to cancel a job (providers that cannot raise UnsupportedFeatureError)."""
@@ -383,3 +458,10 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _request_of(job: Job | None) -> ImageRequest:
+    """The request a job was made for (a stand-in when the job store never saw it)."""
+    if job is not None and job.request is not None:
+        return job.request
+    return ImageRequest(prompt="a request this job store never saw")

@@ -8,6 +8,7 @@ client on ``guarded_transport``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import importlib.util
@@ -17,7 +18,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -26,11 +27,16 @@ from urllib.parse import urljoin, urlsplit
 import httpcore
 import httpx
 
-from ._errors import InvalidResponseError, ProviderError, ProviderTimeoutError, ProviderUnavailableError
+from ._errors import (
+    InvalidResponseError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
 from ._models import Image
 
-__all__ = ["DownloadPolicy", "fetch_image", "guarded_transport", "parse_wait_hint", "read_json",
-           "retry_after_from_headers", "shared_ssl_context"]
+__all__ = ["CallScope", "DownloadPolicy", "call_scope", "current_scope", "fetch_image", "guarded_transport",
+           "parse_wait_hint", "read_json", "retry_after_from_headers", "shared_ssl_context"]
 
 
 @functools.cache
@@ -281,6 +287,37 @@ def guarded_transport(limits: httpx.Limits, *, backend: str | None = None) -> ht
     return transport
 
 
+@dataclass(frozen=True)
+class CallScope:
+    """What the call a provider is serving asks of output downloads, set by the client's pipeline.
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds every download in total, redirects and
+    slow bodies included. ``on_outputs(job_id, urls)`` is told, before anything is downloaded,
+    that the vendor finished job ``job_id`` with these outputs: the job is billed from then on,
+    and the pipeline records the charge and the job before a download can fail.
+    """
+
+    deadline: float | None = None
+    on_outputs: Callable[[str, list[str]], None] | None = None
+
+
+_CALL_SCOPE: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar("imagegen_call_scope", default=None)
+
+
+def current_scope() -> CallScope | None:
+    return _CALL_SCOPE.get()
+
+
+@contextlib.contextmanager
+def call_scope(scope: CallScope) -> Iterator[None]:
+    """Run the provider calls inside the block under ``scope`` (tasks they start inherit it)."""
+    token = _CALL_SCOPE.set(scope)
+    try:
+        yield
+    finally:
+        _CALL_SCOPE.reset(token)
+
+
 async def fetch_image(http: httpx.AsyncClient, url: str, *, provider: str,
                       policy: DownloadPolicy | None = None) -> Image:
     """Download one output image with address, size, redirect, time, type and decode checks.
@@ -288,13 +325,25 @@ async def fetch_image(http: httpx.AsyncClient, url: str, *, provider: str,
     Every hop's URL is checked first (``_check_url``), whatever the client's transport: an
     injected one (a test's, a proxy's) gets that check only. On a client built on
     ``guarded_transport``, the connection itself then goes only to an address that passed.
+    The whole download, redirects included, ends by ``policy.timeout_s`` or the call's
+    deadline, whichever comes first (``ProviderTimeoutError``).
     """
     policy = policy or DownloadPolicy()
+    scope = _CALL_SCOPE.get()
+    started = time.monotonic()
+    deadline = started + policy.timeout_s
+    if scope is not None and scope.deadline is not None:
+        deadline = min(deadline, scope.deadline)
     token = _DOWNLOAD_POLICY.set(policy)
     try:
-        return await _follow(http, url, provider, policy, time.monotonic() + policy.timeout_s)
+        # Total time, not per read: a server trickling a byte a second never trips a read timeout.
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            return await _follow(http, url, provider, policy, deadline)
     except _RefusedAddress as exc:
         raise _private_refusal(provider, exc.host) from None
+    except TimeoutError:
+        raise ProviderTimeoutError(f"downloading {provider} output took longer than {deadline - started:.3g} s "
+                                   "(the call's deadline or the download limit); refused", provider=provider) from None
     finally:
         _DOWNLOAD_POLICY.reset(token)
 

@@ -28,6 +28,7 @@ from ._blobs import BlobDir
 from ._claims import CLAIMS_SCHEMA, Claim, MemoryClaims, RedisClaims, SqliteClaims
 from ._models import Job
 from ._sqlite import ThreadConnections, Writer
+from ._storage import REDIS_TIMEOUT_S
 
 __all__ = ["JobStore", "MemoryJobStore", "RedisJobStore", "SqliteJobStore", "default_data_dir", "put_job"]
 
@@ -280,7 +281,8 @@ class RedisJobStore(RedisClaims):
         import redis  # the `redis` extra; imported only when configured
 
         # Any: redis-py types every reply as a union of all reply shapes (bytes | str | list...).
-        self._redis: Any = redis.Redis.from_url(url)
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
+                                                socket_connect_timeout=REDIS_TIMEOUT_S)
         self._prefix = prefix
 
     def put(self, job: Job) -> None:

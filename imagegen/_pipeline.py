@@ -15,31 +15,34 @@ import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._cache import Coalescer, cache_key, put_result
+from ._cache import Coalescer, cache_key
 from ._capabilities import ModelSpec
+from ._charges import ChargeLifecycle
 from ._claims import held_claim
 from ._errors import (
     AllProvidersFailedError,
     ConfigurationError,
     ImageGenError,
     InvalidRequestError,
-    InvalidResponseError,
     ProviderUnavailableError,
     RateLimitError,
+    StorageError,
 )
+from ._http import CallScope, call_scope
 from ._jobstore import put_job
-from ._models import Attempt, Cost, ImageRequest, ImageResult, Job, split_job_id
+from ._models import Attempt, Cost, ImageRequest, ImageResult, Job
 from ._resilience import RetryRecord, call_with_retries
 from ._routing import Plan, Target
+from ._sqlite import waits_until
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._cache import CacheBackend
     from ._config import Config
     from ._jobstore import JobStore
     from ._ledger import BudgetLimits, Ledger, RedisLedger
     from ._provider import Provider
     from ._ratelimit import RateLimiter
     from ._resilience import CircuitBreaker
+    from ._storage import CacheGuard
 
 __all__ = ["CallPipeline"]
 
@@ -56,12 +59,12 @@ def _split_n(n: int, per_call: int) -> list[int]:
     return [per_call] * (n // per_call) + ([n % per_call] if n % per_call else [])
 
 
-class CallPipeline:
+class CallPipeline(ChargeLifecycle):
     """The execution path shared by every public call of ``AsyncClient``."""
 
     config: Config
     jobs: JobStore
-    cache: CacheBackend | None
+    cache: CacheGuard | None
     ledger: Ledger | RedisLedger | None
     circuits: CircuitBreaker
     limiter: RateLimiter
@@ -89,17 +92,19 @@ class CallPipeline:
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("imagegen background write failed: %s", task.exception())
+        error = None if task.cancelled() else task.exception()
+        # Typed errors reach a caller (a shared call's) or a result's warnings (a store write's).
+        if error is not None and not isinstance(error, ImageGenError):
+            log.warning("imagegen background work failed: %s", error)
 
-    async def _write_cache(self, cache: CacheBackend, key: str, result: ImageResult) -> None:
+    async def _write_cache(self, cache: CacheGuard, key: str, result: ImageResult) -> None:
         try:
             # After the job store's record of the same result: its image files are then on disk,
             # and a disk cache links them rather than writing the bytes again.
             pending = self._job_writes.get(result.job_id or "")
             if pending is not None:
                 await asyncio.wait([pending])
-            await put_result(cache, key, result)
+            await cache.aput(key, result)  # a fault is logged, never raised: the caller has its result
         finally:
             self._cache_writes.pop(key, None)
 
@@ -127,6 +132,10 @@ class CallPipeline:
     async def _run(self, request: ImageRequest) -> ImageResult:
         started = time.monotonic()
         deadline = started + (request.timeout or DEFAULT_CALL_TIMEOUT_S)
+        with waits_until(deadline):  # no store is waited on past the call's deadline
+            return await self._run_keyed(request, started, deadline)
+
+    async def _run_keyed(self, request: ImageRequest, started: float, deadline: float) -> ImageResult:
         if request.idempotency_key is not None:
             # The caller's key may be in use by another process: hold it first (or wait for
             # that process's outcome), so the request is paid for once.
@@ -199,13 +208,9 @@ class CallPipeline:
         provider = self.provider(target.provider)
         spec = self._model(provider, target, request)
         try:
-            result = await self._guard(provider, provider.wait(job, deadline=deadline))
+            result = await self._finish_job(provider, spec, job, deadline)
         except ImageGenError:
             return None
-        cost = result.cost if not result.cost.estimated else provider.estimate(request, spec)
-        await self._remember(job.model_copy(update={"status": "succeeded", "result": result}), job)
-        await self._asettle(provider, spec, None, cost, result.job_id)
-        result = result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
         return result, ["the provider failed after accepting the job; imagegen waited for that job "
                         "instead of paying another provider"], spec
 
@@ -214,20 +219,22 @@ class CallPipeline:
         """Serve from the cache, share an identical call already running, or call the provider."""
         name = provider.instance_name
         cache = self.cache
-        if cache is None or not request.cache or {name, f"{name}/{spec.id}"} & set(self.config.cache.bypass):
+        if cache is None or not request.cache or {name, f"{name}/{spec.id}"} & set(self.config.cache.bypass) \
+                or _names_inputs_by_url(request):
             self._check_circuit(name)
             return await self._run_on(provider, spec, request, deadline, attempts)
         key = cache_key(request, provider=name, model=spec.id)
         fresh = self._cache_writes.get(key)  # written in the background right now
         hit: ImageResult | None
+        fault: str | None = None
         if fresh is not None:
             hit = _as_cache_hit(fresh)
-        elif getattr(cache, "blocking_get", True):
-            hit = await asyncio.to_thread(cache.get, key)  # a network round trip (Redis)
+        elif cache.blocking_get:
+            hit, fault = await asyncio.to_thread(cache.lookup, key)  # a network round trip (Redis)
         else:
             # On the loop: a local index lookup costs less than the hop to a worker thread, and
             # only a hit reads image files.
-            hit = cache.get(key)
+            hit, fault = cache.lookup(key)
         if hit is None:
             self._check_circuit(name)
             result, shared = await self._coalescer.run(
@@ -236,14 +243,18 @@ class CallPipeline:
                 # Written in the background: the caller has its images now, and a cache write is
                 # no reason to make it wait. Until the write lands, hits are served from memory;
                 # aclose() waits for writes still under way.
-                self._cache_writes[key] = result
-                self._in_background(self._write_cache(cache, key, result))
-                return result
+                if fault is None:
+                    self._cache_writes[key] = result
+                    self._in_background(self._write_cache(cache, key, result))
+                return _with_warning(result, fault)
             hit = _as_cache_hit(result)
         if self.ledger is not None:
-            await self.ledger.arecord(provider=name, model=spec.id, usd=0.0, credits=0.0, job_id=hit.job_id,
-                                      cached=True, estimated=False)
-        return hit
+            try:
+                await self.ledger.arecord(provider=name, model=spec.id, usd=0.0, credits=0.0, job_id=hit.job_id,
+                                          cached=True, estimated=False)
+            except StorageError as exc:  # a free hit: nothing to lose but the tally of hits
+                log.warning("imagegen could not record a cache hit in the ledger: %s", exc.message)
+        return _with_warning(hit, fault)
 
     def _check_circuit(self, name: str) -> None:
         if not self.circuits.allow(name):
@@ -295,63 +306,48 @@ class CallPipeline:
                 if isinstance(exc, RateLimitError) and exc.retry_after:
                     self.limiter.pause(name, exc.retry_after)
                 raise
+            except BaseException:
+                # Cancelled (or a bug): no verdict on the provider, but a half-open circuit's probe
+                # slot must be given back, or the circuit would stay open for good.
+                self.circuits.release(name)
+                raise
             self.circuits.record_success(name)
             return result
 
         return await call_with_retries(once, config=self.config.retry, deadline=deadline, on_retry=on_retry)
 
-    async def _resume(self, provider: Provider, request: ImageRequest, deadline: float) -> ImageResult | None:
+    async def _resume(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
+                      deadline: float) -> ImageResult | None:
         """Finish a job already submitted for this logical request instead of paying for it twice."""
         existing = self.jobs.find(request.idempotency_key) if request.idempotency_key else None
         if existing is None or existing.provider != provider.instance_name:
             return None
         if existing.status == "succeeded" and existing.result is not None:
-            return existing.result
-        if existing.status in ("queued", "running"):
-            return await self._guard(provider, provider.wait(existing, deadline=deadline))
+            return existing.result  # paid for and on record already
+        if existing.status in ("queued", "running", "succeeded"):  # succeeded: outputs still to fetch
+            return await self._finish_job(provider, spec, existing, deadline)
         return None  # failed or cancelled: a fresh submission is what the caller wants
 
     async def _call(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
                     deadline: float, *, retry: bool = False) -> ImageResult:
-        estimate = provider.estimate(request, spec)
+        """One provider call through the charge lifecycle (``imagegen._charges``)."""
+        fresh = not retry and (request.idempotency_key or "").partition(".")[0] in self._fresh_keys
+        resumed = None if fresh else await self._resume(provider, spec, request, deadline)
+        if resumed is not None:
+            return resumed
+        money = self._money(provider, spec, request)
+        await self._hold_budget(money, deadline)
+        method = provider.edit if request.operation == "edit" else provider.generate
+        with call_scope(CallScope(deadline, self._outputs_announced(money))):
+            try:
+                result = await self._guard(provider, method(request, spec, deadline=deadline,
+                                                            on_submit=lambda job: self._accept(money, job)))
+            except BaseException as exc:
+                result = await self._recovering(money, exc, deadline)
+            return await self._succeeded(money, result, deadline)
 
-        submitted: list[Job] = []
-
-        def on_submit(job: Job) -> None:
-            job = job.model_copy(update={"request": request, "model": spec.id})
-            if job.done:
-                # A synchronous provider's finished job: the caller gets its result now and the
-                # record lands in the background (status() and aclose() wait for it).
-                task = self._in_background(put_job(self.jobs, job))
-                self._job_writes[job.id] = task
-                task.add_done_callback(lambda done: self._job_writes.pop(job.id, None)
-                                       if self._job_writes.get(job.id) is done else None)
-            else:
-                self.jobs.put(job)  # before any waiting: a crash mid-wait must find it
-            submitted.append(job)
-
-        reservation = await self._areserve(provider, spec, estimate)
-        try:
-            fresh = not retry and (request.idempotency_key or "").partition(".")[0] in self._fresh_keys
-            result = None if fresh else await self._resume(provider, request, deadline)
-            if result is None:
-                method = provider.edit if request.operation == "edit" else provider.generate
-                result = await self._guard(provider, method(request, spec, deadline=deadline, on_submit=on_submit))
-        except BaseException as exc:
-            if _billed_without_answer(provider, exc):
-                await self._asettle(provider, spec, reservation, estimate, None)
-            elif reservation is not None:
-                await self.ledger.arelease(reservation)  # type: ignore[union-attr]
-            raise
-        recorded = submitted[-1] if submitted else None
-        if result.job_id and not (recorded is not None and recorded.done and recorded.result is not None):
-            # A synchronous provider's job was stored finished at submit; a polled one is stored
-            # again now with its result (the resume path has no submitted job: read it back).
-            done = provider.job(split_job_id(result.job_id)[1], "succeeded", result=result)
-            await self._remember(done, recorded or self.jobs.get(result.job_id))
-        cost = result.cost if not result.cost.estimated else estimate
-        await self._asettle(provider, spec, reservation, cost, result.job_id)
-        return result.model_copy(update={"provider": provider.instance_name, "model": spec.id, "cost": cost})
+    # The two helpers below serve the vendor batches (``_vendor_batch_calls``), which settle each
+    # member at the batch price themselves; every other call goes through ``imagegen._charges``.
 
     def _reserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
         """Hold the estimate against the budgets before any network call (raises BudgetExceededError).
@@ -392,15 +388,20 @@ def _charge(cost: Cost, job_id: str | None) -> dict[str, Any]:
             "estimated": cost.estimated}
 
 
+def _names_inputs_by_url(request: ImageRequest) -> bool:
+    """An input given as a URL may change behind it: such requests are not cached (nor shared),
+    since their key could only be the URL, and fetching the bytes to key them would cost a
+    download on every call."""
+    inputs = [*request.images, *([request.mask] if request.mask is not None else [])]
+    return any(image.data is None for image in inputs)
+
+
+def _with_warning(result: ImageResult, warning: str | None) -> ImageResult:
+    return result if warning is None else result.model_copy(update={"warnings": [*result.warnings, warning]})
+
+
 def _as_cache_hit(result: ImageResult) -> ImageResult:
     return result.model_copy(update={"cached": True, "cost": Cost(usd=0.0, credits=0.0, estimated=False)})
-
-
-def _billed_without_answer(provider: Provider, exc: BaseException) -> bool:
-    """A 2xx whose body was lost, from an API that bills it anyway: the money is gone."""
-    status = getattr(exc, "status_code", None)
-    return (provider.bills_unreadable_answers and isinstance(exc, InvalidResponseError)
-            and status is not None and 200 <= status < 300)
 
 
 def _failed_attempt(target: Target, exc: ImageGenError, duration: float, *, wait_s: float = 0.0) -> Attempt:

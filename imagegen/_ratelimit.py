@@ -111,9 +111,23 @@ class RateLimiter:
     async def slot(self, provider: str, *, requests_per_minute: float | None,
                    max_concurrency: int | None, deadline: float) -> AsyncIterator[None]:
         """Wait for a request slot (and a concurrency slot), then run the body."""
-        async with self._semaphore(provider, max_concurrency or DEFAULT_MAX_CONCURRENCY):
+        semaphore = self._semaphore(provider, max_concurrency or DEFAULT_MAX_CONCURRENCY)
+        try:  # a concurrency slot that frees only after the deadline is no slot: nothing is sent
+            if semaphore.locked():
+                await asyncio.wait_for(semaphore.acquire(), max(0.0, deadline - time.monotonic()))
+            else:
+                await semaphore.acquire()  # free now: no timer needed
+        except TimeoutError:
+            from ._errors import ProviderTimeoutError
+
+            raise ProviderTimeoutError(
+                f"{provider}: no concurrency slot (max_concurrency={max_concurrency or DEFAULT_MAX_CONCURRENCY}) "
+                "freed up before the call's deadline; nothing was sent", provider=provider) from None
+        try:
             await self._wait_for_rate(provider, requests_per_minute, deadline)
             yield
+        finally:
+            semaphore.release()
 
     def pause(self, provider: str, seconds: float) -> None:
         """The server said "wait": hold every call to ``provider`` for ``seconds``."""

@@ -5,6 +5,7 @@ Redis-backed variants import the `redis` extra only when configured.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ._blobs import BlobDir
@@ -12,8 +13,10 @@ from ._cache import CacheBackend, DiskCache, MemoryCache, RedisCache
 from ._config import Config
 from ._errors import ConfigurationError
 from ._jobstore import JobStore, MemoryJobStore, RedisJobStore, SqliteJobStore
+from ._journal import journal_for
 from ._ledger import BudgetLimits, Ledger, RedisLedger
 from ._ratelimit import RateLimiter, RedisWindow
+from ._storage import CacheGuard, cache_faults, describe_fault, guarded, translated
 
 __all__ = ["link_image_files", "make_cache", "make_job_store", "make_ledger", "make_limiter"]
 
@@ -29,34 +32,53 @@ def _path(value: str | None) -> Path | None:
 
 
 def make_job_store(config: Config) -> JobStore:
+    """The configured job store, every method of which raises ``StorageError`` for a storage fault."""
     jobs = config.jobs
     if jobs.backend == "memory":
-        return MemoryJobStore()
-    if jobs.backend == "redis":
-        return RedisJobStore(_redis_url("jobs", jobs.url))
-    return SqliteJobStore(_path(jobs.path))
+        return guarded(MemoryJobStore(), "job store")
+    with translated("job store", "be opened"):
+        if jobs.backend == "redis":
+            return guarded(RedisJobStore(_redis_url("jobs", jobs.url)), "job store")
+        return guarded(SqliteJobStore(_path(jobs.path)), "job store")
 
 
-def make_cache(config: Config) -> CacheBackend | None:
+def make_cache(config: Config) -> CacheGuard | None:
+    """The configured cache behind ``CacheGuard``: its faults are misses with a warning, and a cache
+    that cannot be opened (a corrupt index, a read-only directory) is one that always misses."""
     cache = config.cache
     if cache.backend == "off":
         return None
-    if cache.backend == "memory":
-        return MemoryCache(ttl_s=cache.ttl_s, max_bytes=cache.max_bytes)
-    if cache.backend == "redis":
-        return RedisCache(_redis_url("cache", cache.url), ttl_s=cache.ttl_s)
-    return DiskCache(_path(cache.path), ttl_s=cache.ttl_s, max_bytes=cache.max_bytes)
+    backend: CacheBackend
+    try:
+        if cache.backend == "memory":
+            backend = MemoryCache(ttl_s=cache.ttl_s, max_bytes=cache.max_bytes)
+        elif cache.backend == "redis":
+            backend = RedisCache(_redis_url("cache", cache.url), ttl_s=cache.ttl_s)
+        else:
+            backend = DiskCache(_path(cache.path), ttl_s=cache.ttl_s, max_bytes=cache.max_bytes)
+    except cache_faults() as exc:
+        broken = CacheGuard(None, broken=f"the cache cannot be opened ({describe_fault(exc)}); every call "
+                                         "is served without it. Delete the cache directory (or fix cache.path) "
+                                         "to rebuild it")
+        logging.getLogger("imagegen").warning("imagegen: %s", broken.broken)
+        return broken
+    return CacheGuard(backend)
 
 
 def make_ledger(config: Config) -> Ledger | RedisLedger | None:
+    """The configured ledger (guarded like the job store), with its charge journal replayed into it."""
     ledger = config.ledger
     if ledger.backend == "off":
         if BudgetLimits(**config.budget.model_dump()).windows(0.0):
             raise ConfigurationError("a budget needs the ledger: remove ledger.backend = \"off\"")
         return None
-    if ledger.backend == "redis":
-        return RedisLedger(_redis_url("ledger", ledger.url), prefix=ledger.key_prefix)
-    return Ledger(":memory:" if ledger.backend == "memory" else _path(ledger.path))
+    with translated("ledger", "be opened"):
+        if ledger.backend == "redis":
+            made: Ledger | RedisLedger = RedisLedger(_redis_url("ledger", ledger.url), prefix=ledger.key_prefix)
+        else:
+            made = Ledger(":memory:" if ledger.backend == "memory" else _path(ledger.path))
+    journal_for(made).replay(made)
+    return guarded(made, "ledger")
 
 
 def make_limiter(config: Config) -> RateLimiter:

@@ -8,6 +8,10 @@ Reads use the calling thread's own connection (in WAL mode a reader never waits 
 writer). Writes go to the store's ``Writer``: one thread per store and process that runs
 every write, many to a commit, so concurrent calls neither contend for SQLite's write lock
 nor block the event loop, and a busy moment costs one commit rather than one per write.
+
+A statement on a calling thread's connection (a read, an idempotency claim) waits for another
+process's lock 30 s at most, or less inside ``waits_until``: a call never waits on a store past
+its own deadline (the pipeline sets it).
 """
 
 from __future__ import annotations
@@ -15,22 +19,60 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
+import contextvars
 import os
 import queue
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["ThreadConnections", "Writer"]
+__all__ = ["ThreadConnections", "Writer", "wait_left", "waits_until"]
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 30.0
 #: Writes per transaction at most: a commit stays short even when thousands are queued.
 MAX_BATCH = 256
+
+
+#: (deadline as a ``time.monotonic()`` value or None, longest wait in seconds, share of the time
+#: left before the deadline) for the current task.
+_WAIT: contextvars.ContextVar[tuple[float | None, float, float]] = contextvars.ContextVar(
+    "imagegen_store_wait", default=(None, BUSY_TIMEOUT_S, 1.0))
+
+
+@contextlib.contextmanager
+def waits_until(deadline: float | None = None, *, cap: float = BUSY_TIMEOUT_S, share: float = 1.0) -> Iterator[None]:
+    """Statements inside (on threads started inside too) wait for a lock until ``deadline`` at
+    most, ``cap`` seconds at most, and ``share`` of the time left at most; nested blocks only
+    ever shorten the wait. Writes made by a store's ``Writer`` thread are not affected: the
+    caller bounds its wait for them instead."""
+    outer_deadline, outer_cap, outer_share = _WAIT.get()
+    if outer_deadline is not None and (deadline is None or outer_deadline < deadline):
+        deadline = outer_deadline
+    token = _WAIT.set((deadline, min(cap, outer_cap), min(share, outer_share)))
+    try:
+        yield
+    finally:
+        _WAIT.reset(token)
+
+
+def wait_left() -> float | None:
+    """Seconds the current task may still wait on a store, or None when nothing bounds it."""
+    deadline, cap, share = _WAIT.get()
+    if deadline is None:
+        return None if cap >= BUSY_TIMEOUT_S else cap
+    return max(0.0, min(cap, share * (deadline - time.monotonic())))
+
+
+def _busy_ms() -> int:
+    deadline, cap, share = _WAIT.get()
+    wait = cap if deadline is None else min(cap, share * (deadline - time.monotonic()))
+    return max(50, int(wait * 4) * 250)  # in quarter seconds: the pragma is set only when it changes
 
 
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -62,6 +104,11 @@ class ThreadConnections:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = connect(self.path)
+            self._local.busy_ms = int(BUSY_TIMEOUT_S * 1000)
+        busy = _busy_ms()
+        if busy != self._local.busy_ms:  # rarely: only inside a call whose deadline is near
+            conn.execute(f"PRAGMA busy_timeout = {busy}")
+            self._local.busy_ms = busy
         return conn
 
 

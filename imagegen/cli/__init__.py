@@ -212,13 +212,17 @@ def estimate(prompt: Annotated[str | None, typer.Argument()] = None, provider: P
 def _show_result(result: Any, out: Path, as_json: bool) -> None:
     from .._vendor_batch import BatchResult
 
-    if as_json:
-        payload = result_payload(result, out)
-        if isinstance(result, BatchResult):  # a vendor batch's wait: every member's outcome too
-            payload["members"] = [m.model_dump(mode="json", exclude={"result", "reservation"}) for m in result.members]
-        emit(payload)
-    else:
-        print_result(result, out)
+    try:
+        if as_json:
+            payload = result_payload(result, out)
+            if isinstance(result, BatchResult):  # a vendor batch's wait: every member's outcome too
+                payload["members"] = [m.model_dump(mode="json", exclude={"result", "reservation"})
+                                      for m in result.members]
+            emit(payload)
+        else:
+            print_result(result, out)
+    except StorageError as exc:  # the images could not be written: the paid job is named in the error
+        raise fail(exc, as_json) from None
 
 
 def _register_more() -> None:

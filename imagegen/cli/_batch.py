@@ -1,15 +1,14 @@
 """``imagegen batch`` and ``imagegen jobs``.
 
 A batch writes one JSON line per finished prompt to ``<out>/batch.jsonl`` as results
-arrive. Run the same command again after an interruption and it skips what already
-succeeded; every prompt carries an idempotency key derived from the prompts file and
-its line, so a job that was submitted but not finished is resumed from the job store
-instead of being paid for twice.
+arrive. Run the same command again after an interruption, or after editing the prompts file,
+and it does exactly the new work: every line carries an idempotency key derived from what it
+asks for (``_resume``), so a line finished before is skipped, a job submitted but not
+finished is resumed from the job store, and two batches on one file pay once per prompt.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
-from .._errors import ImageGenError, InvalidRequestError
-from .._models import ImageRequest, ImageResult
+from .._errors import ImageGenError, InvalidRequestError, StorageError
+from .._models import ImageResult
+from .._storage import describe_fault
 from . import (
     EXIT_PROVIDER,
     ConfigOpt,
@@ -32,6 +32,7 @@ from . import (
     make_client,
 )
 from ._output import emit, save_images
+from ._resume import BatchItem, finished_keys, keyed_items
 
 RESULTS_NAME = "batch.jsonl"
 
@@ -45,7 +46,8 @@ def read_prompts(path: Path) -> list[str]:
 
 
 def finished_lines(results: Path) -> dict[int, dict[str, Any]]:
-    """Indexes already done in an earlier run (the last line for an index wins)."""
+    """Indexes already done in an earlier run (the last line for an index wins); the vendor-batch
+    path resumes by these (the standard path by content keys, ``_resume``)."""
     done: dict[int, dict[str, Any]] = {}
     if results.exists():
         for line in results.read_text(encoding="utf-8").splitlines():
@@ -53,13 +55,9 @@ def finished_lines(results: Path) -> dict[int, dict[str, Any]]:
                 record = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a crash
-            done[record["index"]] = record
+            if isinstance(record.get("index"), int):
+                done[record["index"]] = record
     return {i: r for i, r in done.items() if r.get("status") == "succeeded"}
-
-
-def batch_key(prompts_file: Path, index: int, prompt: str) -> str:
-    digest = hashlib.sha256(f"{prompts_file.resolve()}\n{index}\n{prompt}".encode()).hexdigest()
-    return f"batch-{digest[:24]}"
 
 
 @app.command()
@@ -90,23 +88,27 @@ def batch(prompts: Path,
                                watch=watch, as_json=as_json, config=config)
     try:
         lines = read_prompts(prompts)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the output directory {out} ({describe_fault(exc)})",
+                               store="output directory") from None
         results = out / RESULTS_NAME
-        done = finished_lines(results)
         fields = {k: v for k, v in {"provider": provider, "size": size, "aspect_ratio": aspect_ratio}.items() if v}
         if vendor_batch:
             from ._vendor_batch import run_vendor_batch
 
-            return run_vendor_batch(prompts, lines, done, fields, out, results, wait=wait, timeout=wait_timeout,
-                                    as_json=as_json, config=config)
-        pending = [(i, p) for i, p in enumerate(lines) if i not in done]
-        requests = [ImageRequest.build(prompt=p, idempotency_key=batch_key(prompts, i, p), **fields)
-                    for i, p in pending]
+            return run_vendor_batch(prompts, lines, finished_lines(results), fields, out, results, wait=wait,
+                                    timeout=wait_timeout, as_json=as_json, config=config)
+        items = keyed_items(lines, fields)
+        finished = finished_keys(results, items)
+        pending = [item for item in items if item.key not in finished]
+        done = len(items) - len(pending)
         with make_client(config) as client:
-            counts = _run_batch(client, pending, requests, concurrency, out, results, as_json)
+            counts = _run_batch(client, pending, concurrency, out, results, as_json)
     except ImageGenError as exc:
         raise fail(exc, as_json) from None
-    summary = {"total": len(lines), "skipped": len(done), **counts, "results_file": str(results)}
+    summary = {"total": len(lines), "skipped": done, **counts, "results_file": str(results)}
     if as_json:
         emit(summary)
     else:
@@ -116,30 +118,35 @@ def batch(prompts: Path,
         raise typer.Exit(EXIT_PROVIDER)
 
 
-def _run_batch(client: Any, pending: list[tuple[int, str]], requests: list[ImageRequest], concurrency: int,
-               out: Path, results: Path, quiet: bool) -> dict[str, int]:
+def _run_batch(client: Any, pending: list[BatchItem], concurrency: int, out: Path, results: Path,
+               quiet: bool) -> dict[str, int]:
     from rich.progress import Progress
 
     counts = {"succeeded": 0, "failed": 0}
     lock = threading.Lock()
     with Progress(disable=quiet, transient=False) as progress, results.open("a", encoding="utf-8") as sink:
-        task = progress.add_task("generating", total=len(requests))
+        task = progress.add_task("generating", total=len(pending))
 
         def record(position: int, outcome: ImageResult | ImageGenError) -> None:
-            index, prompt = pending[position]
-            line: dict[str, Any] = {"index": index, "prompt": prompt}
+            item = pending[position]
+            line: dict[str, Any] = {"index": item.index, "prompt": item.prompt, "key": item.key}
+            if not isinstance(outcome, ImageGenError):
+                try:
+                    line.update(status="succeeded", job_id=outcome.job_id, provider=outcome.provider,
+                                cost_usd=outcome.cost.usd, images=save_images(outcome, out))
+                    if outcome.warnings:  # e.g. a store that failed after the call was paid
+                        line["warnings"] = outcome.warnings
+                except ImageGenError as exc:  # not written: a re-run fetches the paid job again
+                    outcome = exc
             if isinstance(outcome, ImageGenError):
                 line.update(status="failed", error=outcome.to_dict())
-            else:
-                line.update(status="succeeded", job_id=outcome.job_id, provider=outcome.provider,
-                            cost_usd=outcome.cost.usd, images=save_images(outcome, out))
             with lock:
                 sink.write(json.dumps(line) + "\n")
                 sink.flush()
                 counts[line["status"]] += 1
                 progress.advance(task)
 
-        client.generate_many(requests, concurrency=concurrency, on_result=record)
+        client.generate_many([item.request for item in pending], concurrency=concurrency, on_result=record)
     return counts
 
 

@@ -16,12 +16,23 @@ def emit(payload: dict[str, Any]) -> None:
 
 
 def save_images(result: ImageResult, out: Path) -> list[dict[str, Any]]:
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the images into ``out``; a disk that refuses is a ``StorageError`` naming the job to
+    fetch them again from (``imagegen wait JOB --out DIR``), never a traceback."""
     rows = []
-    for image in result.images:
-        path = image.save(out)
-        rows.append({"path": str(path), "mime_type": image.mime_type, "width": image.width,
-                     "height": image.height, "sha256": image.sha256, "url": image.url})
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for image in result.images:
+            path = image.save(out)
+            rows.append({"path": str(path), "mime_type": image.mime_type, "width": image.width,
+                         "height": image.height, "sha256": image.sha256, "url": image.url})
+    except OSError as exc:
+        from .._errors import StorageError
+        from .._storage import describe_fault
+
+        again = f"; `imagegen wait {result.job_id} --out OTHER_DIR` writes them without paying again" \
+            if result.job_id else ""
+        raise StorageError(f"the images could not be written to {out} ({describe_fault(exc)}){again}",
+                           store="output directory") from exc
     return rows
 
 

@@ -187,5 +187,5 @@ def test_the_ledger_charges_a_job_once_and_finds_it_by_index(tmp_path):
     entries = ledger.entries()
     assert [(e.usd, e.cached) for e in entries] == [(0.5, False), (0.0, True), (0.0, True)]
     # Looked up on every charge: a scan would grow with the ledger (10 ms at 100k rows).
-    plan = " ".join(str(row) for row in ledger._db().execute(f"EXPLAIN QUERY PLAN {_CHARGED}", ("p:1",)))
+    plan = " ".join(str(row) for row in ledger._db().execute(f"EXPLAIN QUERY PLAN {_CHARGED}", ("p:1", None)))
     assert "USING INDEX ledger_job" in plan

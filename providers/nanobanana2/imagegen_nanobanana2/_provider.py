@@ -15,7 +15,6 @@ polled job is resumed by its idempotency key rather than submitted again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from functools import cache
 from importlib.resources import files
@@ -51,7 +50,8 @@ from imagegen import (
     Usage,
 )
 from imagegen._capabilities import load_models
-from imagegen._http import describe_body, fetch_image, parse_wait_hint, read_json, retry_after_from_headers
+from imagegen._http import describe_body, parse_wait_hint, read_json, retry_after_from_headers
+from imagegen._outputs import fetch_outputs
 
 from ._requests import build_call, check_options, wants_credit_check
 from ._webhooks import parse_webhook
@@ -206,10 +206,9 @@ class NanoBanana2Provider(Provider):
         return self.job(generation.id, status, **fields)
 
     async def _result_of(self, generation: Generation, spec: ModelSpec) -> ImageResult:
-        policy = self.download_policy()
-        images = await asyncio.gather(*(
-            fetch_image(self.http, output.url, provider=self.instance_name, policy=policy)
-            for output in generation.outputs))
+        images = await fetch_outputs(self.http, [output.url for output in generation.outputs],
+                                     provider=self.instance_name, job_id=self.job(generation.id, "succeeded").id,
+                                     policy=self.download_policy())
         metadata = generation.metadata()
         metadata["native_id"] = generation.id
         if generation.created_at is not None:

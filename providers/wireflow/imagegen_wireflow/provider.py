@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 import uuid
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urljoin, urlsplit
@@ -52,8 +53,9 @@ from imagegen import (
     RateLimitError,
     Usage,
 )
-from imagegen._http import describe_body, fetch_image
+from imagegen._http import current_scope, describe_body
 from imagegen._models import make_job_id
+from imagegen._outputs import fetch_outputs
 from imagegen._provider import AdaptivePollSchedule
 
 from ._catalog import load_catalog, model_specs
@@ -288,8 +290,8 @@ class WireflowProvider(Provider):
             raise NoImageReturnedError(
                 f"{self.instance_name}: execution {native_id} completed without an image URL",
                 provider=self.instance_name, text="\n".join(state.texts) or None)
-        images = await asyncio.gather(*(fetch_image(self.http, url, provider=self.instance_name,
-                                                    policy=self.download_policy()) for url in state.urls))
+        images = await fetch_outputs(self.http, state.urls, provider=self.instance_name,
+                                     job_id=make_job_id(self.instance_name, native_id), policy=self.download_policy())
         credits = state.credits
         cost = (Cost(credits=credits, usd=round(credits * load_catalog().usd_per_credit, 9), estimated=False)
                 if credits is not None else Cost(estimated=True))
@@ -337,13 +339,20 @@ class WireflowProvider(Provider):
     async def _send(self, method: str, path: str, *, json: Any, files: Any, headers: dict[str, str] | None,
                     kind: str, auth: bool) -> Any:
         limiter = self.limits[kind]
+        max_wait = self.settings.max_rate_wait_s
+        scope = current_scope()
+        if scope is not None and scope.deadline is not None:  # never wait for a slot past the call's deadline
+            max_wait = min(max_wait, scope.deadline - time.monotonic())
         try:
-            await limiter.acquire(max_wait=self.settings.max_rate_wait_s)
-        except RateLimitTooLong as exc:
+            async with asyncio.timeout(max(0.0, max_wait) + 0.05):  # waiting behind other calls counts too
+                await limiter.acquire(max_wait=max(0.0, max_wait))
+        except (RateLimitTooLong, TimeoutError) as exc:
+            wait = exc.wait if isinstance(exc, RateLimitTooLong) else limiter.next_slot()
             raise RateLimitError(
-                f"{self.instance_name}: the {kind} rate limit has no free slot for {exc.wait:.0f} s; "
-                "slow down or raise executions_per_minute/plan in the config",
-                provider=self.instance_name, retry_after=exc.wait) from None
+                f"{self.instance_name}: the {kind} rate limit has no free slot for {wait:.0f} s, past the "
+                f"call's deadline or max_rate_wait_s; nothing was sent. Slow down, give the call more time, "
+                "or raise executions_per_minute/plan in the config",
+                provider=self.instance_name, retry_after=wait) from None
         url = self.base_url + path
         sent_headers = dict(headers or {})
         if auth and self.api_key is not None:

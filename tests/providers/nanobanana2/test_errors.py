@@ -17,6 +17,7 @@ from imagegen import (
     InvalidRequestError,
     InvalidResponseError,
     NotFoundError,
+    OutputUnavailableError,
     PermissionDeniedError,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -169,9 +170,14 @@ def test_read_timeout_is_provider_timeout(start):
 
 
 def test_download_failure_is_typed(start):
-    emulator, _, exc = run(start, faults=script(Fault("server_error"), path=r"^/files/"),
+    # One 5xx is tried again; a download that keeps failing is a billed job's missing output.
+    emulator, result, _ = run(start, faults=script(Fault("server_error"), path=r"^/files/"),
+                              settings={"max_retries": 0})
+    assert result is not None and emulator.counters.faults == {"server_error": 1}
+    emulator, _, exc = run(start, faults=script(*[Fault("server_error")] * 3, path=r"^/files/"),
                            settings={"max_retries": 0})
-    assert isinstance(exc, ProviderUnavailableError) and "downloading" in exc.message
+    assert isinstance(exc, OutputUnavailableError) and "downloading" in exc.message
+    assert exc.job_id == f"nanobanana2:{emulator.counters.charges[0]['ref']}" and len(exc.urls) == 1
 
 
 @pytest.fixture
