@@ -8,8 +8,9 @@
 2. **send**;
 3. **accepted**: the moment the vendor has taken billable work -- a submit answered, a
    synchronous answer received, a finished job's outputs announced (``CallScope.on_outputs``)
-   -- the job goes into the job store and the charge into the ledger, at the estimate, before
-   any download, decode, cache or result write that could fail;
+   -- the job's write and the charge's (at the estimate) are queued on the stores (their writer
+   threads take them in that order), before any download, decode, cache or result write that
+   could fail; the call waits for them before it returns;
 4. **outputs fetched and fully decoded** (``imagegen._outputs``);
 5. **settled**: the charge becomes the cost the vendor reported, and the finished job (with its
    images) is stored.
@@ -92,8 +93,6 @@ class CallMoney:
     accepted: dict[str, Job] = field(default_factory=dict)
     #: job id -> (usd, estimated) last written for it, so an unchanged charge is not written again.
     recorded: dict[str | None, tuple[float, bool]] = field(default_factory=dict)
-    #: job id -> the last write of that job queued (its images' write is what a cache write waits for).
-    writes: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     pending: list[_Pending] = field(default_factory=list)
     #: The last ledger write queued, for stores without a writer thread (their writes run in order).
     last_ledger_write: asyncio.Future[Any] | None = None
@@ -184,7 +183,7 @@ class ChargeLifecycle:
             money.warnings.append(_unstored(job.id, exc))
             return
         self._in_background(_quietly(written))  # aclose() waits for it too
-        money.writes[job.id] = self._job_writes[job.id] = written
+        self._job_writes[job.id] = written  # a cache write of the same images waits for it (hard links)
         written.add_done_callback(lambda done: self._job_writes.pop(job.id, None)
                                   if self._job_writes.get(job.id) is done else None)
         money.pending.append(_Pending(written, lambda fault: money.warnings.append(_unstored(job.id, fault))))
