@@ -59,6 +59,16 @@ Reading it:
   in the ledger so budgets see the money (the ledger total then matches "emulator charges, all").
 - The client total is the ledger's when the ledger is configured, else the sum of result.cost;
   both are shown and both equal the emulators' charges for the results.
+- *Output downloads* fail too (5xx, HTML pages, truncated images, stalls on the emulators'
+  /files/ routes): those jobs are billed, so the client never submits them again. Most recover
+  by the client's own retries; the rest end in OutputUnavailableError and are *fetched after
+  the run by wait(job_id)*, without a new charge: they count as results for the books.
+- *Store write locks*: the ledger's and the job store's write locks are held away from the
+  client in turns (4 s on, 3 s off). A paid call waits 2 s for a store at most; past that its
+  result comes back with a warning and its charge goes to the journal, which the next client
+  replays into the ledger (the ledger total above is read after that replay).
+- *Ledger - emulator charges, all*: the only difference is the Gemini answers cut in transit,
+  which the ledger holds at their estimate (the vendor bills by tokens, counted in the lost answer).
 """
 
 #: The issue's mix; the rest of the requests pass. ``timeout`` stalls past the provider timeout.
@@ -151,7 +161,7 @@ class SoakReport:
         ]
 
 
-def _emulators(rates: dict[str, float], seed: int, output_rates: dict[str, float]) -> dict[str, Any]:
+def _emulators(rates: dict[str, float], seed: int, output_rates: dict[str, float], requests: int) -> dict[str, Any]:
     from imagegen_gemini.emulator import create_emulator as gemini
     from imagegen_nanobanana2.emulator import create_emulator as nb2
     from imagegen_wireflow.emulator import create_emulator as wireflow
@@ -168,13 +178,19 @@ def _emulators(rates: dict[str, float], seed: int, output_rates: dict[str, float
         return LatencyModel(base=base, jitter=0.5, seed=seed)
 
     # CountedFaults: a plan (as the emulators take) that also counts what it picked for /files/.
-    return {
+    emulators = {
         "gemini": gemini(faults=CountedFaults(plan(1)), latency=latency(0.02), image_scale=0.02),
         "nb2": nb2(faults=CountedFaults(plan(2)), latency=latency(0.02), mode="async", ticks=2,
                    image_scale=0.02, initial_credits=1e9),
         "wireflow": wireflow(faults=CountedFaults(plan(3)), latency=latency(0.05),
                              output_max_side=32, executions_per_minute=1e9, requests_per_minute=1e9),
     }
+    for emulator in emulators.values():
+        # Outputs stay fetchable for the whole run (by default an emulator forgets all but its last
+        # 256 files, as a vendor's signed URLs expire): a job whose images could not be fetched
+        # during the run is fetched afterwards, as a user would within the vendor's retention.
+        emulator.max_files = requests * 4
+    return emulators
 
 
 def soak_config(servers: dict[str, LoopbackServer], store: Path) -> dict[str, Any]:
@@ -218,7 +234,7 @@ def run_soak(requests: int, *, concurrency: int = 20, seed: int = 1, rates: dict
     """Run the soak and reconcile the books; see the module docstring."""
     rates = FAULT_RATES if rates is None else rates
     output_rates = OUTPUT_FAULT_RATES if output_rates is None else output_rates
-    emulators = _emulators(rates, seed, output_rates)
+    emulators = _emulators(rates, seed, output_rates, requests)
     with tempfile.TemporaryDirectory() as tmp, running(emulators) as servers:
         store, config = Path(tmp), soak_config(servers, Path(tmp))
         locks = StoreLocks([store / "ledger.sqlite3", store / "jobs.sqlite3"])
@@ -324,11 +340,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.write:
         command = "python -m benchmarks.soak " + " ".join(sys.argv[1:] if argv is None else argv)
         mix = ", ".join(f"{k} {v:.0%}" for k, v in FAULT_RATES.items())
+        out_mix = ", ".join(f"{k} {v:.0%}" for k, v in OUTPUT_FAULT_RATES.items())
         RESULTS.write_text(
             "# Fault soak\n\n"
             f"{args.requests} requests at concurrency {args.concurrency} through three-provider routes taking "
             "turns (gemini -> nb2 -> wireflow and its two rotations; nb2 is nanobanana2 with async jobs), "
-            f"every emulator on loopback injecting per call: {mix} "
+            f"every emulator on loopback injecting per call: {mix} (output downloads: {out_mix}; the ledger and "
+            "the job store write-locked in turns, 4 s on, 3 s off) "
             f"(429s hint {RETRY_AFTER_S} s; timeouts stall {STALL_S} s past provider timeouts of "
             f"{', '.join(f'{k} {v} s' for k, v in TIMEOUTS.items())}). Baseline: the same run with no faults.\n\n"
             f"Command: `{command.strip()}`\n\n{text}\n{NOTES}")
