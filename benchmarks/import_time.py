@@ -1,10 +1,17 @@
-"""Cold import time and resident memory of ``import imagegen`` (and optional peers).
+"""Cold start-up: ``import imagegen`` and the ``imagegen`` command, against their references.
 
-Each round starts fresh interpreters for every subject, in turn, so machine noise hits all
-subjects alike; medians over the rounds are reported, time as a ratio to ``python -c pass``
-and peak RSS (``ru_maxrss`` of the interpreter after the import) next to it.
-``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set so ``import litellm`` does not fetch its price
-map from the internet (``pip install litellm`` to compare with it; it is not a dependency).
+Each round starts a fresh interpreter for every subject, in a shuffled order, so machine noise
+hits all subjects alike; medians over the rounds are reported, as ratios to ``python -c pass``
+and to the subject's reference, with the peak RSS of the interpreter next to them:
+
+- the library (``import imagegen``, ``from imagegen import Client``, which loads every public
+  name) against ``import httpx, pydantic``, the two libraries it is built on (bar: 1.5x);
+- the command (``imagegen --help``, ``imagegen --version``, an argument error) against
+  ``python -c "import typer"`` (bar: 2.5x; a bare Typer app with rich help is ~2.1x);
+- ``imagegen providers --json`` (discovers the plugins) for information.
+
+``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set so ``import litellm`` does not fetch its price map
+from the internet (``pip install litellm`` to compare with it; it is not a dependency).
 
     python -m benchmarks.import_time --rounds 15 [--with google.genai,litellm] [--write]
 """
@@ -14,6 +21,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,55 +31,110 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "import_time.md"
 
-
-_RSS = "; import resource, sys; sys.stdout.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))"
-
-
-def cold_import(statement: str) -> tuple[float, float]:
-    """Seconds for a fresh interpreter to run ``statement``, and its peak RSS in MB."""
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", statement + _RSS], check=True, capture_output=True, text=True,
-                          env=env)
-    elapsed = time.perf_counter() - start
-    return elapsed, int(proc.stdout.strip() or 0) / 1024
+_RSS = "import resource, sys; sys.stderr.write('\\nrss=' + str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))"
+_LIBRARY_BAR, _CLI_BAR = 1.5, 2.5
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--with", dest="others", default="", help="comma-separated modules to compare too")
-    parser.add_argument("--write", action="store_true", help=f"write the table to {RESULTS}")
-    args = parser.parse_args(argv)
+def _python(statement: str) -> list[str]:
+    return [sys.executable, "-c", f"{statement}\n{_RSS}"]
 
-    subjects = {"python -c pass": "pass", "import imagegen": "import imagegen"}
-    for module in filter(None, args.others.split(",")):
+
+def _command(*args: str) -> list[str]:
+    """The ``imagegen`` console script as a user runs it, with the RSS report added at exit."""
+    script = Path(sys.executable).with_name("imagegen")
+    entry = f"import atexit; atexit.register(lambda: exec({_RSS!r}))\n"
+    if script.is_file() or shutil.which("imagegen"):
+        code = (entry + "import sys; from imagegen.cli import main; sys.argv[0] = 'imagegen'; main()")
+        return [sys.executable, "-c", code, *args]
+    raise SystemExit("the imagegen command is not installed (pip install -e .)")
+
+
+def subjects(others: list[str]) -> dict[str, tuple[list[str], str | None]]:
+    """name -> (argv, the reference it is compared with)."""
+    found: dict[str, tuple[list[str], str | None]] = {
+        "python -c pass": (_python("pass"), None),
+        "import httpx, pydantic": (_python("import httpx, pydantic"), None),
+        "import imagegen": (_python("import imagegen"), "import httpx, pydantic"),
+        "from imagegen import Client": (_python("from imagegen import Client"), "import httpx, pydantic"),
+        "import typer": (_python("import typer"), None),
+        "imagegen --help": (_command("--help"), "import typer"),
+        "imagegen --version": (_command("--version"), "import typer"),
+        "imagegen generate (no prompt)": (_command("generate"), "import typer"),
+        "imagegen providers --json": (_command("providers", "--json"), "import typer"),
+    }
+    for module in others:
         if importlib.util.find_spec(module.split(".")[0]) is None:
             print(f"skipping {module}: not installed", file=sys.stderr)
             continue
-        subjects[f"import {module}"] = f"import {module}"
-    samples: dict[str, list[float]] = {name: [] for name in subjects}
-    rss: dict[str, list[float]] = {name: [] for name in subjects}
-    for _ in range(args.rounds):
-        for name, statement in subjects.items():
-            seconds, megabytes = cold_import(statement)
+        found[f"import {module}"] = (_python(f"import {module}"), "import httpx, pydantic")
+    return found
+
+
+def cold_run(argv: list[str]) -> tuple[float, float]:
+    """Seconds for a fresh interpreter to run ``argv``, and its peak RSS in MB."""
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "80"}
+    start = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    rss = proc.stderr.rsplit("rss=", 1)
+    if len(rss) != 2:
+        raise SystemExit(f"{argv} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return elapsed, int(rss[1].strip() or 0) / 1024
+
+
+def measure(table: dict[str, tuple[list[str], str | None]], rounds: int) -> tuple[dict, dict]:
+    samples: dict[str, list[float]] = {name: [] for name in table}
+    rss: dict[str, list[float]] = {name: [] for name in table}
+    names = list(table)
+    for name in names:  # warm the file cache (and .pyc files) once, unmeasured
+        cold_run(table[name][0])
+    for _ in range(rounds):
+        random.shuffle(names)
+        for name in names:
+            seconds, megabytes = cold_run(table[name][0])
             samples[name].append(seconds)
             rss[name].append(megabytes)
+    return samples, rss
 
-    baseline = statistics.median(samples["python -c pass"])
-    heaviest = max(statistics.median(v) for v in samples.values())
-    lines = ["| subject | median s | ratio to `python -c pass` | ratio to the slowest | peak RSS MB |",
-             "|---|---:|---:|---:|---:|"]
-    for name, values in samples.items():
-        median = statistics.median(values)
-        lines.append(f"| `{name}` | {median:.3f} | {median / baseline:.2f} | {median / heaviest:.2f} | "
+
+def render(table: dict[str, tuple[list[str], str | None]], samples: dict, rss: dict) -> str:
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    baseline = medians["python -c pass"]
+    lines = ["| subject | median s | x `python -c pass` | reference | x reference | bar | peak RSS MB |",
+             "|---|---:|---:|---|---:|---:|---:|"]
+    for name, (_, reference) in table.items():
+        ratio = bar = ""
+        if reference is not None:
+            ratio = f"{medians[name] / medians[reference]:.2f}"
+            limit = _CLI_BAR if reference == "import typer" else _LIBRARY_BAR
+            if name.startswith(("import imagegen", "from imagegen", "imagegen --", "imagegen generate")):
+                bar = f"{'<=' if medians[name] / medians[reference] <= limit else 'OVER'} {limit}"
+        lines.append(f"| `{name}` | {medians[name]:.3f} | {medians[name] / baseline:.2f} | "
+                     f"{f'`{reference}`' if reference else ''} | {ratio} | {bar} | "
                      f"{statistics.median(rss[name]):.0f} |")
-    table = "\n".join(lines)
-    print(table)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--with", dest="others", default="", help="comma-separated modules to compare too")
+    parser.add_argument("--write", action="store_true", help=f"write the table to {RESULTS}")
+    parser.add_argument("--label", default="", help="a line saying what was measured (e.g. 'before: <commit>')")
+    args = parser.parse_args(argv)
+
+    table = subjects([m for m in args.others.split(",") if m])
+    samples, rss = measure(table, args.rounds)
+    text = render(table, samples, rss)
+    print(text)
     if args.write:
         command = "python -m benchmarks.import_time " + " ".join(argv if argv is not None else sys.argv[1:])
-        RESULTS.write_text(f"# Cold import time\n\nCommand: `{command.strip()}` ({args.rounds} rounds, "
-                           f"Python {sys.version.split()[0]}, 2 cores)\n\n{table}\n")
+        load = os.getloadavg()[0]
+        RESULTS.write_text(
+            f"# Cold start-up: `import imagegen` and the `imagegen` command\n\n"
+            f"Command: `{command.strip()}` ({args.rounds} rounds, subjects shuffled in each round; "
+            f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {load:.1f} when it ended)"
+            f"{' - ' + args.label if args.label else ''}\n\n{text}\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -4,50 +4,57 @@
     res = Client().generate("a coastal villa at golden hour", provider="gemini")
     res.images[0].save("villa.png")
 
-Importing this package is cheap: plugins, provider SDKs, Pillow, the emulator kit
-and the CLI load on first use.
+``import imagegen`` itself loads nothing else: the public names below load together on first
+use (``from imagegen import Client`` loads them all), so the ``imagegen`` command starts
+without importing the client, and plugins, provider SDKs, Pillow, the emulator kit and the
+CLI load only when they are used. A new public name goes in the ``TYPE_CHECKING`` imports
+(for type checkers) and in ``__all__``; its module in ``_MODULES`` if it is a new one.
 """
 
-from ._capabilities import ModelSpec, Price
-from ._client import AsyncClient
-from ._config import Config, load_config
-from ._errors import (
-    AllProvidersFailedError,
-    AuthenticationError,
-    BudgetExceededError,
-    ConfigurationError,
-    ContentPolicyError,
-    IdempotencyConflictError,
-    ImageGenError,
-    InsufficientCreditsError,
-    InvalidImageError,
-    InvalidRequestError,
-    InvalidResponseError,
-    JobFailedError,
-    JobNotFoundError,
-    JobTimeoutError,
-    MissingCredentialsError,
-    NoImageReturnedError,
-    NotFoundError,
-    OutputUnavailableError,
-    PermissionDeniedError,
-    ProviderError,
-    ProviderTimeoutError,
-    ProviderUnavailableError,
-    RateLimitError,
-    StorageError,
-    UnknownProviderError,
-    UnsupportedFeatureError,
-)
-from ._models import Attempt, Cost, Image, ImageRequest, ImageResult, InputImage, Job, JobStatus, Usage
-from ._options import ImageInput, ImageOptions, RequestOptions
-from ._plugins import hookimpl
-from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSettings
-from ._sessions import AsyncSession, Session, SessionTurn
-from ._streaming import PartialImage
-from ._sync import Client
-from ._vendor_batch import BatchEstimate, BatchJob, BatchMember, BatchResult
+import typing
+
 from ._version import __version__ as __version__
+
+if typing.TYPE_CHECKING:
+    from ._capabilities import ModelSpec, Price
+    from ._client import AsyncClient
+    from ._config import Config, load_config
+    from ._errors import (
+        AllProvidersFailedError,
+        AuthenticationError,
+        BudgetExceededError,
+        ConfigurationError,
+        ContentPolicyError,
+        IdempotencyConflictError,
+        ImageGenError,
+        InsufficientCreditsError,
+        InvalidImageError,
+        InvalidRequestError,
+        InvalidResponseError,
+        JobFailedError,
+        JobNotFoundError,
+        JobTimeoutError,
+        MissingCredentialsError,
+        NoImageReturnedError,
+        NotFoundError,
+        OutputUnavailableError,
+        PermissionDeniedError,
+        ProviderError,
+        ProviderTimeoutError,
+        ProviderUnavailableError,
+        RateLimitError,
+        StorageError,
+        UnknownProviderError,
+        UnsupportedFeatureError,
+    )
+    from ._models import Attempt, Cost, Image, ImageRequest, ImageResult, InputImage, Job, JobStatus, Usage
+    from ._options import ImageInput, ImageOptions, RequestOptions
+    from ._plugins import hookimpl
+    from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSettings
+    from ._sessions import AsyncSession, Session, SessionTurn
+    from ._streaming import PartialImage
+    from ._sync import Client
+    from ._vendor_batch import BatchEstimate, BatchJob, BatchMember, BatchResult
 
 __all__ = [
     "AdaptivePollSchedule",
@@ -109,12 +116,32 @@ __all__ = [
     "load_config",
 ]
 
-# Public objects report the public module, not the private one they live in.
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("imagegen._"):
-        try:
-            _obj.__module__ = "imagegen"
-        except (AttributeError, TypeError):
-            pass
-del _name, _obj
+#: The private modules the public names live in (imported together, on first use).
+_MODULES = ("._capabilities", "._client", "._config", "._errors", "._models", "._options", "._plugins",
+            "._provider", "._sessions", "._streaming", "._sync", "._vendor_batch")
+
+
+def _load_public() -> None:
+    import importlib
+
+    modules = [importlib.import_module(name, __name__) for name in _MODULES]
+    for name in __all__:
+        obj = next(getattr(m, name) for m in modules if hasattr(m, name))
+        # Public objects report the public module, not the private one they live in.
+        if getattr(obj, "__module__", "").startswith("imagegen._"):
+            try:
+                obj.__module__ = "imagegen"
+            except (AttributeError, TypeError):
+                pass
+        globals()[name] = obj
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name in __all__:
+        _load_public()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

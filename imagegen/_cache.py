@@ -331,6 +331,10 @@ class DiskCache:
         rows.close()
         return self._remove(db, victims)
 
+    def close(self) -> None:
+        """Write the hit and miss counts still in memory (a process that only hit never put)."""
+        self._flush_counts()
+
     def stats(self) -> dict[str, Any]:
         self._writer.call(self._flush_counts)
         db = self._db()

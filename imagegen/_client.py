@@ -42,7 +42,15 @@ from ._provider import Provider
 from ._ratelimit import DEFAULT_MAX_CONCURRENCY
 from ._resilience import CircuitBreaker
 from ._routing import Plan, Target, resolve
-from ._services import link_image_files, make_cache, make_job_store, make_ledger, make_limiter
+from ._services import (
+    is_loopback_url,
+    link_image_files,
+    make_cache,
+    make_job_store,
+    make_ledger,
+    make_limiter,
+    points_at_emulators,
+)
 from ._sessions import AsyncSession
 from ._sqlite import waits_until
 from ._storage import CacheGuard, guarded
@@ -96,6 +104,8 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         else:
             self.config = load_config(config)
         self.registry = registry or default_registry
+        #: Every configured provider points at a local emulator: stores kept apart (see ``_services``).
+        self.emulated = points_at_emulators(self.config)
         self.jobs = guarded(job_store, "job store") if job_store is not None else make_job_store(self.config)
         self._transports = dict(transports or {})
         self._instances: dict[str, Provider] = {}
@@ -161,6 +171,11 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         if name not in self._instances:
             cls = self._plugin_of(name)
             settings = self._settings_of(name, resolve_secrets=True)
+            if self.emulated and not is_loopback_url(settings.base_url or cls.default_base_url):
+                raise ConfigurationError(
+                    f"{name!r} would reach a real service, but every configured provider of this client points "
+                    f"at an emulator, so its records are kept apart from real ones (see imagegen._services); "
+                    f"configure providers.{name} with an emulator's base_url, or use a config for real calls")
             # As many connections as calls may be in flight (the limiter queues the rest), and all
             # of them kept alive: a connection closed after each call costs a handshake the next.
             concurrency = settings.max_concurrency or DEFAULT_MAX_CONCURRENCY
@@ -232,11 +247,13 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
 
     async def generate_many(self, requests: Iterable[ImageRequest | str], *, concurrency: int = 4,
                             on_result: Callable[[int, ImageResult | ImageGenError], None] | None = None,
-                            ) -> list[ImageResult | ImageGenError]:
+                            **options: Unpack[RequestOptions]) -> list[ImageResult | ImageGenError]:
         """Run many requests, at most ``concurrency`` at a time.
 
-        A failure does not stop the batch: its slot in the returned list (in input order)
-        holds the error. ``on_result(index, outcome)`` is called as each one finishes.
+        Each item is a prompt or an ``ImageRequest``; ``options`` (``provider=``, ``size=``, ...)
+        apply to the prompts, as ``generate(prompt, **options)`` would (a prepared request is
+        run as it is). A failure does not stop the batch: its slot in the returned list (in
+        input order) holds the error. ``on_result(index, outcome)`` is called as each one finishes.
         """
         if concurrency < 1:
             raise InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
@@ -246,7 +263,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         async def one(index: int, item: ImageRequest | str) -> None:
             async with gate:
                 try:
-                    request = item if isinstance(item, ImageRequest) else ImageRequest.build(prompt=item)
+                    request = item if isinstance(item, ImageRequest) else ImageRequest.build(prompt=item, **options)
                     outcome: ImageResult | ImageGenError = await self._run(request)
                 except ImageGenError as exc:
                     outcome = exc
@@ -259,11 +276,13 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
         return outcomes  # type: ignore[return-value]
 
-    async def estimate_many(self, requests: Iterable[ImageRequest | str]) -> Cost:
-        """Expected cost of a whole batch; ``breakdown`` holds USD per provider/model."""
+    async def estimate_many(self, requests: Iterable[ImageRequest | str], **options: Unpack[RequestOptions]) -> Cost:
+        """Expected cost of a whole batch; ``breakdown`` holds USD per provider/model.
+
+        ``options`` apply to the prompts among ``requests``, as in ``generate_many``."""
         total = Cost(usd=0.0, estimated=True)
         for item in requests:
-            request = item if isinstance(item, ImageRequest) else ImageRequest.build(prompt=item)
+            request = item if isinstance(item, ImageRequest) else ImageRequest.build(prompt=item, **options)
             cost = await self.estimate(request)
             target = self._plan(request).targets[0]
             model = request.model or target.model or self.provider(target.provider).model_spec().id
@@ -441,6 +460,9 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
     async def aclose(self) -> None:
         """Wait for background writes, then close every provider and HTTP client."""
         await self._drain_background()
+        close_cache = getattr(self.cache, "close", None)
+        if close_cache is not None:
+            await asyncio.to_thread(close_cache)  # e.g. hit counts not yet written
         for provider in self._instances.values():
             await provider.aclose()
         for http in self._http:

@@ -12,14 +12,12 @@ Environment overrides use ``__`` for nesting, e.g.
 from __future__ import annotations
 
 import os
-import threading
 import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._errors import ConfigurationError, MissingCredentialsError
 from ._ratelimit import RateLimitConfig
@@ -28,7 +26,7 @@ from ._resilience import CircuitConfig, RetryConfig
 __all__ = ["BudgetConfig", "CacheConfig", "Config", "FleetConfig",
            "JobsConfig", "LedgerConfig", "PriceOverride", "RouteConfig",
            "config_from_mapping",
-           "find_config_file", "load_config", "resolve_secret"]
+           "config_locations", "find_config_file", "load_config", "resolve_secret"]
 
 _SECRET_KEYS = ("api_key",)
 
@@ -121,22 +119,10 @@ class FleetConfig(BaseModel):
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return self._data
-
-
-class Config(BaseSettings):
+class Config(BaseModel):
     """The whole configuration. ``providers`` tables are checked by each provider's own settings."""
 
-    model_config = SettingsConfigDict(env_prefix="IMAGEGEN_", env_nested_delimiter="__", extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
     default: str | None = None
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -153,18 +139,48 @@ class Config(BaseSettings):
     #: Where the file came from, for error messages (not a config key).
     source: str | None = Field(default=None, exclude=True)
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
-                                   env_settings: Any, dotenv_settings: Any,
-                                   file_secret_settings: Any) -> tuple[Any, ...]:
-        toml = _TomlSource(settings_cls, _FILE_DATA.get("data") or {})
-        return (init_settings, env_settings, toml)
+
+ENV_PREFIX = "IMAGEGEN_"
 
 
-# Handed from load_config to the settings source (pydantic-settings builds sources per
-# class, not per call); the lock keeps concurrent loads from seeing each other's file.
-_FILE_DATA: dict[str, Any] = {}
-_FILE_LOCK = threading.Lock()
+def _env_overrides() -> dict[str, Any]:
+    """The config keys set through ``IMAGEGEN_*`` variables (``__`` nests), read by pydantic-settings.
+
+    pydantic-settings is imported only when such a variable exists (its import costs more than
+    the rest of the config): ``IMAGEGEN_DATA_DIR`` and other variables that name no config key
+    do not count.
+    """
+    keys = tuple(f"{ENV_PREFIX}{name}".upper() for name in Config.model_fields if name != "source")
+    if not any(var.upper() == key or var.upper().startswith(f"{key}__") for var in os.environ for key in keys):
+        return {}
+    from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+    namespace = {
+        "model_config": SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"),
+        "__annotations__": {name: field.annotation for name, field in Config.model_fields.items()
+                            if name != "source"},
+    }
+    from_environment = type("ConfigFromEnvironment", (BaseSettings,), namespace)
+    return EnvSettingsSource(from_environment)()
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, tables merged key by key (as pydantic-settings merges sources)."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_locations() -> str:
+    """Where a config file is looked for, in order (for messages that say where it goes)."""
+    from platformdirs import user_config_dir
+
+    return (f"imagegen reads ./imagegen.toml, else the file $IMAGEGEN_CONFIG names, else "
+            f"{Path(user_config_dir('imagegen')) / 'imagegen.toml'}")
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -212,14 +228,11 @@ def config_from_mapping(data: dict[str, Any]) -> Config:
 
 
 def _build(data: dict[str, Any], file: Path | None, overrides: dict[str, Any]) -> Config:
-    with _FILE_LOCK:
-        _FILE_DATA["data"] = data
-        try:
-            config = Config(**overrides)
-        except ValidationError as exc:
-            raise ConfigurationError(_config_error_text(exc, file)) from None
-        finally:
-            _FILE_DATA.clear()
+    # Arguments override the environment, which overrides the file.
+    try:
+        config = Config.model_validate(_merged(_merged(data, _env_overrides()), overrides))
+    except ValidationError as exc:
+        raise ConfigurationError(_config_error_text(exc, file)) from None
     config.source = str(file) if file else None
     return config
 

@@ -64,3 +64,37 @@ def probe_image(data: bytes, *, what: str = "image", verify: bool = False) -> Im
         ) from exc
     mime = _MIME_BY_FORMAT.get(fmt or "", f"image/{(fmt or 'unknown').lower()}")
     return ImageInfo(mime, width, height)
+
+
+#: File extensions ``Image.save`` writes, and the format each one means.
+FORMAT_BY_SUFFIX = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF",
+                    ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def format_for_suffix(suffix: str) -> str | None:
+    """The Pillow format a file extension names (None for an extension that names none)."""
+    return FORMAT_BY_SUFFIX.get(suffix.lower())
+
+
+def mime_for_format(fmt: str) -> str:
+    return _MIME_BY_FORMAT.get(fmt, f"image/{fmt.lower()}")
+
+
+def convert_image(data: bytes, fmt: str) -> bytes:
+    """Re-encode ``data`` as ``fmt`` (a Pillow format name): lossless for PNG, quality 95 otherwise.
+
+    Formats without transparency (JPEG, BMP) get the image over white instead of its alpha.
+    """
+    from PIL import Image as PILImage
+
+    with PILImage.open(io.BytesIO(data)) as opened:
+        opened.load()
+        img: PILImage.Image = opened
+        if fmt in ("JPEG", "BMP") and img.mode not in ("RGB", "L"):
+            rgba = img.convert("RGBA")
+            img = PILImage.new("RGB", rgba.size, "white")
+            img.paste(rgba, mask=rgba.getchannel("A"))
+        buffer = io.BytesIO()
+        options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+        img.save(buffer, fmt, **options)
+    return buffer.getvalue()

@@ -80,12 +80,31 @@ class Image(BaseModel):
         return {"jpeg": "jpg", "svg+xml": "svg"}.get(sub, sub)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the bytes to ``path``; a directory gets ``<sha256[:16]>.<ext>`` inside it."""
+        """Write the image to ``path`` and return where it went.
+
+        A directory gets ``<sha256[:16]>.<ext>`` inside it, in the image's own format. A file
+        name gets the format its extension names (``.png``, ``.jpg``/``.jpeg``, ``.webp``,
+        ``.gif``, ``.bmp``, ``.tif``): the bytes as they are when they already are that format,
+        converted otherwise, so ``villa.png`` always holds a PNG. A name without an extension
+        gets the bytes as they are; an extension that names no image format is refused
+        (``InvalidRequestError``), as it would produce a file whose name lies about it.
+        """
+        from ._imaging import convert_image, format_for_suffix, mime_for_format
+
         target = Path(path)
+        data = self.data
         if target.is_dir():
             target = target / f"{self.sha256[:16]}.{self.extension}"
+        elif target.suffix:
+            fmt = format_for_suffix(target.suffix)
+            if fmt is None:
+                raise InvalidRequestError(
+                    f"cannot save an image as {target.name}: {target.suffix!r} names no image format; "
+                    f"use .png, .jpg, .webp (converted as needed) or a directory")
+            if mime_for_format(fmt) != self.mime_type:
+                data = convert_image(self.data, fmt)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(self.data)
+        target.write_bytes(data)
         return target
 
 

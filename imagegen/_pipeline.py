@@ -166,7 +166,8 @@ class CallPipeline(ChargeLifecycle):
     async def _run_plan(self, request: ImageRequest, started: float, deadline: float) -> ImageResult:
         plan = self._plan(request)
         attempts: list[Attempt] = []
-        for target in self._targets(plan, request):
+        targets = self._targets(plan, request)
+        for index, target in enumerate(targets):
             t0 = time.monotonic()
             try:
                 provider = self.provider(target.provider)
@@ -181,6 +182,7 @@ class CallPipeline(ChargeLifecycle):
                         if plan.is_route:
                             exc.attempts = list(attempts)  # type: ignore[attr-defined]
                         raise
+                    _announce_fallback(target.provider, exc, targets[index + 1:])
                     continue
                 result, warnings, spec = submitted
             attempts.append(Attempt(provider=target.provider, model=spec.id, outcome="succeeded",
@@ -291,6 +293,7 @@ class CallPipeline(ChargeLifecycle):
         def on_retry(record: RetryRecord) -> None:
             attempts.append(_failed_attempt(Target(name, spec.id), record.error, record.duration_s,
                                             wait_s=record.wait_s))
+            _announce_retry(name, record)
 
         tries = [0]
 
@@ -402,6 +405,30 @@ def _with_warning(result: ImageResult, warning: str | None) -> ImageResult:
 
 def _as_cache_hit(result: ImageResult) -> ImageResult:
     return result.model_copy(update={"cached": True, "cost": Cost(usd=0.0, credits=0.0, estimated=False)})
+
+
+_REASONS = {"RateLimitError": "rate limited", "ProviderUnavailableError": "unavailable",
+            "ProviderTimeoutError": "timed out", "InvalidResponseError": "unreadable answer"}
+
+
+def _reason(error: ImageGenError) -> str:
+    kind = next((_REASONS[c.__name__] for c in type(error).__mro__ if c.__name__ in _REASONS), type(error).__name__)
+    status = getattr(error, "status_code", None)
+    return f"{kind} ({status})" if status else kind
+
+
+def _announce_retry(provider: str, record: RetryRecord) -> None:
+    """An INFO record a front end can show while the wait runs (``imagegen_*`` attributes)."""
+    head = f"{provider}: {_reason(record.error)}"
+    log.info("%s, retrying in %.0f s", head, record.wait_s,
+             extra={"imagegen_event": "retry", "imagegen_provider": provider, "imagegen_head": head,
+                    "imagegen_wait_s": record.wait_s})
+
+
+def _announce_fallback(provider: str, error: ImageGenError, rest: tuple[Target, ...]) -> None:
+    then = f"trying {rest[0].provider}" if rest else "no provider left"
+    log.info("%s: %s, %s", provider, _reason(error), then,
+             extra={"imagegen_event": "fallback", "imagegen_provider": provider})
 
 
 def _failed_attempt(target: Target, exc: ImageGenError, duration: float, *, wait_s: float = 0.0) -> Attempt:

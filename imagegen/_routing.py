@@ -74,9 +74,12 @@ def resolve(config: Config, wanted: str | None, *, known_plugins: set[str]) -> P
         if len(config.providers) == 1:
             name = next(iter(config.providers))
         else:
+            from ._config import config_locations
+
+            where = f"in {config.source}" if config.source else f"in a config file ({config_locations()})"
             raise UnknownProviderError(
-                "no provider given and no default configured; pass provider=\"...\" or set "
-                "default = \"<provider or route>\" in the config"
+                "no provider given and no default configured: name one (provider=... in Python, "
+                f"--provider on the command line) or set default = \"<provider or route>\" {where}"
             )
     if name in config.routes:
         route: RouteConfig = config.routes[name]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import threading
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -56,6 +58,39 @@ class _LoopThread:
             self._thread.join(timeout=5)
         if not self.loop.is_running():
             self.loop.close()
+
+
+def _close_at_exit(client: Client) -> None:
+    """Close ``client`` when the interpreter exits, if its owner never did.
+
+    A client left open (``client = Client()`` in a script) still has background writes (cache
+    entries, finished jobs) under way on its loop thread. They run in the default executor,
+    which the interpreter shuts down at exit before ``atexit`` handlers run: the writes would be
+    lost ("cannot schedule new futures after shutdown"). ``threading._register_atexit`` hooks
+    run before that shutdown, last registered first; the hook holds only a weak reference, so
+    an open client can still be garbage-collected.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # pragma: no cover - every supported CPython has it
+        return
+    # concurrent.futures.thread registers its shutdown when first imported (asyncio imports it
+    # lazily, at the first to_thread): import it now so that it registers before us.
+    import concurrent.futures.thread  # noqa: F401
+
+    ref = weakref.ref(client)
+
+    def close() -> None:
+        alive = ref()
+        if alive is not None:
+            try:
+                alive.close()
+            except Exception as exc:  # at exit there is no caller left to raise to
+                logging.getLogger("imagegen").warning("imagegen: closing an open Client at exit failed: %s", exc)
+
+    try:
+        register(close)
+    except RuntimeError:  # already shutting down: nothing can be scheduled any more
+        pass
 
 
 async def _next(agen: AsyncIterator[T]) -> T:
@@ -114,6 +149,7 @@ class Client:
         except BaseException:
             self._loop.stop()
             raise
+        _close_at_exit(self)
 
     generate = _blocking(AsyncClient.generate)
     generate_many = _blocking(AsyncClient.generate_many)

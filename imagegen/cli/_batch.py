@@ -1,6 +1,7 @@
 """``imagegen batch`` and ``imagegen jobs``.
 
-A batch writes one JSON line per finished prompt to ``<out>/batch.jsonl`` as results
+The prompt file is the one format of ``_prompts`` (text lines, or JSON lines with any request
+field). A batch writes one JSON line per finished prompt to ``<out>/batch.jsonl`` as results
 arrive. Run the same command again after an interruption, or after editing the prompts file,
 and it does exactly the new work: every line carries an idempotency key derived from what it
 asks for (``_resume``), so a line finished before is skipped, a job submitted but not
@@ -12,18 +13,16 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .._errors import ImageGenError, InvalidRequestError, StorageError
-from .._models import ImageResult
-from .._storage import describe_fault
+from .._errors import ImageGenError, StorageError
 from . import (
+    EXIT_INTERRUPTED,
     EXIT_PROVIDER,
     ConfigOpt,
     JsonOpt,
-    OutOpt,
     ProviderOpt,
     RatioOpt,
     SizeOpt,
@@ -31,18 +30,14 @@ from . import (
     fail,
     make_client,
 )
-from ._output import emit, save_images
-from ._resume import BatchItem, finished_keys, keyed_items
+from ._output import emit, save_images, show_events
+from ._prompts import read_prompt_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._models import ImageResult
+    from ._resume import BatchItem
 
 RESULTS_NAME = "batch.jsonl"
-
-
-def read_prompts(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"cannot read prompts file {path}: {exc}") from None
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def finished_lines(results: Path) -> dict[int, dict[str, Any]]:
@@ -61,25 +56,33 @@ def finished_lines(results: Path) -> dict[int, dict[str, Any]]:
 
 
 @app.command()
-def batch(prompts: Path,
-          concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Requests at once.")] = 4,
+def batch(prompts: Annotated[Path, typer.Argument(
+              metavar="PROMPTS", help="A prompt file: one prompt per line, or a JSON object of request fields "
+              '(e.g. {"prompt": "a fox", "size": "2K", "images": ["in.png"]}); # starts a comment.')],
+          concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", help="Requests at once.")] = 4,
           provider: ProviderOpt = None, size: SizeOpt = None, aspect_ratio: RatioOpt = None,
-          out: OutOpt = Path("imagegen-batch"), as_json: JsonOpt = False, config: ConfigOpt = None,
+          out: Annotated[Path, typer.Option(
+              "--out", metavar="DIR", help="Where the images and batch.jsonl go (with --fleet, also an fsspec URL "
+                                           "such as s3://bucket/prefix).")] = Path("imagegen-batch"),
+          as_json: JsonOpt = False, config: ConfigOpt = None,
           fleet: Annotated[str | None, typer.Option(
-              "--fleet", help="Queue the batch on a fleet's Redis (redis://...) for `imagegen worker`s; "
-                              "prints its id. --out may then be an fsspec URL (s3://bucket/prefix).")] = None,
+              "--fleet", metavar="REDIS_URL", help="Queue the batch on a fleet's Redis (redis://...) for imagegen "
+                                                   "workers; prints its id.")] = None,
           watch: Annotated[bool, typer.Option("--watch", help="With --fleet: show progress until done.")] = False,
           vendor_batch: Annotated[bool, typer.Option(
               "--vendor-batch", help="Send the prompts as one vendor batch (Gemini: half price, up to 24 h).")] = False,
           wait: Annotated[bool, typer.Option("--wait/--no-wait", help="With --vendor-batch: wait for the results, "
                                              "or submit and return (run again to collect).")] = True,
-          wait_timeout: Annotated[float, typer.Option("--wait-timeout", help="With --vendor-batch: seconds to "
-                                                      "wait.")] = 25 * 3600.0,
+          wait_timeout: Annotated[float, typer.Option(
+              "--wait-timeout", metavar="SECONDS", help="With --vendor-batch: seconds to wait.")] = 25 * 3600.0,
           ) -> None:
-    """Generate one image per line of PROMPTS; resumable, failures do not stop the batch.
+    """Generate every request of a prompt file; resumable.
 
-    With --fleet the batch runs on `imagegen worker`s; `imagegen batch status|pause|resume|cancel ID`
-    steer it from any machine."""
+    Failures do not stop the batch. Command-line options fill in what a line does not set.
+    Interrupted (Ctrl-C), run the same command again: it skips what succeeded and resumes what
+    was submitted. With --fleet the batch runs on imagegen workers (imagegen worker), and
+    imagegen batch status|pause|resume|cancel ID steer it from any machine.
+    """
     if fleet:
         from ._fleet import out_location, submit_to_fleet
 
@@ -87,19 +90,24 @@ def batch(prompts: Path,
         return submit_to_fleet(prompts, fields, fleet_url=fleet, out=out_location(out), batch_id=None,
                                watch=watch, as_json=as_json, config=config)
     try:
-        lines = read_prompts(prompts)
+        lines = read_prompt_file(prompts)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            from .._storage import describe_fault
+
             raise StorageError(f"cannot create the output directory {out} ({describe_fault(exc)})",
                                store="output directory") from None
         results = out / RESULTS_NAME
         fields = {k: v for k, v in {"provider": provider, "size": size, "aspect_ratio": aspect_ratio}.items() if v}
+        out.mkdir(parents=True, exist_ok=True)
         if vendor_batch:
             from ._vendor_batch import run_vendor_batch
 
             return run_vendor_batch(prompts, lines, finished_lines(results), fields, out, results, wait=wait,
                                     timeout=wait_timeout, as_json=as_json, config=config)
+        from ._resume import finished_keys, keyed_items
+
         items = keyed_items(lines, fields)
         finished = finished_keys(results, items)
         pending = [item for item in items if item.key not in finished]
@@ -108,6 +116,9 @@ def batch(prompts: Path,
             counts = _run_batch(client, pending, concurrency, out, results, as_json)
     except ImageGenError as exc:
         raise fail(exc, as_json) from None
+    except KeyboardInterrupt:
+        typer.secho("interrupted — run the same command again to resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     summary = {"total": len(lines), "skipped": done, **counts, "results_file": str(results)}
     if as_json:
         emit(summary)
@@ -122,9 +133,12 @@ def _run_batch(client: Any, pending: list[BatchItem], concurrency: int, out: Pat
                quiet: bool) -> dict[str, int]:
     from rich.progress import Progress
 
+    from ._output import console
+
     counts = {"succeeded": 0, "failed": 0}
     lock = threading.Lock()
-    with Progress(disable=quiet, transient=False) as progress, results.open("a", encoding="utf-8") as sink:
+    with Progress(disable=quiet, transient=False, console=console(stderr=True)) as progress, \
+            results.open("a", encoding="utf-8") as sink:
         task = progress.add_task("generating", total=len(pending))
 
         def record(position: int, outcome: ImageResult | ImageGenError) -> None:
@@ -146,18 +160,21 @@ def _run_batch(client: Any, pending: list[BatchItem], concurrency: int, out: Pat
                 counts[line["status"]] += 1
                 progress.advance(task)
 
-        client.generate_many([item.request for item in pending], concurrency=concurrency, on_result=record)
+        # Retries and fallbacks that wait show above the bar (on stderr without a terminal).
+        with show_events("generating", sink=progress.console.print if not quiet else None):
+            client.generate_many([item.request for item in pending], concurrency=concurrency, on_result=record)
     return counts
 
 
 @app.command()
-def jobs(limit: Annotated[int, typer.Option("--limit", "-n")] = 20, as_json: JsonOpt = False,
+def jobs(limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="How many jobs.")] = 20,
+         as_json: JsonOpt = False,
          prune_days: Annotated[float | None, typer.Option(
              "--prune-older-than", metavar="DAYS", min=0,
              help="First forget finished jobs (and their images) last updated more than DAYS days ago; "
                   "queued and running jobs are kept.")] = None,
          config: ConfigOpt = None) -> None:
-    """List recent jobs from the job store (optionally pruning old finished ones first)."""
+    """List recent jobs (optionally pruning old finished ones first)."""
     pruned = None
     try:
         with make_client(config) as client:
@@ -174,14 +191,17 @@ def jobs(limit: Annotated[int, typer.Option("--limit", "-n")] = 20, as_json: Jso
         return
     if pruned is not None:
         typer.echo(f"pruned {pruned} finished job(s) older than {prune_days:g} day(s)")
-    from rich.console import Console
-    from rich.table import Table
+    if not recent:
+        typer.echo("no jobs yet")
+    for job in recent:
+        # Two lines a job, the id alone at the start of the first: whole at any width, and
+        # copied into imagegen status / wait with a double-click.
+        images = len(job.result.images) if job.result else 0
+        typer.echo(f"{job.id}  {job.status}  {job.updated_at.astimezone():%Y-%m-%d %H:%M}")
+        prompt = " ".join((job.request.prompt if job.request else "").split())
+        typer.echo(f"    {job.model or job.provider}, {images} image{'s' if images != 1 else ''}: {_short(prompt)}")
 
-    table = Table(title="recent jobs")
-    for column in ("job_id", "status", "provider", "model", "images", "updated_at", "prompt"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(row[c] if row[c] is not None else "-")[:60] for c in
-                        ("job_id", "status", "provider", "model", "images", "updated_at", "prompt")))
-    Console(soft_wrap=True).print(table)
 
+def _short(text: str, limit: int = 60) -> str:
+    """Free text in a listing: at most ``limit`` characters (ids are never shortened)."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"

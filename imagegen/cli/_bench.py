@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .._errors import ImageGenError, InvalidRequestError
-from . import ConfigOpt, JsonOpt, app, fail
+from .._errors import ImageGenError
+from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PROVIDER, ConfigOpt, JsonOpt, app, fail
 from ._output import emit
+from ._prompts import read_prompt_file
 
 
 def shipped_cassettes() -> Path:
@@ -22,74 +22,98 @@ def shipped_cassettes() -> Path:
     return Path(__file__).resolve().parents[2] / "cassettes"
 
 
-def read_prompts(path: Path, provider: str) -> list[Any]:
-    """One request per line: a prompt, or a JSON object of request fields; ``#`` lines are comments."""
-    from .._models import ImageRequest
-
-    requests = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("{"):
-            try:
-                fields = json.loads(line)
-            except ValueError as exc:
-                raise InvalidRequestError(f"{path}:{number}: not valid JSON ({exc})") from None
-            images = [p if "://" in str(p) else str((path.parent / p).resolve()) for p in fields.pop("images", [])]
-            if images:
-                fields.update(operation="edit", images=images)
-        else:
-            fields = {"prompt": line}
-        fields.setdefault("provider", provider)
-        requests.append(ImageRequest.build(**fields))
-    if not requests:
-        raise InvalidRequestError(f"{path} holds no prompts")
-    return requests
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "request"
 
 
 @app.command()
-def record(provider: Annotated[str, typer.Option("--provider", "-p", help="Provider, provider/model or route.")],
-           prompts: Annotated[Path, typer.Option("--prompts", help="One prompt (or JSON request) per line.")],
-           out: Annotated[Path, typer.Option("--out", help="Folder the cassettes are written to.")],
+def record(provider: Annotated[str, typer.Option("--provider", "-p", metavar="NAME",
+                                                 help="Provider, provider/model or route.")],
+           prompts: Annotated[Path, typer.Option(
+               "--prompts", metavar="FILE",
+               help="A prompt file (one request per line; see 'imagegen batch --help').")],
+           out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder the cassettes are written to.")],
            time_scale: Annotated[float, typer.Option(
-               "--time-scale", help="How much faster than real the server runs (an emulator's --time-scale).")] = 1.0,
+               "--time-scale", metavar="FACTOR",
+               help="How much faster than real the server runs (an emulator's --time-scale).")] = 1.0,
            as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """Make real calls (a service with a key, or an emulator) and write one cassette per prompt.
+    """Record real calls into cassettes, one per prompt.
 
-    Auth headers, key parameters and every configured api key value are filtered out;
-    each answer keeps the time it took, so ``imagegen bench`` can replay it at that pace.
+    The calls go to a service (with a key) or an emulator.
+    Every call goes to the provider (the cache is not used) from a fresh provider state (no
+    saved Wireflow workflow ids), so each cassette replays on its own. Auth headers, key
+    parameters and every configured api key value are filtered out; each answer keeps the time
+    it took, so imagegen bench can replay it at that pace. A prompt that leaves no cassette
+    (the call failed before anything was sent) is named, and the command exits non-zero.
     """
     from ..recording import record_cassette
 
     try:
-        requests = read_prompts(prompts, provider)
-        written = []
-        for index, request in enumerate(requests, start=1):
-            path = out / f"{index:03d}-{_slug(request.prompt)}.yaml"
-            info = record_cassette(path, config, [request], time_scale=time_scale)
-            written.append({"cassette": str(path), **info.outcomes[0]})
-            if not as_json:
-                outcome = info.outcomes[0]
-                typer.echo(f"{path}  {outcome['outcome']}  {outcome['latency_s']:.2f}s")
+        lines = read_prompt_file(prompts)
+        requests = [line.request({"provider": provider}) for line in lines]
     except ImageGenError as exc:
         raise fail(exc, as_json) from None
+    written: list[dict[str, Any]] = []
+    missing: list[dict[str, Any]] = []
+    try:
+        for index, (line, request) in enumerate(zip(lines, requests, strict=True), start=1):
+            path = out / f"{index:03d}-{_slug(request.prompt)}.yaml"
+            try:
+                info = record_cassette(path, config, [request], time_scale=time_scale)
+                outcome = info.outcomes[0]
+            except ImageGenError as exc:  # the config itself is wrong: nothing was called
+                outcome = {"outcome": type(exc).__name__, "error": str(exc)}
+            entry = {"line": line.where, "prompt": request.prompt, **outcome}
+            if path.exists():
+                written.append({"cassette": str(path), **entry})
+                if not as_json:
+                    typer.echo(f"{path}  {outcome['outcome']}  {outcome.get('latency_s', 0.0):.2f}s")
+            else:
+                missing.append(entry)
+                if not as_json:
+                    typer.secho(f"{line.where}: no cassette: {outcome['outcome']}: {outcome.get('error', '')}",
+                                fg=typer.colors.RED, err=True)
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted — {len(written)} cassette(s) written to {out}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if as_json:
-        emit({"cassettes": written})
+        emit({"cassettes": written, "failed": missing})
+    elif missing:
+        typer.secho(f"{len(written)} of {len(requests)} cassettes written; {len(missing)} prompt(s) left none",
+                    fg=typer.colors.RED, err=True)
+    if missing:
+        raise typer.Exit(_exit_for(missing))
+
+
+def _exit_for(missing: list[dict[str, Any]]) -> int:
+    """2 when every failure is the request's or the config's fault, else 3 (as for one call)."""
+    from .. import _errors
+
+    def invalid(name: str) -> bool:
+        cls = getattr(_errors, name, None)
+        return isinstance(cls, type) and issubclass(cls, (_errors.InvalidRequestError, _errors.ConfigurationError,
+                                                          _errors.UnsupportedFeatureError))
+
+    return EXIT_INVALID if all(invalid(m["outcome"]) for m in missing) else EXIT_PROVIDER
 
 
 @app.command()
 def bench(paths: Annotated[list[Path] | None, typer.Argument(
-              help="Cassette files or folders (default: the shipped cassettes/).")] = None,
+              metavar="PATH", help="Cassette files or folders (default: the shipped cassettes/).")] = None,
           speed: Annotated[float, typer.Option(
-              "--speed", help="Replay this many times faster than recorded (1 = recorded pace).")] = 100.0,
-          chart: Annotated[Path | None, typer.Option("--chart", help="Write a PNG chart here.")] = None,
+              "--speed", metavar="FACTOR",
+              help="Replay this many times faster than real-world time (1 = the pace of the real service; "
+                   "latencies are reported in real-world seconds whatever the speed).")] = 100.0,
+          chart: Annotated[Path | None, typer.Option("--chart", metavar="FILE", help="Write a PNG chart here.")]
+          = None,
           as_json: JsonOpt = False) -> None:
-    """Replay cassettes offline through the real client and compare providers and models."""
+    """Replay cassettes offline and compare providers and models.
+
+    Cassettes are replayed through the real client.
+    The output says where the cassettes were recorded: against a real service (with the date)
+    or against imagegen's emulators, whose latencies are the emulators' latency models, not
+    measured service latencies (the shipped cassettes/ are emulator recordings).
+    """
     import asyncio
 
     from ..recording._bench import run_bench

@@ -10,7 +10,7 @@ import typer
 
 from .._errors import ConfigurationError, ImageGenError
 from . import ConfigOpt, JsonOpt, app, fail, make_client
-from ._output import emit
+from ._output import emit, print_table, table
 
 cache_app = typer.Typer(help="Inspect and manage the result cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
@@ -55,38 +55,37 @@ def cache_prune(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def cost(by: Annotated[str, typer.Option("--by", help="day, provider or model")] = "day",
-         days: Annotated[float | None, typer.Option("--days", help="Only the last N days.")] = None,
-         chart: Annotated[Path | None, typer.Option("--chart", help="Write a PNG chart here.")] = None,
+def cost(by: Annotated[str, typer.Option("--by", metavar="day|provider|model", help="How to group the spend.")] = "day",
+         days: Annotated[float | None, typer.Option("--days", metavar="N", help="Only the last N days.")] = None,
+         chart: Annotated[Path | None, typer.Option("--chart", metavar="FILE", help="Write a PNG chart here.")] = None,
          as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Report spend from the ledger, by day, provider or model."""
     if by not in ("day", "provider", "model"):
         raise fail(ConfigurationError("--by takes day, provider or model"), as_json)
+    from .._services import points_at_emulators
+
     since = time.time() - days * 86400 if days is not None else None
     try:
         with make_client(config) as client:
             if client.ledger is None:
                 raise ConfigurationError("the ledger is off (ledger.backend = \"off\")")
             rows = client.ledger.summary(by=by, since=since)
+            emulated = points_at_emulators(client.config)
     except ImageGenError as exc:
         raise fail(exc, as_json) from None
     total = round(sum(r["usd"] for r in rows), 9)
     if chart is not None:
         _write_chart(rows, by, chart)
     if as_json:
-        emit({"by": by, "rows": rows, "total_usd": total, "chart": str(chart) if chart else None})
+        emit({"by": by, "rows": rows, "total_usd": total, "chart": str(chart) if chart else None,
+              "emulated": emulated})
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"spend by {by}")
-    for column in (by, "calls", "USD", "credits", "cache hits", "estimated"):
-        table.add_column(column, justify="left" if column == by else "right")
-    for row in rows:
-        table.add_row(row["key"], str(row["calls"]), f"{row['usd']:.4f}", f"{row['credits']:g}",
-                      str(row["cached"]), str(row["estimated"]))
-    table.add_row("total", str(sum(r["calls"] for r in rows)), f"{total:.4f}", "", "", "")
-    Console(soft_wrap=True).print(table)
+    columns = (by, "calls", "USD", "credits", "cached", "estimated")
+    cells = [[row["key"], row["calls"], f"{row['usd']:.4f}", f"{row['credits']:g}", row["cached"], row["estimated"]]
+             for row in rows]
+    cells.append(["total", sum(r["calls"] for r in rows), f"{total:.4f}", "", "", ""])
+    title = f"spend by {by}" + (" (emulator runs: this config's providers are all emulators)" if emulated else "")
+    print_table(table(title, columns, cells, keep=(by,), right=columns[1:]))
 
 
 def _write_chart(rows: list[dict[str, Any]], by: str, path: Path) -> None:

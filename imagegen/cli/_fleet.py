@@ -9,17 +9,19 @@ one positional argument.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .._errors import ImageGenError, InvalidRequestError
-from .._models import ImageRequest
+from .._errors import ImageGenError
 from . import EXIT_PROVIDER, ConfigOpt, JsonOpt, app, fail, make_client
-from ._output import emit
+from ._output import console, emit
+from ._prompts import read_prompt_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .._models import ImageRequest
 
 VERBS = ("status", "pause", "resume", "cancel")
 FleetOpt = Annotated[str | None, typer.Option(
@@ -44,25 +46,8 @@ def out_location(out: Path) -> str:
 
 
 def read_requests(path: Path, fields: dict[str, Any]) -> list[ImageRequest]:
-    """One request per line: a plain prompt, or a JSON object of request fields (JSONL)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"cannot read prompts file {path}: {exc}") from None
-    requests = []
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        if text.startswith("{"):
-            try:
-                item = json.loads(text)
-            except ValueError as exc:
-                raise InvalidRequestError(f"{path}:{number}: not valid JSON ({exc})") from None
-            requests.append(ImageRequest.build(**{**fields, **item}))
-        else:
-            requests.append(ImageRequest.build(prompt=text, **fields))
-    return requests
+    """The prompt file's requests (the one format of ``_prompts``), ``fields`` under each line's own."""
+    return [line.request(fields) for line in read_prompt_file(path)]
 
 
 def submit_to_fleet(prompts: Path, fields: dict[str, Any], *, fleet_url: str | None, out: str,
@@ -164,8 +149,9 @@ def _watch(fleet: Any, batch_id: str, *, quiet: bool) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     status = None
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[detail]}")]
+    # markup=False: the description is the batch id, user text.
+    columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}", markup=False)]
     with Progress(*columns, disable=quiet, transient=False) as progress:
         task = progress.add_task(batch_id, total=None, detail="")
         for status in fleet.watch(batch_id):
@@ -177,27 +163,25 @@ def _watch(fleet: Any, batch_id: str, *, quiet: bool) -> Any:
 
 
 def _print_status(status: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    # Plain text through a console that reads no markup: ids and provider messages are user text.
+    from ._output import print_table, table
 
-    console = Console(soft_wrap=True)
+    out = console()
     eta = "-" if status.eta_s is None else f"{status.eta_s:.0f}s"
-    console.print(f"batch [bold]{status.batch_id}[/]  {status.state}"
-                  + (f" ({status.reason})" if status.reason else "")
-                  + f"  {status.finished}/{status.total} done ({status.succeeded} succeeded, {status.failed} "
-                  f"failed{f', {status.cancelled} cancelled' if status.cancelled else ''})  "
-                  f"{status.per_minute:.1f}/min  spent ${status.usd:.4f}  ETA {eta}")
-    console.print(f"results: {status.out}")
+    out.print(f"batch {status.batch_id}  {status.state}"
+              + (f" ({status.reason})" if status.reason else "")
+              + f"  {status.finished}/{status.total} done ({status.succeeded} succeeded, {status.failed} "
+              f"failed{f', {status.cancelled} cancelled' if status.cancelled else ''})  "
+              f"{status.per_minute:.1f}/min  spent ${status.usd:.4f}  ETA {eta}")
+    out.print(f"results: {status.out}")
     if status.workers:
-        console.print("workers: " + ", ".join(f"{name} (holding {w.holding}, idle {w.idle_s:.0f}s)"
-                                              for name, w in sorted(status.workers.items())))
+        out.print("workers: " + ", ".join(f"{name} (holding {w.holding}, idle {w.idle_s:.0f}s)"
+                                          for name, w in sorted(status.workers.items())))
     if status.providers:
-        table = Table(title="per provider")
-        for column in ("provider", "done", "per minute", "usd"):
-            table.add_column(column)
-        for provider, row in sorted(status.providers.items()):
-            table.add_row(provider, str(row.done), f"{row.per_minute:.1f}", f"{row.usd:.4f}")
-        console.print(table)
+        rows = [[provider, row.done, f"{row.per_minute:.1f}", f"{row.usd:.4f}"]
+                for provider, row in sorted(status.providers.items())]
+        print_table(table("per provider", ("provider", "done", "per minute", "usd"), rows, keep=("provider",),
+                          right=("done", "per minute", "usd")))
     for failure in status.failures[:10]:
         error = failure.get("error") or {}
-        console.print(f"[red]#{failure['index']}[/] {error.get('type')}: {error.get('message')}")
+        typer.secho(f"#{failure['index']} {error.get('type')}: {error.get('message')}", fg=typer.colors.RED)

@@ -11,8 +11,8 @@ of the file's name or the line's position. So:
 - two batches running on one file at once claim the same keys: each prompt is paid for once;
 - two identical lines are two images (the second occurrence has a key of its own).
 
-The prompts file's format is parsed elsewhere (``read_prompts``); this module only keys the
-requests built from it and reads back what an earlier run finished.
+The prompts file's format is parsed elsewhere (``_prompts.read_prompt_file``); this module only
+keys the requests built from it and reads back what an earlier run finished.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 from .._claims import request_fingerprint
 from .._models import ImageRequest
+from ._prompts import PromptLine
 
 __all__ = ["BatchItem", "batch_key", "finished_keys", "keyed_items"]
 
@@ -50,16 +51,19 @@ def batch_key(request: ImageRequest, occurrence: int = 1) -> str:
     return f"batch-{digest[:32]}"
 
 
-def keyed_items(prompts: Iterable[str], fields: dict[str, Any]) -> list[BatchItem]:
-    """One keyed request per prompt (``fields`` are the options every line shares)."""
+def keyed_items(lines: Iterable[PromptLine | str], fields: dict[str, Any]) -> list[BatchItem]:
+    """One keyed request per prompt-file line, or plain prompt (``fields``: the command-line options,
+    under each line's own)."""
     seen: Counter[str] = Counter()
     items = []
-    for index, prompt in enumerate(prompts):
-        request = ImageRequest.build(prompt=prompt, **fields)
+    for index, line in enumerate(lines):
+        if isinstance(line, str):
+            line = PromptLine(Path("<prompts>"), index + 1, {"prompt": line})
+        request = line.request(fields)
         fingerprint = request_fingerprint(request)
         seen[fingerprint] += 1
         keyed = request.model_copy(update={"idempotency_key": batch_key(request, seen[fingerprint])})
-        items.append(BatchItem(index, prompt, keyed))
+        items.append(BatchItem(index, line.prompt, keyed))
     return items
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import typer
 
 from .._errors import ImageGenError
-from .._models import ImageRequest
 from . import EXIT_PROVIDER, fail, make_client
 from ._output import emit, save_images
+from ._prompts import PromptLine, read_prompt_file
 
 __all__ = ["estimate_vendor_batch", "run_vendor_batch", "vendor_batch_key"]
 
@@ -31,16 +31,16 @@ def vendor_batch_key(prompts_file: Path, index: int, prompt: str) -> str:
     return f"vbatch-{digest[:24]}"
 
 
-def run_vendor_batch(prompts: Path, lines: list[str], done: dict[int, Any], fields: dict[str, Any], out: Path,
+def run_vendor_batch(prompts: Path, lines: list[PromptLine], done: dict[int, Any], fields: dict[str, Any], out: Path,
                      results: Path, *, wait: bool, timeout: float, as_json: bool, config: Path | None) -> None:
     """Submit (or resume) the vendor batch for the prompts not yet done, then write its results."""
-    pending = {vendor_batch_key(prompts, i, p): (i, p) for i, p in enumerate(lines) if i not in done}
+    pending = {vendor_batch_key(prompts, i, line.prompt): (i, line) for i, line in enumerate(lines) if i not in done}
     try:
         with make_client(config) as client:
             live, to_send = _sort_out(client, pending)
             estimate = None
             if to_send:
-                requests = [ImageRequest.build(prompt=pending[k][1], idempotency_key=k, **fields) for k in to_send]
+                requests = [pending[k][1].request({**fields, "idempotency_key": k}) for k in to_send]
                 estimate = client.estimate_batch(requests)
                 if not as_json:
                     typer.echo(_estimate_line(estimate))
@@ -63,13 +63,13 @@ def run_vendor_batch(prompts: Path, lines: list[str], done: dict[int, Any], fiel
         emit(summary)
     else:
         typer.echo(f"{counts['succeeded']} succeeded, {counts['failed']} failed, {summary['skipped']} already done"
-                   + (f", batch(es) {', '.join(live)} under way: run again or `imagegen wait ID`" if not wait else "")
+                   + (f", batch(es) {', '.join(live)} under way: run again or imagegen wait ID" if not wait else "")
                    + f"; results in {results}")
     if counts["failed"]:
         raise typer.Exit(EXIT_PROVIDER)
 
 
-def _sort_out(client: Any, pending: dict[str, tuple[int, str]]) -> tuple[list[str], list[str]]:
+def _sort_out(client: Any, pending: dict[str, tuple[int, PromptLine]]) -> tuple[list[str], list[str]]:
     """Batches still under way for some of these prompts, and the prompts to send now."""
     live: list[str] = []
     to_send = []
@@ -91,14 +91,14 @@ def _estimate_line(estimate: Any) -> str:
             f"{estimate.members} request(s) sent {estimate.delivery}")
 
 
-def _collect(client: Any, result: Any, pending: dict[str, tuple[int, str]], out: Path, results: Path,
+def _collect(client: Any, result: Any, pending: dict[str, tuple[int, PromptLine]], out: Path, results: Path,
              counts: dict[str, int]) -> None:
     with results.open("a", encoding="utf-8") as sink:
         for member in result.members:
             if member.key not in pending:
                 continue  # a prompt of another run of this batch, already written there
-            index, prompt = pending[member.key]
-            line: dict[str, Any] = {"index": index, "prompt": prompt, "job_id": member.job_id,
+            index, prompt_line = pending[member.key]
+            line: dict[str, Any] = {"index": index, "prompt": prompt_line.prompt, "job_id": member.job_id,
                                     "batch_id": result.batch_id}
             if member.result is not None:
                 line.update(status="succeeded", provider=member.result.provider, cost_usd=member.result.cost.usd,
@@ -112,12 +112,13 @@ def _collect(client: Any, result: Any, pending: dict[str, tuple[int, str]], out:
 def estimate_vendor_batch(prompt: str | None, prompts: Path | None, fields: dict[str, Any], *, as_json: bool,
                           config: Path | None) -> None:
     """``imagegen estimate --vendor-batch``: the batch price next to the standard price."""
-    from ._batch import read_prompts
+    from .._models import ImageRequest
 
-    texts = read_prompts(prompts) if prompts is not None else [prompt or ""]
     try:
+        requests = ([line.request(fields) for line in read_prompt_file(prompts)] if prompts is not None
+                    else [ImageRequest.build(prompt=prompt or "", **fields)])
         with make_client(config) as client:
-            estimate = client.estimate_batch([ImageRequest.build(prompt=p, **fields) for p in texts])
+            estimate = client.estimate_batch(requests)
     except ImageGenError as exc:
         raise fail(exc, as_json) from None
     if as_json:

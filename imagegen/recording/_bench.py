@@ -47,6 +47,9 @@ class CallSample:
     actual_usd: float | None = None
     actual_credits: float | None = None
     images: int = 0
+    #: Where the cassette was recorded ("emulator" or "service") and on which day.
+    source: str = "service"
+    recorded_at: str | None = None
 
 
 @dataclass
@@ -60,8 +63,30 @@ class BenchReport:
     def rows(self) -> list[dict[str, Any]]:
         return summarize(self.samples)
 
+    def sources(self) -> dict[str, Any]:
+        """How many cassettes came from emulators and from real services (with the days recorded)."""
+        seen: dict[str, tuple[str, str | None]] = {s.cassette: (s.source, s.recorded_at) for s in self.samples}
+        days = sorted({day for source, day in seen.values() if source == "service" and day})
+        return {"emulator": sum(source == "emulator" for source, _ in seen.values()),
+                "service": sum(source != "emulator" for source, _ in seen.values()),
+                "service_recorded": days}
+
+    def provenance(self) -> str:
+        """One sentence on where the numbers come from (printed under the table)."""
+        counts = self.sources()
+        parts = []
+        if counts["emulator"]:
+            parts.append(f"{counts['emulator']} cassette(s) recorded against imagegen's emulators: their latencies "
+                         "are the emulators' latency models, not measured service latencies")
+        if counts["service"]:
+            days = counts["service_recorded"]
+            when = f" on {days[0]}" + (f" to {days[-1]}" if len(days) > 1 else "") if days else " (date not recorded)"
+            parts.append(f"{counts['service']} cassette(s) recorded against the real services{when}")
+        return "; ".join(parts)
+
     def to_json(self) -> dict[str, Any]:
         return {"speed": self.speed, "wall_s": round(self.wall_s, 3), "cassettes": len(self.cassettes),
+                "sources": self.sources(), "provenance": self.provenance(),
                 "skipped": self.skipped, "rows": self.rows(), "calls": [asdict(s) for s in self.samples]}
 
 
@@ -144,7 +169,7 @@ async def replay_cassette(path: Path, speed: float) -> list[CallSample]:
                     estimated_credits=_per_image(estimate.credits if estimate else None, request.n),
                     actual_usd=_per_image(result.cost.usd, images) if result is not None else None,
                     actual_credits=_per_image(result.cost.credits, images) if result is not None else None,
-                    images=images))
+                    images=images, source=replay.info.source, recorded_at=replay.info.recorded_at))
     return samples
 
 

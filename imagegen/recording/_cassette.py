@@ -8,14 +8,19 @@ that older readers ignore:
 - ``metadata.imagegen`` says how to replay it: the requests made, in order, the config they
   were made with (secrets removed, base URLs rewritten to fixed loopback ones), and
   ``time_scale``, the factor by which the recording ran faster than the real service (an
-  emulator sped up 50 times records ``time_scale: 0.02``; a real service records 1.0).
+  emulator sped up 50 times records ``time_scale: 0.02``; a real service records 1.0), and
+  where and when it was recorded (``source``, ``recorded_at``).
 
 Real-world seconds are ``elapsed_s / time_scale``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ __all__ = [
     "FILTERED_HEADERS",
     "FILTERED_QUERY_PARAMETERS",
     "CassetteInfo",
+    "fresh_provider_state",
     "read_info",
     "recording_vcr",
     "replay_vcr",
@@ -54,8 +60,10 @@ class CassetteInfo(BaseModel):
     requests: list[dict[str, Any]] = Field(default_factory=list)
     #: Recorded seconds / real seconds: 1.0 against a real service, < 1 against a sped-up emulator.
     time_scale: float = 1.0
-    #: Where it was recorded: "emulator" or "service".
+    #: Where it was recorded: "emulator" (imagegen's, so latencies are its latency model's) or "service".
     source: str = "service"
+    #: The day it was recorded (ISO date, UTC); None in cassettes older than this field.
+    recorded_at: str | None = None
     #: What each request ended with while recording (result or error type, latency, cost).
     outcomes: list[dict[str, Any]] = Field(default_factory=list)
     #: How the requests were made: ``calls`` (generate), ``vendor_batch`` or ``session`` (see ``_kinds``).
@@ -153,3 +161,29 @@ def write_info(path: str | Path, info: CassetteInfo, *, replace_text: Mapping[st
     for old, new in (replace_text or {}).items():
         text = text.replace(old, new)
     path.write_text(text, encoding="utf-8")
+
+
+_STATE_LOCK = threading.Lock()
+
+
+@contextmanager
+def fresh_provider_state() -> Iterator[None]:
+    """Providers created inside see an empty data directory of their own.
+
+    A provider may keep state between runs under imagegen's data directory (Wireflow saves the
+    ids of the workflows it created). A cassette must not depend on it: recorded with a saved
+    workflow id it would lack the ``POST /workflows`` a replay on another machine sends. So
+    recording and replaying point ``IMAGEGEN_DATA_DIR`` at a temporary directory while they run
+    (one at a time: the environment is the process's). Stores a client opened before this
+    block (its ledger) stay where they were.
+    """
+    with _STATE_LOCK, tempfile.TemporaryDirectory(prefix="imagegen-provider-state-") as scratch:
+        before = os.environ.get("IMAGEGEN_DATA_DIR")
+        os.environ["IMAGEGEN_DATA_DIR"] = scratch
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("IMAGEGEN_DATA_DIR", None)
+            else:
+                os.environ["IMAGEGEN_DATA_DIR"] = before

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ import httpx
 from .._config import Config, config_from_mapping, load_config, resolve_secret
 from .._errors import ImageGenError
 from .._models import ImageRequest, ImageResult
-from ._cassette import FILTERED, CassetteInfo, recording_vcr, write_info
+from ._cassette import FILTERED, CassetteInfo, fresh_provider_state, recording_vcr, write_info
 
 __all__ = ["RecordingClient", "record_cassette", "secrets_of"]
 
@@ -83,7 +84,7 @@ class RecordingClient:
             result: ImageResult = self.client.generate(request)
         except ImageGenError as exc:
             self.outcomes.append({"outcome": type(exc).__name__, "latency_s": time.perf_counter() - started,
-                                  "provider": getattr(exc, "provider", None)})
+                                  "provider": getattr(exc, "provider", None), "error": str(exc)})
             raise
         self.outcomes.append({"outcome": "ImageResult", "latency_s": result.latency_s, "provider": result.provider,
                               "model": result.model, "images": len(result.images),
@@ -158,10 +159,12 @@ def record_cassette(path: str | Path, config: Config | Mapping[str, Any] | str |
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     secrets = [*secrets_of(cfg), *extra_secrets]
-    run_config = cfg.model_copy(update={"jobs": cfg.jobs.model_copy(update={"backend": "memory"})})
+    # Every call reaches the provider: a cache hit would leave nothing to record.
+    run_config = cfg.model_copy(update={"jobs": cfg.jobs.model_copy(update={"backend": "memory"}),
+                                        "cache": cfg.cache.model_copy(update={"backend": "off"})})
     with recording_vcr(secrets).use_cassette(str(path)) as cassette:
         transports = {name: _TimingTransport(cassette) for name in _provider_names(cfg)}
-        with Client(run_config, transports=transports) as client:
+        with Client(run_config, transports=transports) as client, fresh_provider_state():
             recorder = RecordingClient(client)
             if callable(calls):
                 try:
@@ -183,7 +186,8 @@ def record_cassette(path: str | Path, config: Config | Mapping[str, Any] | str |
     info = CassetteInfo(config=_replay_config(cfg, replay_urls),
                         requests=[r.model_dump(mode="json", exclude_defaults=True) for r in recorder.requests],
                         time_scale=time_scale, source=source or ("emulator" if is_emulator else "service"),
-                        outcomes=recorder.outcomes, kind=recorder.kind)
+                        recorded_at=datetime.now(UTC).date().isoformat(), outcomes=recorder.outcomes,
+                        kind=recorder.kind)
     if path.exists():
         # Secrets go from the metadata too (a prompt may quote one); hosts are rewritten.
         write_info(path, info, replace_text={**{s: FILTERED for s in secrets if len(s) >= 8}, **rewrites})

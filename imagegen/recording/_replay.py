@@ -19,7 +19,7 @@ from typing import Any, Self
 import httpx
 
 from .._models import ImageRequest
-from ._cassette import ELAPSED_HEADER, CassetteInfo, read_info, replay_vcr
+from ._cassette import ELAPSED_HEADER, CassetteInfo, fresh_provider_state, read_info, replay_vcr
 
 __all__ = ["Replay", "ReplayClock", "ScaledPollSchedule"]
 
@@ -103,6 +103,7 @@ class Replay:
         self.clock = ReplayClock()
         self.cassette: Any = None
         self._context: Any = None
+        self._state: Any = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -110,7 +111,9 @@ class Replay:
         providers = {name: dict(table) for name, table in (config.get("providers") or {}).items()}
         for name in provider_names(config):
             providers.setdefault(name, {})["api_key"] = REPLAY_API_KEY
-        return {**config, "providers": providers, "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
+        # A replay spends nothing and keeps nothing: no job store, cache or ledger on disk.
+        return {**config, "providers": providers, "jobs": {"backend": "memory"}, "cache": {"backend": "off"},
+                "ledger": {"backend": "memory"}}
 
     @property
     def requests(self) -> list[ImageRequest]:
@@ -145,13 +148,23 @@ class Replay:
         return total
 
     def __enter__(self) -> Self:
-        self._context = replay_vcr(self.info.time_scale).use_cassette(str(self.path))
-        self.cassette = self._context.__enter__()
+        # Providers start from an empty state, as when the cassette was recorded (see fresh_provider_state).
+        self._state = fresh_provider_state()
+        self._state.__enter__()
+        try:
+            self._context = replay_vcr(self.info.time_scale).use_cassette(str(self.path))
+            self.cassette = self._context.__enter__()
+        except BaseException:
+            self._state.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         context, self._context = self._context, None
-        context.__exit__(*exc_info)
+        try:
+            context.__exit__(*exc_info)
+        finally:
+            self._state.__exit__(None, None, None)
 
 
 def _counted(status: Any, clock: ReplayClock) -> Any:

@@ -28,6 +28,7 @@ def print_table(report: BenchReport, console: Any = None) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console()
     table = Table(title=f"imagegen bench: {len(report.cassettes)} cassettes replayed at {report.speed:g}x "
@@ -39,15 +40,18 @@ def print_table(report: BenchReport, console: Any = None) -> None:
         table.add_column(column, justify="right", no_wrap=True)
     for row in report.rows():
         cost = row["cost_per_image"]
-        table.add_row(f"{row['provider']}\n[dim]{row['model']}[/dim]", str(row["calls"]),
+        name = Text(row["provider"])
+        name.append(f"\n{row['model']}", style="dim")
+        table.add_row(name, str(row["calls"]),
                       f"{_s(row['latency_p50_s'])}/{_s(row['latency_p95_s'])}", f"{row['polls_per_job']:g}",
                       f"{row['bytes_per_call'] / 1024:.1f}",
                       f"{_cost(cost['estimated_usd'], cost['estimated_credits'])}/"
                       f"{_cost(cost['actual_usd'], cost['actual_credits'])}",
                       f"{_rate(row['failure_rate'])}/{_rate(row['fallback_rate'])}")
     console.print(table)
+    console.print(Text(f"where from: {report.provenance()}", style="bold"))
     for note in report.skipped:
-        console.print(f"[dim]skipped {note}[/dim]")
+        console.print(Text(f"skipped {note}", style="dim"))
 
 
 def write_chart(report: BenchReport, path: str | Path) -> Path:
@@ -75,7 +79,10 @@ def write_chart(report: BenchReport, path: str | Path) -> Path:
     right.set_xlabel("USD per image")
     right.set_title("Cost per image")
     right.legend(loc="lower right")
-    fig.suptitle(f"imagegen bench ({len(report.cassettes)} cassettes, replayed at {report.speed:g}x)")
+    counts = report.sources()
+    origin = "emulator recordings" if not counts["service"] else (
+        "real-service recordings" if not counts["emulator"] else "emulator and real-service recordings")
+    fig.suptitle(f"imagegen bench ({len(report.cassettes)} cassettes: {origin}; replayed at {report.speed:g}x)")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

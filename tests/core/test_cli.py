@@ -90,7 +90,9 @@ def test_edit_and_estimate(config, tmp_path):
     blend = run("edit", "mix", "--image", path, "--image", path, "--blend", "--json", config=config)
     assert json.loads(blend.stdout)["error"]["type"] == "UnsupportedFeatureError"  # tinyplug has no blend
     cost = json.loads(run("estimate", "x", "--n", "4", "--size", "M", "--json", config=config).stdout)
-    assert cost == {"cost": {"usd": pytest.approx(0.08), "credits": None, "estimated": True}}
+    assert cost["cost"] == {"usd": pytest.approx(0.08), "credits": None, "estimated": True}
+    assert cost["priced"] == [{"provider": "tinyplug", "model": "tiny-1", "usd": pytest.approx(0.08),
+                               "as_of": "2026-11-01", "source": "tinyplug test data"}]
 
 
 def test_human_output(config, tmp_path):
@@ -122,7 +124,7 @@ def test_jobs_lists_recent_jobs(config, tmp_path):
     listed = json.loads(run("jobs", "--json", config=config).stdout)["jobs"]
     assert listed[0]["job_id"] == made["job_id"] and listed[0]["prompt"] == "listed"
     assert listed[0]["status"] == "succeeded" and listed[0]["images"] == 1
-    assert "recent jobs" in run("jobs", config=config).stdout
+    assert run("jobs", config=config).stdout.splitlines()[0].startswith(f"{made['job_id']}  succeeded  ")
 
 
 def test_jobs_prunes_old_finished_jobs(config, tmp_path):
