@@ -301,10 +301,17 @@ def _tidy_help(command: Any) -> None:
             param.metavar = param.metavar or (param.name or "value").upper()
             param.display_type_rich = lambda ctx: None
         elif not getattr(param, "is_flag", False) and not getattr(param, "count", False) and param.metavar is None:
-            kind = getattr(param.type, "name", "") or ""
-            param.metavar = {"integer": "N", "float": "NUMBER", "path": "PATH"}.get(kind, "TEXT")
+            names = {"int": "N", "integer": "N", "float": "NUMBER", "path": "PATH"}
+            param.metavar = names.get(_type_name(param), "TEXT")
     for sub in (getattr(command, "commands", None) or {}).values():
         _tidy_help(sub)
+
+
+def _type_name(param: Any) -> str:
+    """The value type of an option: typer >= 0.20 has ``bare_type()``, click's options a ``type``."""
+    if hasattr(param, "bare_type"):
+        return str(param.bare_type()).lower()
+    return str(getattr(getattr(param, "type", None), "name", "") or "").lower()
 
 
 def command() -> Any:
