@@ -68,13 +68,11 @@ def show_session(session_id: str, as_json: JsonOpt = False, config: ConfigOpt = 
     if as_json:
         emit({**about, "turns": rows})
         return
-    from rich.console import Console
-    from rich.table import Table
+    # Plain-text cells (a prompt is user text, never markup); job ids whole.
+    from ._output import print_table, table
 
-    table = Table(title=f"session {about['id']} ({about['provider']}/{about['model']}, {about['mode']})")
-    for column in ("turn", "status", "prompt", "images", "cost_usd", "job_id"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(row[c] if row[c] is not None else "-")[:60] for c in
-                        ("turn", "status", "prompt", "images", "cost_usd", "job_id")))
-    Console(soft_wrap=True).print(table)
+    columns = ("turn", "status", "prompt", "images", "cost_usd", "job_id")
+    cells = [[row[c] if c != "prompt" or len(str(row[c])) <= 40 else str(row[c])[:39] + "…" for c in columns]
+             for row in rows]
+    print_table(table(f"session {about['id']} ({about['provider']}/{about['model']}, {about['mode']})", columns,
+                      cells, keep=("job_id",), right=("turn", "images", "cost_usd")))

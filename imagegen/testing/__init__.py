@@ -19,7 +19,10 @@ emulator's `Clock` (asynchronous jobs), `synth_image` (real, decodable images).
 What each built-in emulator (``imagegen emulate gemini|wireflow|nanobanana2``) covers, endpoint
 by endpoint and client by client, is in the fidelity table of ``docs/emulators.md``.
 
-Pytest users can enable the ``emulator_server`` fixture with
+``isolated_client({"gemini": server})`` is a client on emulators whose job store, ledger and
+cache are in memory: nothing read from or left on disk, so every run starts afresh.
+
+Pytest users can enable the ``emulator_server`` and ``imagegen_client`` fixtures with
 ``pytest_plugins = ["imagegen.testing.pytest_plugin"]``.
 
 This package imports starlette and uvicorn, so ``import imagegen`` does not import it.
@@ -31,6 +34,7 @@ from ._counters import Counters
 from ._emulator import Emulator
 from ._faults import Fault, FaultPlan
 from ._images import synth_image
+from ._isolated import isolated_client, isolated_config
 from ._latency import LatencyModel
 from ._lifecycle import JobTimeline
 from ._reject import Reject
@@ -51,6 +55,8 @@ __all__ = [
     "Reject",
     "SystemClock",
     "asgi_transport",
+    "isolated_client",
+    "isolated_config",
     "read_bearer",
     "read_header",
     "run_forever",

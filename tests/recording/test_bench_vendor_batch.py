@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imagegen.cli import _register_more, app
+from imagegen.cli import app, command
 
 GEMINI = Path(__file__).resolve().parents[2] / "cassettes" / "gemini"
 LITE = "gemini-3.1-flash-lite-image"
 
 
 def test_batch_and_standard_cost_per_image_side_by_side() -> None:
-    _register_more()
+    command()  # loads every command module onto app
     result = CliRunner().invoke(app, ["bench", "--json", "--speed", "500", str(GEMINI)])
     assert result.exit_code == 0, result.output
     rows = {row["model"]: row for row in json.loads(result.output)["rows"]}
