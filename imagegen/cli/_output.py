@@ -1,9 +1,10 @@
 """What the CLI prints: one JSON object with ``--json``, short plain lines or rich tables otherwise.
 
-User text (prompts, paths, messages, ids) never goes through rich markup: lines are plain
-``typer.echo``, and tables are built from ``rich.text.Text`` cells, so a prompt holding
-``[/]`` or ``[bold]`` prints as written. Ids and model names are never cut: their columns
-do not wrap, and the free-text columns give way instead (see ``table``).
+User text (prompts, paths, messages, ids) never goes through rich markup: lines and tables
+are plain text (``typer.echo``), and the one rich console (progress bars, the status line)
+reads no markup, so a prompt holding ``[/]`` or ``[bold]`` prints as written. Ids and model
+names are never cut: listings put them first on their own line, tables size every column to
+its widest cell.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import typer
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
-    from rich.table import Table
 
     from .._errors import ImageGenError
     from .._models import ImageResult, Job
@@ -171,29 +171,26 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, keep: Sequence[str] = (),
-          right: Sequence[str] = ()) -> Table:
-    """A table of plain-text cells. No cell wraps; columns in ``keep`` (ids, model names) are
-    never cut either (the others give way first, with an ellipsis, on a very narrow terminal)."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
+          right: Sequence[str] = ()) -> str:
+    """A plain-text table: every cell whole (ids and model names are never cut), columns as wide
+    as their widest cell, numbers right-aligned. ``keep`` names the columns that hold ids (kept
+    for callers; no column is ever cut)."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
 
-    grid = Table(title=Text(title), box=box.SIMPLE_HEAD, pad_edge=False)
-    for index, name in enumerate(columns):
-        width = max([len(name), *(len(_cell(row[index])) for row in rows)])
-        grid.add_column(Text(name), no_wrap=True, overflow="ellipsis", min_width=width if name in keep else None,
-                        justify="right" if name in right else "left")
-    for row in rows:
-        grid.add_row(*(Text(_cell(cell)) for cell in row))
-    return grid
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if columns[i] in right else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
+
+    return "\n".join([title, line(list(columns)), "  ".join("-" * w for w in widths), *map(line, cells)])
 
 
 def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+    return "-" if value is None else " ".join(str(value).split())
 
 
-def print_table(grid: Table) -> None:
-    console().print(grid)
+def print_table(text: str) -> None:
+    typer.echo(text)
 
 
 # -- signs of life --------------------------------------------------------------------------
