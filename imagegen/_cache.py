@@ -232,7 +232,10 @@ class DiskCache:
             raise
 
     def close(self) -> None:
-        """Commit queued writes and stop the writer thread (the cache stays usable)."""
+        """Write the hit and miss counts still in memory (a process that only hit never put),
+        commit queued writes and stop the writer thread (the cache stays usable)."""
+        if self._counts:
+            self._writer.call(self._flush_counts)
         self._writer.close()
 
     def _count(self, name: str) -> None:
@@ -330,10 +333,6 @@ class DiskCache:
                 excess -= size
         rows.close()
         return self._remove(db, victims)
-
-    def close(self) -> None:
-        """Write the hit and miss counts still in memory (a process that only hit never put)."""
-        self._flush_counts()
 
     def stats(self) -> dict[str, Any]:
         self._writer.call(self._flush_counts)

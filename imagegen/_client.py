@@ -460,9 +460,6 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
     async def aclose(self) -> None:
         """Wait for background writes, then close every provider and HTTP client."""
         await self._drain_background()
-        close_cache = getattr(self.cache, "close", None)
-        if close_cache is not None:
-            await asyncio.to_thread(close_cache)  # e.g. hit counts not yet written
         for provider in self._instances.values():
             await provider.aclose()
         for http in self._http:
