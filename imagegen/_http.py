@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-import httpcore
 import httpx
 
 from ._errors import (
@@ -206,7 +205,17 @@ class _RefusedAddress(Exception):
         self.host = host
 
 
-class _AddressGuard(httpcore.AsyncNetworkBackend):
+if TYPE_CHECKING:  # pragma: no cover
+    import httpcore
+
+    _NetworkBackend = httpcore.AsyncNetworkBackend
+else:
+    # httpcore takes any object with the backend's methods; deriving from its class at import
+    # time would import httpcore (and trio, when installed) with ``imagegen`` itself.
+    _NetworkBackend = object
+
+
+class _AddressGuard(_NetworkBackend):
     """Dials a download at the addresses it has just checked, never at the name.
 
     ``_check_url`` judges a name before the request, but the real backend would look the
@@ -228,6 +237,8 @@ class _AddressGuard(httpcore.AsyncNetworkBackend):
                           local_address: str | None = None,
                           socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
                           ) -> httpcore.AsyncNetworkStream:
+        import httpcore
+
         policy = _DOWNLOAD_POLICY.get()
         if policy is None or host.lower() in policy.allow_hosts:
             return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
@@ -240,6 +251,8 @@ class _AddressGuard(httpcore.AsyncNetworkBackend):
         raise error
 
     async def _public_addresses(self, host: str, timeout: float | None) -> list[_IPAddress]:
+        import httpcore
+
         try:
             addresses = await asyncio.wait_for(_resolve(host), timeout)
         except TimeoutError:  # a subclass of OSError: first
@@ -274,6 +287,8 @@ def guarded_transport(limits: httpx.Limits, *, backend: str | None = None) -> ht
         from ._aiohttp import AiohttpTransport  # imports aiohttp: only once a provider is made
 
         return AiohttpTransport(limits=limits, ssl_context=shared_ssl_context())
+    import httpcore
+
     transport = httpx.AsyncHTTPTransport(verify=shared_ssl_context(), limits=limits)
     # httpx takes no network backend, so swap in the pool it builds (same TLS context and
     # limits), made on the guard.

@@ -201,9 +201,11 @@ class _Countdown:
     def __init__(self, head: str, until: float) -> None:
         self.head, self.until = head, until
 
-    def __rich__(self) -> str:
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
         left = max(0.0, self.until - time.monotonic())
-        return f"{self.head}, retrying in {left:.0f} s"
+        return Text(f"{self.head}, retrying in {left:.0f} s")
 
 
 class _EventHandler(logging.Handler):
@@ -227,14 +229,18 @@ def show_events(label: str, *, sink: Any = None) -> Iterator[None]:
     logger = logging.getLogger("imagegen")
     status = None
     if sink is None and sys.stderr.isatty():
-        status = console(stderr=True).status(label)
+        from rich.text import Text  # a Text, not a str: rich would read a str's brackets as markup
+
+        status = console(stderr=True).status(Text(label))
 
     def show(record: logging.LogRecord) -> None:
         text = record.getMessage()
         if status is not None:
             wait = getattr(record, "imagegen_wait_s", None)
             head = getattr(record, "imagegen_head", None)
-            status.update(_Countdown(head, time.monotonic() + wait) if wait and head else text)
+            from rich.text import Text
+
+            status.update(_Countdown(head, time.monotonic() + wait) if wait and head else Text(text))
         elif sink is not None:
             sink(text)
         else:

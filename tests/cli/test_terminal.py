@@ -61,12 +61,12 @@ def test_a_retry_and_a_fallback_say_what_they_wait_for(cli80: Cli, tmp_path: Pat
     assert "provider nb2" in proc.stdout
 
 
-def test_on_a_terminal_the_wait_is_a_live_status_line(tmp_path: Path, emulators: dict) -> None:
-    write_config(tmp_path, emulators)
+def run_on_a_terminal(argv: list[str], cwd: Path) -> tuple[int, str]:
+    """Run ``imagegen`` with its stderr on a pseudo-terminal (as a person sees it): exit, output."""
     master, slave = pty.openpty()
     env = {**os.environ, **API_KEYS, "COLUMNS": "80", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "imagegen", "generate", "a fox [[ERROR:quota:2]]", "--out", "o"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=slave, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "imagegen", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=slave, text=True)
     os.close(slave)
     seen = b""
     deadline = time.monotonic() + 60
@@ -84,10 +84,21 @@ def test_on_a_terminal_the_wait_is_a_live_status_line(tmp_path: Path, emulators:
             break
     proc.wait(timeout=60)
     os.close(master)
-    text = seen.decode(errors="replace")
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_on_a_terminal_the_wait_is_a_live_status_line(tmp_path: Path, emulators: dict) -> None:
+    write_config(tmp_path, emulators)
+    code, text = run_on_a_terminal(["generate", "a fox [[ERROR:quota:2]]", "--out", "o"], tmp_path)
     assert "gemini: rate limited (429), retrying in 2 s" in text or "retrying in 1 s" in text, text
     assert "\r" in text or "\x1b[" in text  # redrawn in place, not one line per tick
-    assert proc.returncode == 3  # three quota answers: the error, after the waits
+    assert code == 3  # three quota answers: the error, after the waits
+
+
+def test_the_status_line_prints_user_text_as_written(tmp_path: Path, emulators: dict) -> None:
+    write_config(tmp_path, emulators)
+    code, text = run_on_a_terminal(["generate", "a fox", "--provider", "[/]", "--out", "o"], tmp_path)
+    assert code == 2 and "UnknownProviderError" in text and "MarkupError" not in text, text
 
 
 def test_ctrl_c_in_a_batch_says_how_to_resume(tmp_path: Path) -> None:
