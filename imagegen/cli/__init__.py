@@ -323,6 +323,11 @@ def command() -> Any:
     return tree
 
 
+def _register_more() -> None:
+    """Load every command module onto ``app`` (tests drive ``app`` with typer's CliRunner)."""
+    command()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     from ._fleet import route_batch_verb
