@@ -85,13 +85,11 @@ def make_cache(config: Config) -> CacheGuard | None:
     """The configured cache behind ``CacheGuard``: its faults are misses with a warning, and a cache
     that cannot be opened (a corrupt index, a read-only directory) is one that always misses."""
     cache = config.cache
-    if points_at_emulators(config) and not cache.model_fields_set:
-        return MemoryCache(ttl_s=cache.ttl_s, max_bytes=cache.max_bytes)
     if cache.backend == "off":
         return None
     backend: CacheBackend
     try:
-        if cache.backend == "memory":
+        if cache.backend == "memory" or (points_at_emulators(config) and not cache.model_fields_set):
             backend = MemoryCache(ttl_s=cache.ttl_s, max_bytes=cache.max_bytes)
         elif cache.backend == "redis":
             backend = RedisCache(_redis_url("cache", cache.url), ttl_s=cache.ttl_s)
