@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import hashlib
 import json
@@ -65,6 +66,7 @@ __all__ = [
     "MemoryClaims",
     "RedisClaims",
     "SqliteClaims",
+    "current_claim",
     "held_claim",
     "holder_is_dead",
     "new_owner",
@@ -323,6 +325,12 @@ class RedisClaims:
 #: Longest pause between two looks at a key another call holds.
 _MAX_POLL_S = 0.5
 
+#: The claim the running call holds, as (store, key, owner, lease_s), inside `held_claim`:
+#: code that runs right before a request goes out (a fleet worker's limiter) checks and renews it
+#: then, so a call whose lease lapsed while its event loop stood still sends nothing.
+current_claim: contextvars.ContextVar[tuple[Any, str, str, float] | None] = contextvars.ContextVar(
+    "imagegen_current_claim", default=None)
+
 
 @contextlib.asynccontextmanager
 async def held_claim(store: Any, request: ImageRequest, deadline: float, *,
@@ -343,9 +351,11 @@ async def held_claim(store: Any, request: ImageRequest, deadline: float, *,
     await _acquire(store, key, request_fingerprint(request), owner, deadline, lease_s)
     renewing = asyncio.ensure_future(_keep_renewing(store, key, owner, lease_s))
     jobs: list[str] = []
+    holding = current_claim.set((store, key, owner, lease_s))
     try:
         yield jobs
     finally:
+        current_claim.reset(holding)
         renewing.cancel()
         end = functools.partial(store.complete_claim, key, owner, jobs) if jobs else \
             functools.partial(store.release_claim, key, owner)

@@ -38,12 +38,15 @@ loses the queue, like any broker.
 **Exactly once.** Every prompt carries an idempotency key derived from its content. A
 worker runs it under the job store's idempotency claim on that key (a lease it renews; a
 second holder waits for the first's outcome); the job store and ledger live in the fleet's
-Redis, so a prompt handed to a second worker after the
-first died resumes the first one's job instead of paying again. Where a vendor has
-idempotency (Wireflow's ``Idempotency-Key``) even a request cut off in flight is not paid
-twice. Where it has none (Gemini, nano-banana2), a worker killed between the vendor
-accepting a request and the job being recorded costs at most one extra charge for each
-prompt it had in flight: at most ``--concurrency`` extra charges per worker killed.
+Redis, so a prompt handed to a second worker after the first died resumes the first one's job
+instead of paying again. A *slow* worker is never taken for a dead one (``_lease``): a thread
+of its own keeps its prompts (and their claims) its own while its event loop is stalled, and
+right before a request goes out the worker checks that it still holds the prompt and its
+claim, so a worker that lost either sends nothing. Where a vendor has idempotency
+(Wireflow's ``Idempotency-Key``) even a request cut off in flight is not paid twice. Where it
+has none (Gemini, nano-banana2), a worker killed (or frozen, or cut off from Redis, for the
+whole visibility timeout) between sending a request and recording its job costs at most one
+extra charge for each prompt it had in flight: at most ``--concurrency`` per worker lost.
 
 **Fleet-wide limits.** Workers share per-provider requests-per-minute windows, concurrency
 caps (``max_concurrency`` of a provider holds across the fleet, with leases that a dead

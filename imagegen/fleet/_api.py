@@ -157,10 +157,14 @@ class AsyncFleet:
 
         if concurrency < 1:
             raise InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
+        import redis as redis_sync
         import redis.asyncio as redis_asyncio
 
         settings = self.settings
         redis = redis_asyncio.Redis.from_url(self.url, **_patient())
+        # Not patient: the thread that keeps this worker's prompts its own tries again by itself.
+        timeout = max(1.0, settings.visibility_timeout_s / 3)
+        holder_redis = redis_sync.Redis.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout)
         client = AsyncClient(worker_config(self.client.config, self.url), registry=self.client.registry,
                              transports=self.client._transports)
         for service in (client.jobs, client.ledger):
@@ -169,11 +173,12 @@ class AsyncFleet:
                                       guard_s=settings.rate_guard_s, send_bound_s=settings.rate_send_bound_s,
                                       lease_s=settings.visibility_timeout_s)
         try:
-            worker = Worker(client, redis, settings, name=name, concurrency=concurrency)
+            worker = Worker(client, redis, settings, holder_redis=holder_redis, name=name, concurrency=concurrency)
             return await worker.run(exit_when_idle=exit_when_idle, stop=stop)
         finally:
             await client.aclose()
             await redis.aclose()
+            holder_redis.close()
 
     async def aclose(self) -> None:
         await self.redis.aclose()

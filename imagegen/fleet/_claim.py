@@ -1,8 +1,8 @@
 """The one place a fleet worker runs a request it may pay for: under its idempotency claim.
 
-The stream already hands each prompt to one worker at a time; the claim covers what the
-stream cannot: a prompt handed out again while its first worker is still alive (a pause in
-its heartbeat, a network partition) or the same request in two batches. The claim is the job
+The stream already hands each prompt to one worker at a time (and ``_lease`` keeps a slow
+worker's prompts its own, and stops a worker that lost one from sending it); the claim covers
+what the stream cannot: the same request in two batches at once. The claim is the job
 store's own (``imagegen._claims``, issue 13): ``generate`` with a caller's idempotency key holds
 the key in the job store — the fleet's Redis, for a worker — renewing its lease while it runs;
 another worker with the same key waits for that outcome instead of paying; a dead holder's

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from .._errors import RateLimitError
 from .._ratelimit import RateLimiter
+from ._lease import check_fence
 
 __all__ = ["FleetLimiter"]
 
@@ -127,6 +128,9 @@ class FleetLimiter(RateLimiter):
         lease = await self._take_lease(provider, max_concurrency, deadline) if max_concurrency else None
         try:
             taken = await self._pass_gate(provider, requests_per_minute, deadline)
+            # The last moment before the request goes out: a worker that lost its prompt (or the
+            # prompt's claim) while it waited or stood still stops here, having sent nothing.
+            await check_fence()
             try:
                 yield
             finally:

@@ -181,14 +181,6 @@ class BatchQueue:
                                                count=1)
         return int(info[0]["times_delivered"]) if info else 0
 
-    async def touch(self, held: dict[str, list[bytes]], consumer: str) -> None:
-        """Reset the idle time of entries still being worked on, so nobody reclaims them."""
-        pipe = self.redis.pipeline(transaction=False)
-        for batch_id, entry_ids in held.items():
-            if entry_ids:
-                pipe.xclaim(self.key(batch_id, "items"), GROUP, consumer, 0, entry_ids, justid=True)
-        await pipe.execute()
-
     async def ack(self, batch_id: str, entry_id: bytes) -> None:
         """Done with an entry: acknowledged, and deleted (its outcome is kept; a million-prompt
         batch does not keep a million requests in Redis's memory until it expires)."""

@@ -3,11 +3,12 @@
 One worker is one asyncio loop running up to ``concurrency`` prompts at once. It reads new
 prompts with XREADGROUP and, every few seconds, takes over prompts that another worker has
 held silently for longer than the visibility timeout (XAUTOCLAIM): that worker died. While a
-prompt is being worked on, the worker resets its idle time (XCLAIM JUSTID) — and the job
-store's idempotency claim renews its own lease — so a slow call is never handed to a second
-worker. A prompt is acknowledged (XACK)
-only after its outcome is recorded, so a worker killed at any point loses nothing: the
-prompt is handed out again and, through the claim and the job store, not paid twice.
+prompt is being worked on, a thread of the worker resets its idle time (`Holdings`, robust to
+a stalled event loop), and right before its request goes out the worker checks that the
+prompt is still its own (`check_fence`): a slow worker is never taken for a dead one, and a
+worker that lost a prompt never sends it. A prompt is acknowledged (XACK) only after its
+outcome is recorded, so a worker killed at any point loses nothing: the prompt is handed out
+again and, through the idempotency claim and the job store, not paid twice.
 
 Redis going away is waited out: the worker retries with a backoff and goes on where it was
 (the stream, the pending entries and the outcomes are all in Redis, which should persist
@@ -29,7 +30,8 @@ from .._config import FleetConfig
 from .._errors import BudgetExceededError, ImageGenError, StorageError
 from .._models import ImageRequest, ImageResult
 from ._claim import run_claimed
-from ._queue import BatchQueue
+from ._lease import Fence, Holdings, PromptTakenOver, fence, hold_script
+from ._queue import GROUP, BatchQueue
 from ._storage import RESULTS_NAME, ResultStorage
 
 __all__ = ["Worker", "assemble_results"]
@@ -55,13 +57,18 @@ async def assemble_results(queue: BatchQueue, batch_id: str, storage_options: di
 class Worker:
     """Runs prompts from the fleet's batches with ``client`` (an ``AsyncClient``)."""
 
-    def __init__(self, client: Any, redis: Any, settings: FleetConfig, *, name: str | None = None,
-                 concurrency: int = 4) -> None:
+    def __init__(self, client: Any, redis: Any, settings: FleetConfig, *, holder_redis: Any,
+                 name: str | None = None, concurrency: int = 4) -> None:
+        """``redis`` is the worker's asyncio client; ``holder_redis`` a synchronous client for
+        the thread that keeps its prompts its own (`Holdings`)."""
         self.client = client
         self.settings = settings
         self.name = name or default_worker_name()
         self.concurrency = concurrency
         self.queue = BatchQueue(redis, prefix=settings.key_prefix)
+        self.holdings = Holdings(holder_redis, lambda batch_id: self.queue.key(batch_id, "items"), GROUP,
+                                 self.name, settings.visibility_timeout_s / 3)
+        self._hold = hold_script(redis)
         self._in_flight: dict[asyncio.Task[None], tuple[str, bytes]] = {}
         self._storages: dict[str, ResultStorage] = {}
         self.processed = 0
@@ -71,7 +78,7 @@ class Worker:
     async def run(self, *, exit_when_idle: bool = False, stop: asyncio.Event | None = None) -> int:
         """Work until ``stop`` is set (or, with ``exit_when_idle``, until no batch is left)."""
         stop = stop or asyncio.Event()
-        heartbeat = asyncio.create_task(self._heartbeat())
+        self.holdings.start()
         backoff = 0.2
         last_reclaim = 0.0
         try:
@@ -97,7 +104,7 @@ class Worker:
         finally:
             if self._in_flight:
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
-            heartbeat.cancel()
+            await asyncio.to_thread(self.holdings.stop)
         return self.processed
 
     @property
@@ -118,21 +125,13 @@ class Worker:
 
     def _start(self, entries: list[tuple[str, bytes, dict[bytes, bytes]]]) -> None:
         for batch_id, entry_id, fields in entries:
+            self.holdings.add(batch_id, entry_id)  # renewed from now on, before the task even starts
             task = asyncio.create_task(self._guarded(batch_id, entry_id, fields))
             self._in_flight[task] = (batch_id, entry_id)
-            task.add_done_callback(self._in_flight.pop)
+            task.add_done_callback(self._finished)
 
-    async def _heartbeat(self) -> None:
-        """Keep what this worker holds from being handed to another one."""
-        while True:
-            await asyncio.sleep(self.settings.visibility_timeout_s / 3)
-            held: dict[str, list[bytes]] = {}
-            for batch_id, entry_id in self._in_flight.values():
-                held.setdefault(batch_id, []).append(entry_id)
-            try:
-                await self.queue.touch(held, self.name)
-            except RedisError as exc:
-                log.warning("fleet heartbeat failed (%s); retrying", exc)
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.holdings.drop(*self._in_flight.pop(task))
 
     # -- one prompt -------------------------------------------------------------------------
 
@@ -140,6 +139,8 @@ class Worker:
         """Process one entry; an unknown failure is logged and the entry left for redelivery."""
         try:
             await self._process(batch_id, entry_id, fields)
+        except PromptTakenOver as exc:
+            log.warning("batch %s: %s", batch_id, exc)
         except RedisError as exc:
             log.warning("batch %s: Redis failed mid-prompt (%s); it will be handed out again", batch_id, exc)
         except Exception:
@@ -159,6 +160,12 @@ class Worker:
             await self.queue.ack(batch_id, entry_id)
             return
         deliveries = await self.queue.deliveries(batch_id, entry_id)
+        if not deliveries:
+            return  # no longer pending: another worker finished it
+        # The delivery count is the fencing token: what this worker must still hold when it sends.
+        self.holdings.add(batch_id, entry_id, deliveries)
+        fence.set(Fence(self._hold, self.holdings, self.queue.key(batch_id, "items"), batch_id, entry_id,
+                        deliveries))
         if deliveries > self.settings.max_deliveries:
             line.update(status="failed", error={
                 "type": "AbandonedPromptError", "retryable": False,
