@@ -111,6 +111,7 @@ class ChargeLifecycle:
     journal: ChargeJournal | None
     _limits: BudgetLimits
     _job_writes: dict[str, asyncio.Task[Any]]
+    _background: set[asyncio.Task[Any]]
 
     def _in_background(self, work: Any) -> asyncio.Task[Any]:  # pragma: no cover - CallPipeline's
         raise NotImplementedError
@@ -178,11 +179,11 @@ class ChargeLifecycle:
     def _store(self, money: CallMoney, job: Job) -> None:
         """Queue the job's write (a SQLite job store takes it in call order on its writer thread)."""
         try:
-            written = asyncio.ensure_future(_translated(put_job(self.jobs, job), "job store"))
+            written = asyncio.ensure_future(put_job(self.jobs, job))
         except StorageError as exc:
             money.warnings.append(_unstored(job.id, exc))
             return
-        self._in_background(_quietly(written))  # aclose() waits for it too
+        self._keep(written)
         self._job_writes[job.id] = written  # a cache write of the same images waits for it (hard links)
         written.add_done_callback(lambda done: self._job_writes.pop(job.id, None)
                                   if self._job_writes.get(job.id) is done else None)
@@ -226,7 +227,7 @@ class ChargeLifecycle:
         submit = getattr(ledger, f"submit_{name}", None)
         try:
             if submit is not None:
-                written = asyncio.ensure_future(_translated(asyncio.wrap_future(submit(*args, **kwargs)), "ledger"))
+                written: asyncio.Future[Any] = asyncio.wrap_future(submit(*args, **kwargs))
             else:
                 call = functools.partial(getattr(ledger, name), *args, **kwargs)
                 written = asyncio.ensure_future(_after(money.last_ledger_write, asyncio.to_thread(call)))
@@ -234,8 +235,15 @@ class ChargeLifecycle:
             self._journal(money, exc, record)
             return
         money.last_ledger_write = written
-        self._in_background(_quietly(written))
+        self._keep(written)
         money.pending.append(_Pending(written, lambda fault: self._journal(money, fault, record)))
+
+    def _keep(self, written: asyncio.Future[Any]) -> None:
+        """A queued write joins the client's background work (``aclose`` waits for it); its fault is
+        the call's to report (``_flush``), so it is only marked seen here."""
+        self._background.add(written)  # type: ignore[arg-type]
+        written.add_done_callback(_seen)
+        written.add_done_callback(self._background.discard)
 
     async def _flush(self, money: CallMoney) -> None:
         """Wait for the writes queued after payment, a short while at most: a store that is still
@@ -370,11 +378,6 @@ class ChargeLifecycle:
         return provider.result_of(fresh)
 
 
-async def _translated(written: Awaitable[T], store: str) -> T:
-    with translated(store, "write"):
-        return await written
-
-
 async def _after(previous: asyncio.Future[Any] | None, write: Awaitable[T]) -> T:
     """``write``, once ``previous`` (a write of the same call) has landed or failed."""
     if previous is not None:
@@ -383,10 +386,8 @@ async def _after(previous: asyncio.Future[Any] | None, write: Awaitable[T]) -> T
         return await write
 
 
-async def _quietly(written: asyncio.Future[Any]) -> None:
-    """For the client's background set: the call reports the write's fault, not the set (a write
-    that failed after the call stopped waiting for it was reported, journalled, already)."""
-    await asyncio.wait([written])
+def _seen(written: asyncio.Future[Any]) -> None:
+    """Mark a write's fault retrieved: the call reported it (or journalled the charge) already."""
     if not written.cancelled():
         written.exception()
 

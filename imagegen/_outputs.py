@@ -30,8 +30,8 @@ __all__ = ["OUTPUT_FETCH_RETRIES", "check_decodes", "check_whole", "fetch_output
 
 #: A PNG's last chunk, whole: length 0, type IEND, its CRC.
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-#: Checking more bytes than this moves to a worker thread, off the event loop.
-_DECODE_ON_LOOP_BYTES = 128 * 1024
+#: Checking more bytes than this (outside JPEGs) moves to a worker thread, off the event loop.
+_DECODE_ON_LOOP_BYTES = 512 * 1024
 
 #: Transient download failures (5xx, 429, dropped connections) are tried again this many times.
 OUTPUT_FETCH_RETRIES = 2
@@ -74,8 +74,10 @@ async def _fetch_retrying(http: httpx.AsyncClient, url: str, provider: str, poli
 
 async def check_decodes(result: ImageResult) -> None:
     """Raise ``OutputUnavailableError`` unless every image of ``result`` is whole (``check_whole``)."""
-    images = result.images
-    if sum(len(image.data) for image in images) > _DECODE_ON_LOOP_BYTES:
+    # A JPEG's check reads its header and its last bytes: on the loop whatever its size. The
+    # others read (or decode) everything: a worker thread when that is much.
+    heavy = sum(len(image.data) for image in result.images if image.mime_type != "image/jpeg")
+    if heavy > _DECODE_ON_LOOP_BYTES:
         await asyncio.to_thread(_check_all, result)
     else:
         _check_all(result)

@@ -90,6 +90,7 @@ class GuardedStore:
     def __init__(self, store: Any, what: str) -> None:
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_what", what)
+        object.__setattr__(self, "_wrapped", {})  # method name -> its wrapper, made once
 
     @property
     def inner(self) -> Any:
@@ -97,10 +98,14 @@ class GuardedStore:
         return self._store
 
     def __getattr__(self, name: str) -> Any:
+        wrapped = self._wrapped.get(name)
+        if wrapped is not None:
+            return wrapped
         value = getattr(self._store, name)
         if not callable(value) or name.startswith("__"):
             return value
-        return self._wrap(name, value)
+        wrapped = self._wrapped[name] = self._wrap(name, value)
+        return wrapped
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._store, name, value)
