@@ -110,3 +110,18 @@ def test_the_cli_reports_a_storage_fault_as_one_json_object_and_exit_5(tmp_path)
     error = json.loads(proc.stdout)["error"]
     assert error["type"] == "StorageError" and error["store"] == "job store"
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("cache", ["unwritable", "redis_down"])
+def test_a_cache_that_cannot_be_used_is_a_miss_with_one_warning(tmp_path, cache):
+    emulator = make_emulator("gemini")
+    if cache == "unwritable":  # a file where the cache directory should be: nothing can be made there
+        (tmp_path / "cache").write_text("not a directory")
+        section = {"backend": "disk", "path": str(tmp_path / "cache")}
+    else:
+        section = {"backend": "redis", "url": "redis://127.0.0.1:1/0"}
+    with serve(emulator) as server, Client(config_for({"gemini": server}, tmp_path, cache=section)) as client:
+        results = [client.generate("a fox", provider="gemini", timeout=10) for _ in range(2)]
+    assert all(r.images and not r.cached for r in results)
+    assert all(sum("cache" in w for w in r.warnings) == 1 for r in results), [r.warnings for r in results]
+    assert len(emulator.counters.charges) == 2  # no cache: each call is a call
