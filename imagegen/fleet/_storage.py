@@ -9,6 +9,7 @@ The batch's ``batch.jsonl`` is assembled from the outcomes every worker recorded
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ class ResultStorage:
         if self._fs is None:
             target = Path(self._root, name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+            # Unique per write, not per process: two tasks of one worker may write the same name at once.
+            partial = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.part")
             partial.write_bytes(data)
             os.replace(partial, target)  # readers never see half a file
         else:
