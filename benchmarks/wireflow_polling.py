@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from imagegen import AsyncClient, PollSchedule
-from imagegen._provider import AdaptivePollSchedule
+from imagegen import AsyncClient
+from imagegen.provider import AdaptivePollSchedule, PollSchedule
 from imagegen.testing import LatencyModel, serve
 from imagegen_wireflow.emulator import create_emulator, default_latency
 

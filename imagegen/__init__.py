@@ -9,6 +9,9 @@ use (``from imagegen import Client`` loads them all), so the ``imagegen`` comman
 without importing the client, and plugins, provider SDKs, Pillow, the emulator kit and the
 CLI load only when they are used. A new public name goes in the ``TYPE_CHECKING`` imports
 (for type checkers) and in ``__all__``; its module in ``_MODULES`` if it is a new one.
+
+Provider plugins are written with ``imagegen.provider``; emulators and the contract suite
+live in ``imagegen.testing``.
 """
 
 import typing
@@ -40,6 +43,8 @@ if typing.TYPE_CHECKING:
         OutputUnavailableError,
         PermissionDeniedError,
         ProviderError,
+        ProviderInvalidImageError,
+        ProviderInvalidRequestError,
         ProviderTimeoutError,
         ProviderUnavailableError,
         RateLimitError,
@@ -49,15 +54,12 @@ if typing.TYPE_CHECKING:
     )
     from ._models import Attempt, Cost, Image, ImageRequest, ImageResult, InputImage, Job, JobStatus, Usage
     from ._options import ImageInput, ImageOptions, RequestOptions
-    from ._plugins import hookimpl
-    from ._provider import AdaptivePollSchedule, PollSchedule, Provider, ProviderSettings
     from ._sessions import AsyncSession, Session, SessionTurn
     from ._streaming import PartialImage
     from ._sync import Client
     from ._vendor_batch import BatchEstimate, BatchJob, BatchMember, BatchResult
 
 __all__ = [
-    "AdaptivePollSchedule",
     "AllProvidersFailedError",
     "AsyncClient",
     "AsyncSession",
@@ -97,11 +99,10 @@ __all__ = [
     "OutputUnavailableError",
     "PartialImage",
     "PermissionDeniedError",
-    "PollSchedule",
     "Price",
-    "Provider",
     "ProviderError",
-    "ProviderSettings",
+    "ProviderInvalidImageError",
+    "ProviderInvalidRequestError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
     "RateLimitError",
@@ -112,13 +113,14 @@ __all__ = [
     "UnknownProviderError",
     "UnsupportedFeatureError",
     "Usage",
-    "hookimpl",
     "load_config",
 ]
 
 #: The private modules the public names live in (imported together, on first use).
-_MODULES = ("._capabilities", "._client", "._config", "._errors", "._models", "._options", "._plugins",
-            "._provider", "._sessions", "._streaming", "._sync", "._vendor_batch")
+_MODULES = ("._capabilities", "._client", "._config", "._errors", "._models", "._options", "._sessions",
+            "._streaming", "._sync", "._vendor_batch")
+#: Names of the provider kit that ``imagegen`` exported before ``imagegen.provider`` existed.
+_MOVED_TO_PROVIDER = frozenset({"AdaptivePollSchedule", "PollSchedule", "Provider", "ProviderSettings", "hookimpl"})
 
 
 def _load_public() -> None:
@@ -140,6 +142,13 @@ def __getattr__(name: str) -> typing.Any:
     if name in __all__:
         _load_public()
         return globals()[name]
+    if name in _MOVED_TO_PROVIDER:
+        import warnings
+
+        from . import provider
+
+        warnings.warn(f"imagegen.{name} moved to imagegen.provider.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(provider, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

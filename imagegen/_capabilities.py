@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from datetime import date
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ._errors import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
 from ._models import ImageRequest
 
-__all__ = ["ModelSpec", "Price", "check_request", "load_models"]
+__all__ = ["ModelSpec", "Price", "check_request", "load_models", "read_data_file"]
 
 
 class Price(BaseModel):
@@ -168,12 +170,31 @@ def mask_alternatives() -> str:
     return f"masks are supported by {'; '.join(found)}" if found else "no installed provider supports masks"
 
 
-def load_models(path: str | Path) -> list[ModelSpec]:
-    """Load a provider's model data file (TOML with ``[[models]]``, or JSON with ``models``)."""
-    path = Path(path)
+def read_data_file(path: str | Path | Traversable) -> dict[str, Any]:
+    """A provider's data file (TOML, or JSON by its ``.json`` suffix) as a dict."""
+    where = path if isinstance(path, Traversable) else Path(path)
     try:
-        raw = path.read_bytes()
-        data = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
-        return [ModelSpec.model_validate(m) for m in data["models"]]
-    except (OSError, ValueError, KeyError, ValidationError) as exc:
-        raise ConfigurationError(f"model data file {path} is unreadable: {exc}") from exc
+        raw = where.read_bytes()
+        data = json.loads(raw) if where.name.endswith(".json") else tomllib.loads(raw.decode())
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"data file {where} is unreadable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"data file {where} holds {type(data).__name__}, not a table")
+    return data
+
+
+def load_models(path: str | Path | Traversable, *,
+                prepare: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+                ) -> list[ModelSpec]:
+    """Load a provider's models: ``[[models]]`` in TOML, or ``"models"`` in JSON.
+
+    ``prepare(entry, document)`` returns each model entry as it should be validated, given
+    the whole file (shared tables, node prices); it may raise KeyError, ValueError or
+    TypeError for a broken file, which becomes a ConfigurationError naming the file.
+    """
+    data = read_data_file(path)
+    try:
+        entries = data["models"]
+        return [ModelSpec.model_validate(prepare(dict(m), data) if prepare else m) for m in entries]
+    except (KeyError, ValueError, TypeError, ValidationError) as exc:
+        raise ConfigurationError(f"model data file {path} is unreadable: {type(exc).__name__}: {exc}") from exc

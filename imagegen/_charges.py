@@ -364,7 +364,10 @@ class ChargeLifecycle:
                     result = await provider.wait(job, deadline=deadline)
             except BaseException as exc:
                 foreign = isinstance(exc, Exception) and not isinstance(exc, ImageGenError)
-                result = await self._recovering(money, provider.translate_error(exc) if foreign else exc, deadline)
+                known = provider.translate_error(exc) if foreign else exc
+                if known is None:
+                    raise  # a bug in the provider: not the vendor's doing, nothing to recover
+                result = await self._recovering(money, known, deadline)
             return await self._succeeded(money, result, deadline)
 
     async def _refetch(self, provider: Provider, job: Job) -> ImageResult:

@@ -337,7 +337,10 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         await self._hold_budget(money, deadline)
         with call_scope(CallScope(deadline, self._outputs_announced(money))):
             try:
-                job = await self._guard(provider, provider.submit(request, spec))
+                limits = provider.rate_limits()  # a submit is a call: the provider's declared limits hold
+                async with self.limiter.slot(provider.instance_name, requests_per_minute=limits.calls_per_minute,
+                                             max_concurrency=limits.max_concurrency, deadline=deadline):
+                    job = await self._guard(provider, provider.submit(request, spec))
             except BaseException as exc:
                 recovered = await self._recovering(money, exc, deadline)
                 job = money.accepted[recovered.job_id or ""].model_copy(update={"result": recovered})

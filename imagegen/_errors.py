@@ -2,7 +2,10 @@
 
 Every failure a caller can see is an ``ImageGenError``; vendor, transport and
 parsing exceptions are translated at each provider's single choke point and
-raised ``from`` the original.
+raised ``from`` the original. An exception nobody translated (a ``KeyError`` in a
+provider's own code) is a bug: it propagates as it is, with its traceback.
+
+Every field an error carries is a constructor argument.
 
     ImageGenError
     ├── ConfigurationError
@@ -10,11 +13,13 @@ raised ``from`` the original.
     │   └── UnknownProviderError
     ├── InvalidRequestError
     │   ├── InvalidImageError
-    │   └── IdempotencyConflictError
-    ├── UnsupportedFeatureError
+    │   ├── IdempotencyConflictError
+    │   └── UnsupportedFeatureError
     ├── BudgetExceededError
     ├── JobNotFoundError
     ├── ProviderError
+    │   ├── ProviderInvalidRequestError   (also an InvalidRequestError)
+    │   │   └── ProviderInvalidImageError (also an InvalidImageError)
     │   ├── AuthenticationError
     │   ├── PermissionDeniedError
     │   ├── NotFoundError
@@ -60,6 +65,8 @@ __all__ = [
     "OutputUnavailableError",
     "PermissionDeniedError",
     "ProviderError",
+    "ProviderInvalidImageError",
+    "ProviderInvalidRequestError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
     "RateLimitError",
@@ -74,20 +81,23 @@ class ImageGenError(Exception):
 
     #: Whether trying the same call again may succeed.
     retryable: bool = False
+    #: When this error ended a route: every provider tried before it, in order.
+    attempts: list[Attempt]
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.attempts = []
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape the CLI prints for this error."""
         return {
             "type": type(self).__name__,
             "message": self.message,
-            "provider": getattr(self, "provider", None),
-            "status_code": getattr(self, "status_code", None),
+            "provider": None,
+            "status_code": None,
             "retryable": self.retryable,
-            "retry_after": getattr(self, "retry_after", None),
+            "retry_after": None,
         }
 
 
@@ -142,7 +152,12 @@ class JobNotFoundError(ImageGenError):
 
 
 class ProviderError(ImageGenError):
-    """A provider answered with an error, or could not be reached."""
+    """A provider answered with an error, or could not be reached.
+
+    ``code`` is the vendor's own error code, ``body`` its error body (parsed JSON, or a
+    description of a body that was not JSON), ``retry_after`` the server's wait hint in
+    seconds, which retries honour whatever the error's class.
+    """
 
     def __init__(
         self,
@@ -153,14 +168,22 @@ class ProviderError(ImageGenError):
         request_id: str | None = None,
         retryable: bool | None = None,
         body: Any = None,
+        code: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.provider = provider
         self.status_code = status_code
         self.request_id = request_id
         self.body = body
+        self.code = code
+        self.retry_after = retry_after
         if retryable is not None:
             self.retryable = retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "provider": self.provider, "status_code": self.status_code,
+                "retry_after": self.retry_after}
 
     def __str__(self) -> str:
         where = [f"provider={self.provider}"] if self.provider else []
@@ -169,6 +192,14 @@ class ProviderError(ImageGenError):
         if self.request_id:
             where.append(f"request_id={self.request_id}")
         return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class ProviderInvalidRequestError(ProviderError, InvalidRequestError):
+    """The provider refused the request as invalid (HTTP 400/422), e.g. a ratio this model lacks."""
+
+
+class ProviderInvalidImageError(ProviderInvalidRequestError, InvalidImageError):
+    """The provider refused an input image (too large, wrong type, unreadable)."""
 
 
 class AuthenticationError(ProviderError):
@@ -187,10 +218,6 @@ class RateLimitError(ProviderError):
     """Too many requests; ``retry_after`` holds the server's wait hint in seconds, if any."""
 
     retryable = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
 
 
 class InsufficientCreditsError(ProviderError):

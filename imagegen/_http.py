@@ -75,10 +75,11 @@ def parse_wait_hint(value: Any, *, now: float | None = None) -> float | None:
 
 
 def retry_after_from_headers(headers: httpx.Headers) -> float | None:
-    """The server's wait hint: ``Retry-After`` first, then ``X-RateLimit-Reset``."""
+    """The server's wait hint: ``Retry-After`` first, then a future ``X-RateLimit-Reset``
+    (a reset already past says nothing about when to come back)."""
     hint = parse_wait_hint(headers.get("retry-after"))
     if hint is None:
-        hint = parse_wait_hint(headers.get("x-ratelimit-reset"))
+        hint = parse_wait_hint(headers.get("x-ratelimit-reset")) or None
     return hint
 
 

@@ -24,6 +24,7 @@ from ._errors import (
     ConfigurationError,
     ImageGenError,
     InvalidRequestError,
+    ProviderError,
     ProviderUnavailableError,
     RateLimitError,
     StorageError,
@@ -121,13 +122,20 @@ class CallPipeline(ChargeLifecycle):
         return job
 
     async def _guard(self, provider: Provider, call: Awaitable[T]) -> T:
-        """Await a provider call; anything that is not an ImageGenError goes through its translator."""
+        """Await a provider call; anything that is not an ImageGenError goes through its translator.
+
+        What the translator does not know is a bug and propagates unchanged (see
+        ``Provider.translate_error``).
+        """
         try:
             return await call
         except ImageGenError:
             raise
         except Exception as exc:
-            raise provider.translate_error(exc) from exc
+            error = provider.translate_error(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     async def _run(self, request: ImageRequest) -> ImageResult:
         started = time.monotonic()
@@ -180,7 +188,7 @@ class CallPipeline(ChargeLifecycle):
                 if submitted is None:
                     if not plan.falls_through(exc):
                         if plan.is_route:
-                            exc.attempts = list(attempts)  # type: ignore[attr-defined]
+                            exc.attempts = list(attempts)
                         raise
                     _announce_fallback(target.provider, exc, targets[index + 1:])
                     continue
@@ -296,13 +304,13 @@ class CallPipeline(ChargeLifecycle):
             _announce_retry(name, record)
 
         tries = [0]
+        limits = provider.rate_limits()
 
         async def once() -> ImageResult:
             tries[0] += 1
             try:
-                async with self.limiter.slot(name, requests_per_minute=provider.settings.requests_per_minute,
-                                             max_concurrency=provider.settings.max_concurrency,
-                                             deadline=deadline):
+                async with self.limiter.slot(name, requests_per_minute=limits.calls_per_minute,
+                                             max_concurrency=limits.max_concurrency, deadline=deadline):
                     result = await self._call(provider, spec, request, deadline, retry=tries[0] > 1)
             except ImageGenError as exc:
                 self.circuits.record_failure(name, exc)
@@ -438,9 +446,9 @@ def _failed_attempt(target: Target, exc: ImageGenError, duration: float, *, wait
         outcome="skipped" if isinstance(exc, (InvalidRequestError, ConfigurationError)) else "failed",
         error_type=type(exc).__name__,
         error=exc.message,
-        status_code=getattr(exc, "status_code", None),
+        status_code=exc.status_code if isinstance(exc, ProviderError) else None,
         retryable=exc.retryable,
-        retry_after=getattr(exc, "retry_after", None),
+        retry_after=exc.retry_after if isinstance(exc, ProviderError) else None,
         wait_s=wait_s,
         duration_s=duration,
     )

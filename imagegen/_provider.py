@@ -1,27 +1,33 @@
-"""The provider contract every plugin implements.
+"""The provider contract every plugin implements, and the kit it is written with.
 
-A provider declares its name, models (capabilities and prices as data), settings
-and, optionally, an emulator. It implements the async ``submit`` and ``status``
-(and optionally ``cancel``); ``generate`` and ``edit`` default to submit-then-poll
-on ``poll_schedule`` with a deadline, and a synchronous API overrides them.
-Every vendor, transport and parsing exception passes through ``translate_error``,
-the one place where it becomes part of the imagegen tree.
+A provider declares its name, models (capabilities and prices as data, in ``models_file``),
+settings, status-to-error table and, optionally, an emulator. It implements the async
+``submit`` and ``status`` (and optionally ``cancel``); ``generate`` and ``edit`` default to
+submit-then-poll on the poll schedule with a deadline, and a synchronous API overrides them.
+A finished job's output URLs are downloaded with ``download_outputs``, which tells the core
+of the billed job first (the core polls again, never submits again, if a download fails). Vendor answers are read inside ``parsing()``;
+error answers go through ``status_error``; SDK and transport exceptions through
+``translate_error``. Anything else is a bug, and propagates. HTTP APIs start from
+``HTTPProvider`` (``imagegen.provider``), which sends requests too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import os
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from ._capabilities import ModelSpec, check_request
+from ._capabilities import ModelSpec, check_request, load_models
 from ._errors import (
     ImageGenError,
     InvalidResponseError,
@@ -34,12 +40,36 @@ from ._errors import (
     UnknownProviderError,
     UnsupportedFeatureError,
 )
-from ._http import DownloadPolicy
-from ._models import Cost, ImageRequest, ImageResult, Job, JobStatus, make_job_id
+from ._http import DownloadPolicy, fetch_image
+from ._models import Cost, Image, ImageRequest, ImageResult, Job, JobStatus, make_job_id
+from ._outputs import fetch_outputs
+from ._polling import PollSchedule, Schedule
+from ._status import ErrorDetails, ErrorReply, StatusRule, build_status_error, read_error_body
 
-__all__ = ["AdaptivePollSchedule", "OnSubmit", "PollSchedule", "Provider", "ProviderSettings"]
+__all__ = ["OnSubmit", "Provider", "ProviderSettings", "RateLimits", "parsing"]
 
 OnSubmit = Callable[[Job], None]
+
+
+@contextmanager
+def parsing(provider: str, what: str = "answer", *, status_code: int | None = None) -> Iterator[None]:
+    """Read a vendor's answer inside this block: it is the one source of ``InvalidResponseError``.
+
+    A ``KeyError``, ``IndexError``, ``TypeError``, ``ValueError`` (JSON, Unicode and pydantic
+    validation errors included) or ``AttributeError`` raised inside means the answer was not
+    what the code expects: it becomes a retryable ``InvalidResponseError`` naming ``what`` was
+    being read, raised from the original. ``ImageGenError`` passes through; anything else is
+    a bug and propagates. Keep the block to the reading: outside it, the same exceptions are
+    bugs in the provider, not vendor flakiness.
+    """
+    try:
+        yield
+    except ImageGenError:
+        raise
+    except (LookupError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidResponseError(
+            f"{provider} answered something imagegen cannot read ({what}: {type(exc).__name__}: {exc})",
+            provider=provider, status_code=status_code) from exc
 
 
 class ProviderSettings(BaseModel):
@@ -58,56 +88,41 @@ class ProviderSettings(BaseModel):
     timeout: float | None = None
     max_concurrency: int | None = None
     requests_per_minute: float | None = None
+    #: Replaces the provider's ``poll_schedule``: ``[initial, factor, cap]`` seconds, or a table.
+    poll_schedule: PollSchedule | None = None
+
+    @field_validator("poll_schedule", mode="before")
+    @classmethod
+    def _schedule_from_list(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            if len(value) != 3:
+                raise ValueError("poll_schedule is [initial, factor, cap], in seconds")
+            return PollSchedule(*(float(v) for v in value))
+        return value
 
 
 @dataclass(frozen=True)
-class PollSchedule:
-    """Delays between status polls: ``initial``, times ``factor`` each poll, capped at ``cap``."""
+class RateLimits:
+    """Client-side limits the core enforces for one provider instance (``Provider.rate_limits``).
 
-    initial: float = 1.0
-    factor: float = 1.5
-    cap: float = 10.0
-
-    def delays(self) -> Iterator[float]:
-        delay = self.initial
-        while True:
-            yield delay
-            delay = min(self.cap, delay * self.factor)
-
-
-@dataclass(frozen=True)
-class AdaptivePollSchedule:
-    """Polls placed where jobs finish: at evenly spaced quantiles of a latency distribution.
-
-    ``times`` are the planned poll times, in seconds after submission, dense where many
-    jobs finish and sparse where few do; past the last one, ``then`` takes over (so a job
-    slower than anything seen is still followed). Build one from observed latencies, e.g.
-    the elapsed times of recorded cassettes, with ``from_latencies``; see
-    ``benchmarks/wireflow_polling.py`` for how it compares with ``PollSchedule``.
+    ``calls_per_minute`` counts calls started (each submission to the provider) in a sliding
+    minute, in this process or, with ``[rate_limits] backend = "redis"``, across every process
+    sharing that Redis; ``max_concurrency`` caps calls in flight in this process.
     """
 
-    times: tuple[float, ...]
-    then: PollSchedule = PollSchedule()
+    calls_per_minute: float | None = None
+    max_concurrency: int | None = None
 
-    @classmethod
-    def from_latencies(cls, latencies: Iterable[float], *, polls: int = 8, low: float = 0.02,
-                       high: float = 0.98, then: PollSchedule | None = None) -> AdaptivePollSchedule:
-        """``polls`` poll times at the ``low`` .. ``high`` quantiles of ``latencies`` (seconds)."""
-        ordered = sorted(float(v) for v in latencies if v >= 0)
-        if not ordered:
-            raise ValueError("AdaptivePollSchedule needs at least one latency")
-        if polls < 1 or not 0.0 <= low <= high <= 1.0:
-            raise ValueError("polls must be >= 1 and 0 <= low <= high <= 1")
-        steps = [low + (high - low) * i / max(1, polls - 1) for i in range(polls)]
-        times = sorted({ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] for q in steps})
-        return cls(times=tuple(t for t in times if t > 0) or (ordered[-1] or 1.0,), then=then or PollSchedule())
 
-    def delays(self) -> Iterator[float]:
-        previous = 0.0
-        for moment in self.times:
-            yield moment - previous
-            previous = moment
-        yield from self.then.delays()
+#: Each provider class's models, read from its ``models_file`` once per process.
+_MODELS: dict[type[Provider], tuple[ModelSpec, ...]] = {}
+
+
+def _models_of(cls: type[Provider], file: str) -> tuple[ModelSpec, ...]:
+    if cls not in _MODELS:
+        package = sys.modules[cls.__module__].__package__ or cls.__module__
+        _MODELS[cls] = tuple(load_models(resources.files(package).joinpath(file), prepare=cls.prepare_model))
+    return _MODELS[cls]
 
 
 class Provider:
@@ -123,9 +138,18 @@ class Provider:
     default_base_url: ClassVar[str] = ""
     #: Seconds for one HTTP request when the settings give none.
     default_timeout: ClassVar[float] = 60.0
-    poll_schedule: ClassVar[PollSchedule | AdaptivePollSchedule] = PollSchedule()
+    #: The model data file next to the provider's module (TOML ``[[models]]`` or JSON), read by
+    #: ``models()`` once per process; each entry passes through ``prepare_model`` first.
+    models_file: ClassVar[str | None] = None
+    #: How ``wait`` polls: the provider's default here; an instance takes the settings'
+    #: ``poll_schedule`` instead when one is configured.
+    poll_schedule: Schedule = PollSchedule()
     #: Failed status polls in a row (429, 5xx, broken answers) that ``wait`` rides out.
     max_poll_errors: ClassVar[int] = 8
+    #: HTTP status -> error class and advice, over ``imagegen.provider.DEFAULT_STATUS_ERRORS``.
+    status_errors: ClassVar[Mapping[int, StatusRule]] = {}
+    #: The response header carrying the vendor's request id (kept on every error).
+    request_id_header: ClassVar[str] = "x-request-id"
     #: True for a synchronous API that bills a 2xx answer even when its body cannot be read
     #: (there is no job to fetch again): the ledger then records the estimate as spent.
     bills_unreadable_answers: ClassVar[bool] = False
@@ -138,13 +162,23 @@ class Provider:
         self.http = http
         self.base_url = (settings.base_url or self.default_base_url).rstrip("/")
         self.api_key = self._resolve_api_key()
+        if settings.poll_schedule is not None:
+            self.poll_schedule = settings.poll_schedule
 
     # -- data ---------------------------------------------------------------------------
 
     @classmethod
     def models(cls) -> list[ModelSpec]:
-        """The provider's models, from its data file. Subclasses override."""
-        raise NotImplementedError
+        """The provider's models, from ``models_file`` (override to build them otherwise)."""
+        if cls.models_file is None:
+            raise NotImplementedError(f"{cls.__name__} sets no models_file and does not override models()")
+        return list(_models_of(cls, cls.models_file))
+
+    @classmethod
+    def prepare_model(cls, entry: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+        """One ``[[models]]`` entry of ``models_file`` before validation; ``document`` is the whole
+        file. Override to derive fields from shared tables (pixel tables, node prices)."""
+        return entry
 
     @classmethod
     def default_model(cls) -> str:
@@ -178,6 +212,11 @@ class Provider:
             estimated=True,
         )
 
+    def rate_limits(self) -> RateLimits:
+        """The limits the core enforces on calls to this instance: the settings' by default.
+        A provider whose vendor caps calls (per plan, per account) declares that cap here."""
+        return RateLimits(self.settings.requests_per_minute, self.settings.max_concurrency)
+
     def download_policy(self) -> DownloadPolicy:
         """Output downloads may come from the configured base URL's host (an emulator, a proxy)."""
         hosts = {urlsplit(self.base_url).hostname or ""} if self.settings.base_url else set()
@@ -190,7 +229,7 @@ class Provider:
         raise NotImplementedError
 
     async def status(self, native_id: str) -> Job:
-        """Ask the provider where a job stands."""
+        """Ask the provider where a job stands (a finished job with its result, outputs downloaded)."""
         raise NotImplementedError
 
     async def cancel(self, native_id: str) -> Job:
@@ -212,8 +251,10 @@ class Provider:
                    on_submit: OnSubmit | None = None) -> ImageResult:
         return await self.generate(request, spec, deadline=deadline, on_submit=on_submit)
 
+    # -- the job lifecycle, shared by every provider ---------------------------------------
+
     async def wait(self, job: Job, *, deadline: float) -> ImageResult:
-        """Poll ``job`` on ``poll_schedule`` until it ends; raise on failure or at the deadline.
+        """Poll ``job`` until it ends and return its result; raise on failure or at the deadline.
 
         A poll that fails with a retryable error (429, 5xx, a dropped or unreadable answer)
         is polled again, after the server's wait hint if it gave one: the job is already
@@ -238,12 +279,28 @@ class Provider:
                 errors += 1
                 if not exc.retryable or errors >= self.max_poll_errors:
                     raise
-                wait_hint = getattr(exc, "retry_after", None)
+                wait_hint = exc.retry_after
                 continue
             errors, wait_hint = 0, None
         return self.result_of(job)
 
+    async def download_outputs(self, native_id: str, urls: Sequence[str]) -> list[Image]:
+        """Download a finished job's output images, from ``status`` (or ``submit``, for a job that
+        is done at once): the core hears of the billed job before the first byte, transient
+        failures are tried again, and what still fails is ``OutputUnavailableError`` with the
+        job id and URLs, so the core polls again rather than submitting (and paying) again.
+        Size, time, redirect, address, type and decode checks apply (``download_policy``)."""
+        return await fetch_outputs(self.http, list(urls), provider=self.instance_name,
+                                   job_id=self.job_id(native_id), policy=self.download_policy())
+
+    async def download(self, urls: Sequence[str]) -> list[Image]:
+        """Fetch images that are not a job's outputs (input images given by URL) under the policy."""
+        policy = self.download_policy()
+        return list(await asyncio.gather(*(fetch_image(self.http, url, provider=self.instance_name, policy=policy)
+                                           for url in urls)))
+
     def result_of(self, job: Job) -> ImageResult:
+        """The result of a finished job; JobFailedError if it failed or was cancelled."""
         if job.status == "succeeded" and job.result is not None:
             return job.result
         detail = (job.error or {}).get("message") or job.status
@@ -252,35 +309,61 @@ class Provider:
 
     def job(self, native_id: str, status: JobStatus, **fields: Any) -> Job:
         """Build a Job with an id that routes back to this provider instance."""
-        return Job(id=make_job_id(self.instance_name, native_id), provider=self.instance_name,
-                   native_id=native_id, status=status, **fields)
+        return Job(id=self.job_id(native_id), provider=self.instance_name, native_id=native_id, status=status,
+                   **fields)
 
-    # -- the one error-translation point ---------------------------------------------------
+    def job_id(self, native_id: str) -> str:
+        """The imagegen job id (``"<instance>:<native id>"``) of one of this instance's jobs."""
+        return make_job_id(self.instance_name, native_id)
 
-    def translate_error(self, exc: BaseException) -> ImageGenError:
-        """Map any exception to the imagegen tree. Subclasses handle vendor errors, then call super."""
+    # -- errors -----------------------------------------------------------------------------
+
+    def read_error(self, reply: ErrorReply) -> ErrorDetails:
+        """What the vendor's error body says. The default reads the common JSON envelopes;
+        override for a vendor's own (and to pick another class for a special case)."""
+        return read_error_body(reply.body)
+
+    def status_error(self, reply: ErrorReply) -> ImageGenError:
+        """The error for one error answer: ``status_errors`` and ``read_error`` combined."""
+        details = self.read_error(reply)
+        if details.message:
+            details.message = self.scrub(details.message)[:600]
+        return build_status_error(self.instance_name, reply, details, table=self.status_errors,
+                                  request_id=reply.headers.get(self.request_id_header))
+
+    def scrub(self, text: str) -> str:
+        """``text`` without this instance's API key (vendors echo keys back in error messages)."""
+        secret = self.api_key.get_secret_value() if self.api_key is not None else ""
+        return text.replace(secret, "***") if secret else text
+
+    def translate_error(self, exc: BaseException) -> ImageGenError | None:
+        """Map an exception this provider knows to the imagegen tree; None for any other.
+
+        Subclasses map their vendor's exceptions (an SDK's errors), then call super, which
+        knows transport failures. An exception nobody maps is a bug in the provider (or in
+        imagegen): the core lets it propagate unchanged, with its traceback, and neither
+        retries it, nor counts it against the provider's circuit, nor moves a route on.
+        A vendor answer that cannot be read is not such a bug: read answers inside
+        ``parsing()``, which turns what goes wrong there into ``InvalidResponseError``.
+        """
         name = self.instance_name
         if isinstance(exc, ImageGenError):
             return exc
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
             return ProviderTimeoutError(f"{name} did not answer in time ({type(exc).__name__})", provider=name)
         if isinstance(exc, (httpx.TransportError, ConnectionError)):
             return ProviderUnavailableError(f"{name} could not be reached ({type(exc).__name__})", provider=name)
-        if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError,
-                            ValueError, AttributeError)):
-            return InvalidResponseError(
-                f"{name} answered something imagegen cannot read ({type(exc).__name__}: {exc})", provider=name)
-        if isinstance(exc, asyncio.TimeoutError):
-            return ProviderTimeoutError(f"{name} did not answer in time", provider=name)
-        return ProviderError(f"{name} failed: {type(exc).__name__}: {exc}", provider=name)
+        return None
+
+    def parsing(self, what: str = "answer", *, status_code: int | None = None) -> AbstractContextManager[None]:
+        """``parsing(self.instance_name, what, status_code=...)``: read a vendor answer inside it."""
+        return parsing(self.instance_name, what, status_code=status_code)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def _resolve_api_key(self) -> SecretStr | None:
         if self.settings.api_key is not None:
             return self.settings.api_key
-        import os
-
         for var in self.api_key_env:
             if os.environ.get(var):
                 return SecretStr(os.environ[var])

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ._errors import (
     ImageGenError,
     InvalidResponseError,
+    ProviderError,
     ProviderUnavailableError,
 )
 
@@ -99,7 +100,7 @@ async def call_with_retries(
 
     def planned_wait(state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        hint = getattr(error, "retry_after", None)
+        hint = error.retry_after if isinstance(error, ProviderError) else None
         return float(hint) if hint is not None else _backoff(config, state.attempt_number)
 
     def give_up(state: RetryCallState) -> bool:

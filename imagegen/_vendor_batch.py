@@ -243,7 +243,7 @@ def error_from_dict(data: dict[str, Any]) -> ImageGenError:
     return error
 
 
-_OPTIONAL_FIELDS = ("request_id", "body", "reason", "provider_message", "text", "required", "available",
+_OPTIONAL_FIELDS = ("request_id", "body", "code", "reason", "provider_message", "text", "required", "available",
                     "job_id", "limit_usd", "spent_usd", "estimate_usd")
 
 

@@ -26,7 +26,8 @@ from ._errors import (
 from ._jobstore import put_job
 from ._models import Cost, ImageRequest, ImageResult
 from ._pipeline import CallPipeline
-from ._provider import PollSchedule, Provider
+from ._polling import PollSchedule
+from ._provider import Provider
 from ._vendor_batch import (
     BatchJob,
     BatchMember,

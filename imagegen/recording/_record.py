@@ -84,7 +84,7 @@ class RecordingClient:
             result: ImageResult = self.client.generate(request)
         except ImageGenError as exc:
             self.outcomes.append({"outcome": type(exc).__name__, "latency_s": time.perf_counter() - started,
-                                  "provider": getattr(exc, "provider", None), "error": str(exc)})
+                                  "provider": exc.to_dict()["provider"], "error": str(exc)})
             raise
         self.outcomes.append({"outcome": "ImageResult", "latency_s": result.latency_s, "provider": result.provider,
                               "model": result.model, "images": len(result.images),

@@ -72,10 +72,10 @@ def test_no_provider_and_no_default(client):
         client.generate("x")
 
 
-def test_a_bare_exception_from_a_plugin_is_translated(client):
-    with pytest.raises(InvalidResponseError) as info:
-        client.generate("[[crash]]", provider="tinyplug")
-    assert isinstance(info.value.__cause__, KeyError)
+def test_an_unreadable_answer_read_in_parsing_is_invalid_response(client):
+    with pytest.raises(InvalidResponseError, match="tinyplug answer") as info:
+        client.generate("[[unreadable]]", provider="tinyplug")
+    assert isinstance(info.value.__cause__, KeyError) and info.value.retryable
 
 
 def test_submit_status_wait_through_the_job_store(tinyplug, tmp_path):

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import imagegen
 
 
@@ -39,3 +41,24 @@ def test_import_does_not_discover_plugins():
             "print(p.registry._pm is None, 'imagegen_gemini' in __import__('sys').modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
+
+
+def test_the_provider_kit_exports_a_sorted_complete_all():
+    import imagegen.provider as kit
+
+    # Sorted as ruff keeps it (RUF022): constants first, then the rest in plain order.
+    assert kit.__all__ == sorted(kit.__all__, key=lambda name: (not name.isupper(), name))
+    public = {name for name in dir(kit) if not name.startswith("_")}
+    assert public - {"annotations"} == set(kit.__all__)
+    kit_classes = [getattr(kit, n) for n in kit.__all__ if isinstance(getattr(kit, n), type)]
+    assert {cls.__module__ for cls in kit_classes} <= {"imagegen", "imagegen.provider"}
+
+
+def test_kit_names_imagegen_used_to_export_still_resolve_with_a_warning():
+    import imagegen.provider as kit
+
+    for name in ("Provider", "ProviderSettings", "PollSchedule", "AdaptivePollSchedule", "hookimpl"):
+        with pytest.warns(DeprecationWarning, match=f"imagegen.provider.{name}"):
+            assert getattr(imagegen, name) is getattr(kit, name)
+    with pytest.raises(AttributeError):
+        imagegen.NoSuchThing  # noqa: B018

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from imagegen import AsyncClient, ImageGenError, InvalidResponseError, ProviderUnavailableError
 from imagegen._http import fetch_image, guarded_transport
-from imagegen._provider import Provider
+from imagegen.provider import Provider
 from imagegen.testing import serve
 
 PUBLIC = "93.184.216.34"  # a global address; `dialled` sends it to a local listener instead

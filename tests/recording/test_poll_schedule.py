@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from imagegen import AsyncClient, PollSchedule
-from imagegen._provider import AdaptivePollSchedule
+from imagegen import AsyncClient
+from imagegen.provider import AdaptivePollSchedule, PollSchedule
 from imagegen.recording import ReplayClock, ScaledPollSchedule
 from imagegen.testing import LatencyModel, serve
 

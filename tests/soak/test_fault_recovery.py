@@ -53,7 +53,7 @@ def test_a_status_endpoint_that_keeps_failing_ends_the_wait():
             client.generate("a fox", provider="nb2")
     finally:
         server.stop()
-    from imagegen import Provider
+    from imagegen.provider import Provider
 
     # The provider's wait gives up after max_poll_errors failed polls in a row; the router then
     # waits on the job it already paid for once more (instead of paying another provider), and

@@ -29,8 +29,7 @@ from imagegen import (
     ModelSpec,
     UnsupportedFeatureError,
 )
-from imagegen._vendor_batch import MEMBER_SEPARATOR, Delivery, VendorBatchSnapshot
-from imagegen._vendor_batch_follow import BATCH_POLL_SCHEDULE
+from imagegen.provider import BATCH_POLL_SCHEDULE, MEMBER_SEPARATOR, Delivery, ErrorReply, VendorBatchSnapshot
 
 from . import _batch_wire as wire
 
@@ -73,29 +72,31 @@ class GeminiBatches:
         if delivery not in ("inline", "file"):
             delivery = wire.choose_delivery((m.size() for m in built),
                                             (wire.expected_answer_bytes(r, spec) for _, r in members))
-        try:
+        with self.provider.sdk_errors(spec):
             if delivery == "inline":
                 body = wire.inline_body(display_name, built)
             else:
                 body = wire.file_body(display_name, await self._upload(built, display_name))
             del built
             response = await api.async_request("post", f"models/{spec.id}:batchGenerateContent", body)
+        with self.provider.parsing("batch operation", status_code=200):
             snapshot = wire.read_operation(json.loads(response.body or "{}"))
-        except Exception as exc:
-            raise self.provider._translate(exc, spec) from exc
         return snapshot.name, delivery
 
     async def poll(self, native_id: str, spec: ModelSpec) -> VendorBatchSnapshot:
-        try:
+        with self.provider.sdk_errors(spec):
             response = await self._api().async_request("get", native_id, {})
+        with self.provider.parsing("batch operation", status_code=200):
             snapshot = wire.read_operation(json.loads(response.body or "{}"))
-            answers = None
-            if snapshot.inline is not None:
+        answers = None
+        if snapshot.inline is not None:
+            with self.provider.parsing("batch answers", status_code=200):
                 answers = wire.outcomes_of_inline(snapshot.inline)
-            elif snapshot.responses_file is not None:
-                answers = wire.outcomes_of_jsonl(await self._download(snapshot.responses_file))
-        except Exception as exc:
-            raise self.provider._translate(exc, spec) from exc
+        elif snapshot.responses_file is not None:
+            with self.provider.sdk_errors(spec):
+                downloaded = await self._download(snapshot.responses_file)
+            with self.provider.parsing("batch answers file", status_code=200):
+                answers = wire.outcomes_of_jsonl(downloaded)
         outcomes = None if answers is None else {key: self._outcome(key, answer, spec, native_id)
                                                  for key, answer in answers.items()}
         message = str(snapshot.error.get("message")) if snapshot.error else None
@@ -125,10 +126,8 @@ class GeminiBatches:
             provider=self.name)
 
     async def cancel(self, native_id: str) -> None:
-        try:
+        with self.provider.sdk_errors(None):
             await self._api().async_request("post", f"{native_id}:cancel", {})
-        except Exception as exc:
-            raise self.provider._translate(exc, None) from exc
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -170,21 +169,18 @@ class GeminiBatches:
     def _outcome(self, key: str, answer: dict[str, Any], spec: ModelSpec,
                  native_id: str) -> ImageResult | ImageGenError:
         """One member's answer: its result at the batch price, or the error it stands for."""
-        from google.genai import errors
-
         from . import _wire
 
         name = self.name
         if "error" in answer:
             status, status_name = wire.http_status_of(answer["error"])
             envelope = {"error": {**answer["error"], "code": status, "status": status_name}}
-            return _wire.error_from_api(errors.APIError(status, envelope), provider=name, model=spec.id)
+            return self.provider.status_error(ErrorReply(status, body=envelope, path=f"models/{spec.id}"))
         try:
-            read = _wire.read_answer(answer["response"], spec, provider=name)
+            with self.provider.parsing("batch member answer", status_code=200):  # this member's only
+                read = _wire.read_answer(answer["response"], spec, provider=name)
         except ImageGenError as exc:
             return exc
-        except Exception as exc:  # a malformed answer for this member only
-            return self.provider._translate(exc, spec)
         discount = spec.price.batch_discount if spec.price and spec.price.batch_discount else 1.0
         cost = Cost(usd=None if read.cost.usd is None else round(read.cost.usd * discount, 9), estimated=False,
                     breakdown={k: round(v * discount, 9) for k, v in read.cost.breakdown.items()})

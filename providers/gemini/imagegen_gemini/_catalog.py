@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import math
-import tomllib
 from importlib import resources
 from typing import Any
 
-from imagegen import ConfigurationError, ModelSpec
+from imagegen import ModelSpec
+from imagegen.provider import load_models
 
 __all__ = ["IMAGE_RATE", "INPUT_RATE", "TEXT_RATE", "expected_pixels", "load_catalog", "rate",
            "tokens_per_image"]
@@ -30,18 +30,14 @@ ANY_SIZE = "*"
 @functools.cache
 def load_catalog() -> tuple[ModelSpec, ...]:
     """The models of ``models.toml``, pixel tables resolved. Cached: the file ships with the code."""
-    source = resources.files(__package__).joinpath("models.toml")
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-        tables = data.get("pixel_tables", {})
-        specs = []
-        for raw in data["models"]:
-            extra = dict(raw.get("extra", {}))
-            extra["pixels"] = _resolve_table(tables, extra["pixel_table"])
-            specs.append(ModelSpec.model_validate({**raw, "extra": extra}))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigurationError(f"the gemini model data (models.toml) is unreadable: {exc}") from exc
-    return tuple(specs)
+    return tuple(load_models(resources.files(__package__).joinpath("models.toml"), prepare=with_pixels))
+
+
+def with_pixels(entry: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+    """A model entry with its pixel table (named in ``extra.pixel_table``) resolved."""
+    extra = dict(entry.get("extra", {}))
+    extra["pixels"] = _resolve_table(document.get("pixel_tables", {}), extra["pixel_table"])
+    return {**entry, "extra": extra}
 
 
 def _resolve_table(tables: dict[str, Any], name: str, depth: int = 0) -> dict[str, dict[str, tuple[int, int]]]:

@@ -28,39 +28,48 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import json
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-from pydantic import ValidationError
 
 from imagegen import (
+    AuthenticationError,
     ConfigurationError,
+    Cost,
     ImageGenError,
     ImageRequest,
     ImageResult,
     InvalidImageError,
     InvalidRequestError,
-    InvalidResponseError,
     Job,
     JobNotFoundError,
     MissingCredentialsError,
     ModelSpec,
-    Provider,
+    PermissionDeniedError,
     ProviderError,
-    ProviderSettings,
+    ProviderTimeoutError,
     ProviderUnavailableError,
+    RateLimitError,
     UnsupportedFeatureError,
 )
-from imagegen._http import fetch_image, shared_ssl_context
-from imagegen._models import make_job_id
-from imagegen._provider import OnSubmit
+from imagegen.provider import (
+    ErrorDetails,
+    ErrorReply,
+    OnSubmit,
+    Provider,
+    ProviderSettings,
+    StatusRule,
+    shared_ssl_context,
+)
 
 from . import _conversation
 from ._catalog import load_catalog
+from ._errors import error_message, read_google_error
 from ._pricing import estimate_cost
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,6 +123,13 @@ class GeminiProvider(Provider):
     # generateContent is synchronous: a 200 cut short was billed and cannot be fetched again.
     bills_unreadable_answers = True
     emulator = "imagegen_gemini.emulator:create_emulator"
+    status_errors: ClassVar[Mapping[int, StatusRule]] = {
+        401: StatusRule(AuthenticationError, "check GEMINI_API_KEY or the configured api_key"),
+        403: StatusRule(PermissionDeniedError, "the key or project may not use this model"),
+        429: StatusRule(RateLimitError, "retry later"),
+        504: StatusRule(ProviderTimeoutError, "retry, perhaps with a smaller size or a longer timeout"),
+    }
+    request_id_header = "x-request-id"
     #: Send through the SDK's API client with imagegen's own request JSON (False: the SDK's
     #: public ``generate_content``; both send the same request).
     sdk_fast_path = True
@@ -195,7 +211,7 @@ class GeminiProvider(Provider):
             raise InvalidRequestError(
                 f"option thinking_level for {where} must be one of {', '.join(_THINKING_LEVELS)}, not {level!r}")
 
-    def estimate(self, request: ImageRequest, spec: ModelSpec) -> Any:
+    def estimate(self, request: ImageRequest, spec: ModelSpec) -> Cost:
         return estimate_cost(request, spec)
 
     def request_timeout(self, request: ImageRequest, spec: ModelSpec) -> float:
@@ -231,7 +247,7 @@ class GeminiProvider(Provider):
     async def status(self, native_id: str) -> Job:
         raise JobNotFoundError(
             f"{self.instance_name} answers synchronously and keeps no jobs: job "
-            f"{make_job_id(self.instance_name, native_id)!r} is known only to the job store that recorded "
+            f"{self.job_id(native_id)!r} is known only to the job store that recorded "
             "it, and it is not there; check jobs.backend / jobs.path in the config")
 
     def _finished_job(self, result: ImageResult, spec: ModelSpec) -> Job:
@@ -255,31 +271,25 @@ class GeminiProvider(Provider):
         if request.conversation:
             body["contents"] = [*request.conversation, *body["contents"]]
         client = self._client(limit)
-        try:
-            # The SDK client's own timeout is ``limit``; a nearer deadline is enforced here. When the
-            # HTTP timeout is the nearer one, the margin lets it fire first, with its clearer error.
+        # The SDK client's own timeout is ``limit``; a nearer deadline is enforced here. When the
+        # HTTP timeout is the nearer one, the margin lets it fire first, with its clearer error.
+        with self.sdk_errors(spec):
             async with asyncio.timeout(remaining if remaining < limit else limit + 5.0):
                 http_response = await self._post(client, spec, body)
-        except Exception as exc:
-            raise self._translate(exc, spec) from exc
         del body
-        try:
-            # Parse the raw body, then drop every other copy of it before decoding images: a 4K
-            # answer is megabytes of base64 (see benchmarks/gemini_memory.py).
+        # The SDK hands over a body only for HTTP 200. Parse it, then drop every other copy of it
+        # before decoding images: a 4K answer is megabytes of base64 (benchmarks/gemini_memory.py).
+        with self.parsing("generateContent answer", status_code=200):
             data = _wire.parse_body(http_response.body if http_response else None, provider=self.instance_name)
             del http_response
             model_turn = _conversation.model_turn(data) if user_turn is not None else None
             answer = _wire.read_answer(data, spec, provider=self.instance_name)
-        except ImageGenError:
-            raise
-        except Exception as exc:
-            raise self._translate(exc, spec) from exc
         if user_turn is not None:
             answer.metadata[_conversation.KEY] = [user_turn, model_turn]
         native_id = answer.response_id or uuid.uuid4().hex
         return ImageResult(
             images=answer.images, provider=self.instance_name, model=spec.id,
-            job_id=make_job_id(self.instance_name, native_id), cost=answer.cost, usage=answer.usage,
+            job_id=self.job_id(native_id), cost=answer.cost, usage=answer.usage,
             text=answer.text, metadata=answer.metadata, warnings=answer.warnings)
 
     async def _post(self, client: genai.Client, spec: ModelSpec, body: dict[str, Any]) -> Any:
@@ -308,8 +318,7 @@ class GeminiProvider(Provider):
         if image.data is not None:
             return image.data, image.mime_type or "image/png"
         try:
-            fetched = await fetch_image(self.http, image.url, provider=self.instance_name,
-                                        policy=self.download_policy())
+            [fetched] = await self.download([image.url or ""])
         except ProviderUnavailableError:
             raise  # transient: the router may retry
         except ProviderError as exc:  # refused or not an image: the caller's input is at fault
@@ -358,34 +367,43 @@ class GeminiProvider(Provider):
 
     # -- errors --------------------------------------------------------------------------------
 
-    def translate_error(self, exc: BaseException) -> ImageGenError:
+    def read_error(self, reply: ErrorReply) -> ErrorDetails:
+        model = reply.path.rpartition("/")[2]
+        spec = next((s for s in self.models() if model in s.names), None)
+        return read_google_error(reply, replacement=spec.extra.get("replacement") if spec else None)
+
+    def translate_error(self, exc: BaseException) -> ImageGenError | None:
         return self._translate(exc, None)
 
-    def _translate(self, exc: BaseException, spec: ModelSpec | None) -> ImageGenError:
+    @contextmanager
+    def sdk_errors(self, spec: ModelSpec | None) -> Iterator[None]:
+        """Around SDK calls: what ``_translate`` maps is raised from the SDK's exception; anything
+        else is a bug and propagates as it is."""
+        try:
+            yield
+        except ImageGenError:
+            raise
+        except Exception as exc:
+            error = self._translate(exc, spec)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _translate(self, exc: BaseException, spec: ModelSpec | None) -> ImageGenError | None:
+        """google-genai's ``APIError`` (any non-200 answer) through the status table; a Google
+        credentials failure as what to set up; transport failures as the kit knows them."""
         name = self.instance_name
-        if isinstance(exc, ImageGenError):
-            return exc
         errors = sys.modules.get("google.genai.errors")
         if errors is not None and isinstance(exc, errors.APIError):
-            from . import _wire
-
-            model = spec.id if spec else (self.settings.model or "?")
-            replacement = spec.extra.get("replacement") if spec else None
-            return _wire.error_from_api(exc, provider=name, model=model, replacement=replacement)
+            model = spec.id if spec else (self.settings.model or self.default_model())
+            body = exc.details if isinstance(exc.details, dict) else None
+            return self.status_error(ErrorReply(int(exc.code or 0), body=body, path=f"models/{model}",
+                                                text=error_message(str(exc.message or exc.status or ""))))
         if type(exc).__module__.startswith("google.auth"):
             return MissingCredentialsError(
                 f"{name}: Vertex AI with a project needs Google credentials ({type(exc).__name__}: "
                 f"{str(exc)[:200]}); run `gcloud auth application-default login` or set "
                 "GOOGLE_APPLICATION_CREDENTIALS")
-        if isinstance(exc, json.JSONDecodeError):
-            return InvalidResponseError(
-                f"{name} answered with a body that is not complete JSON (truncated or not JSON: {exc.msg} "
-                f"at character {exc.pos}); retry", provider=name, status_code=200)
-        if isinstance(exc, ValidationError):
-            # The SDK hands over a body only for HTTP 200, so both of these answered 200.
-            return InvalidResponseError(
-                f"{name} answered JSON that is not a generateContent response ({exc.error_count()} "
-                "problem(s)); retry", provider=name, status_code=200)
         return super().translate_error(exc)
 
     async def aclose(self) -> None:

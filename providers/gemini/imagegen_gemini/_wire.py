@@ -14,40 +14,30 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic_core
-from google.genai import errors, types
+from google.genai import types
 from pydantic import ConfigDict, TypeAdapter
 from typing_extensions import TypedDict
 
 from imagegen import (
-    AuthenticationError,
     ContentPolicyError,
     Cost,
     Image,
     ImageRequest,
-    InsufficientCreditsError,
     InvalidImageError,
     InvalidResponseError,
     ModelSpec,
     NoImageReturnedError,
-    NotFoundError,
-    PermissionDeniedError,
     ProviderError,
-    ProviderTimeoutError,
-    ProviderUnavailableError,
-    RateLimitError,
     Usage,
 )
-from imagegen._http import parse_wait_hint
 
 from ._pricing import cost_of
 
-__all__ = ["DEFAULT_MODALITIES", "Answer", "build_body", "error_from_api", "parse_body", "read_answer", "sdk_arguments",
-           "usage_of"]
+__all__ = ["DEFAULT_MODALITIES", "Answer", "build_body", "parse_body", "read_answer", "sdk_arguments", "usage_of"]
 
 #: Text and image: the model's own words (captions, refusals) reach the caller as ``text``.
 DEFAULT_MODALITIES = ("TEXT", "IMAGE")
@@ -56,8 +46,6 @@ POLICY_REASONS = frozenset({
     "SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY",
     "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR", "JAILBREAK",
 })
-_RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 # -- the request -------------------------------------------------------------------------------
@@ -180,8 +168,9 @@ def _padded(body: str) -> bool:
 def parse_body(body: str | bytes | None, *, provider: str) -> dict[str, Any]:
     """The raw JSON answer. It is read rather than the SDK's parsed object because the SDK drops
     fields a caller needs: ``finishMessage`` (the model's own words on a blocked image) and
-    ``usageMetadata.serviceTier``. A JSONDecodeError (truncated, not JSON) is translated by the
-    provider. Image data comes back already decoded (bytes) from the fast path, else as text."""
+    ``usageMetadata.serviceTier``. A JSONDecodeError (truncated, not JSON) becomes an
+    InvalidResponseError in the provider's ``parsing()`` block. Image data comes back already
+    decoded (bytes) from the fast path, else as text."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
     if _padded(text):
         try:
@@ -329,66 +318,3 @@ def usage_of(meta: Any) -> Usage:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-# -- errors -----------------------------------------------------------------------------------
-
-
-def _details(exc: errors.APIError) -> list[dict[str, Any]]:
-    body = exc.details if isinstance(exc.details, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else body
-    found = error.get("details") if isinstance(error, dict) else None
-    return [d for d in found if isinstance(d, dict)] if isinstance(found, list) else []
-
-
-def _has(details: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    return next((d for d in details if str(d.get("@type", "")).endswith(kind)), None)
-
-
-def _message(exc: errors.APIError) -> str:
-    text = str(exc.message or "").strip()
-    if "<html" in text[:512].lower() or "<title" in text.lower():
-        title = _TITLE.search(text)
-        return f"an HTML page ({title.group(1).strip()!r})" if title else "an HTML page"
-    return text[:600] or str(exc.status or "no message")
-
-
-def error_from_api(exc: errors.APIError, *, provider: str, model: str,
-                   replacement: str | None = None) -> ProviderError:
-    """Map a google-genai ``APIError`` (any non-200 answer) onto the imagegen tree."""
-    code = int(exc.code or 0)
-    status = str(exc.status or "")
-    message = _message(exc)
-    details = _details(exc)
-    said = f"{code} {status}: {message}".replace("  ", " ")
-    common: dict[str, Any] = {"provider": provider, "status_code": code, "body": exc.details}
-    info = _has(details, "google.rpc.ErrorInfo") or {}
-    if info.get("reason") == "API_KEY_INVALID" or "API key not valid" in message or code == 401:
-        return AuthenticationError(f"{provider} rejected the API key ({said}); check GEMINI_API_KEY or the "
-                                   "configured api_key", **common)
-    if code == 403 and "unregistered callers" in message:
-        return AuthenticationError(f"{provider} received no API key ({said}); set GEMINI_API_KEY or "
-                                   "api_key in the config", **common)
-    if code == 403 or status == "FAILED_PRECONDITION":
-        return PermissionDeniedError(f"{provider} refused this call ({said})", **common)
-    if code == 404:
-        hint = f"; it was replaced by {replacement}" if replacement else \
-            "; check the model id with `imagegen providers`"
-        return NotFoundError(f"{provider} does not serve model {model!r} ({said}){hint}", **common)
-    if code == 429:
-        if "prepayment" in message.lower() or "credits are depleted" in message.lower():
-            return InsufficientCreditsError(f"{provider}: prepaid credits are used up ({said}); add credits "
-                                            "in Google AI Studio billing. Retrying will not help.",
-                                            retryable=False, **common)
-        retry = _has(details, "google.rpc.RetryInfo")
-        wait = parse_wait_hint(retry.get("retryDelay")) if retry else None
-        if wait is None and (match := _RETRY_IN.search(message)):
-            wait = float(match.group(1))
-        kind = "quota exceeded" if wait is not None else "capacity exhausted"
-        return RateLimitError(f"{provider} rate limit: {kind} ({said})", retry_after=wait, **common)
-    if code == 504 or status == "DEADLINE_EXCEEDED":
-        return ProviderTimeoutError(f"{provider} ran out of time ({said}); retry, perhaps with a smaller "
-                                    "size or a longer timeout", **common)
-    if code >= 500:
-        return ProviderUnavailableError(f"{provider} is unavailable ({said}); retry later", **common)
-    return ProviderError(f"{provider} rejected the request ({said})", retryable=False, **common)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from imagegen import Provider, hookimpl
+from imagegen.provider import Provider, hookimpl
 
 
 @hookimpl

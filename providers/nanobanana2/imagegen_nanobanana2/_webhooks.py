@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from imagegen import InvalidRequestError, Job
-from imagegen._models import make_job_id
+from imagegen.provider import make_job_id
 
 from ._wire import Generation, parse_generation
 

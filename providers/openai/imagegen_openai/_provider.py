@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from imagegen import (
+    Cost,
     Image,
     ImageGenError,
     ImageRequest,
@@ -49,14 +50,15 @@ from imagegen import (
     JobNotFoundError,
     ModelSpec,
     NoImageReturnedError,
-    Provider,
-    ProviderError,
-    ProviderSettings,
 )
-from imagegen._http import fetch_image
-from imagegen._models import make_job_id
-from imagegen._provider import OnSubmit
-from imagegen._streaming import PartialImage, partial_sink
+from imagegen.provider import (
+    OnSubmit,
+    PartialImage,
+    Provider,
+    ProviderSettings,
+    fetch_image,
+    partial_sink,
+)
 
 from ._catalog import check_lifecycle, family, load_catalog
 from ._params import MAX_PARTIAL_IMAGES, check, edit_call, generation_body, wire_format
@@ -118,7 +120,7 @@ class OpenAIProvider(Provider):
         shared = request.model_copy(update={"size": None, "aspect_ratio": None})
         return [*warnings, *super().validate(shared, spec.model_copy(update={"deprecated": None}))]
 
-    def estimate(self, request: ImageRequest, spec: ModelSpec) -> Any:
+    def estimate(self, request: ImageRequest, spec: ModelSpec) -> Cost:
         size = check(request, spec, provider=self.instance_name)
         return estimate_cost(request, spec, size, partials=self._partials(request, spec))
 
@@ -150,7 +152,7 @@ class OpenAIProvider(Provider):
     async def status(self, native_id: str) -> Job:
         raise JobNotFoundError(
             f"{self.instance_name} answers synchronously and keeps no jobs: job "
-            f"{make_job_id(self.instance_name, native_id)!r} is known only to the job store that recorded it")
+            f"{self.job_id(native_id)!r} is known only to the job store that recorded it")
 
     def _finished_job(self, result: ImageResult, spec: ModelSpec) -> Job:
         return self.job((result.job_id or "").partition(":")[2], "succeeded", result=result, model=spec.id)
@@ -188,7 +190,7 @@ class OpenAIProvider(Provider):
                 try:
                     return await self._streamed(request, spec, size, partials, timeout, warnings)
                 except InvalidRequestError as exc:
-                    if getattr(exc, "status_code", None) != 400 or "stream" not in exc.message.lower():
+                    if exc.to_dict()["status_code"] != 400 or "stream" not in exc.message.lower():
                         raise
                     # The model page of gpt-image-2 says "Streaming: not supported" while the reference
                     # documents it [NOTE-0905]: a 400 about streaming falls back to one plain call.
@@ -202,7 +204,10 @@ class OpenAIProvider(Provider):
         except ImageGenError:
             raise
         except Exception as exc:
-            raise self.translate_error(exc) from exc
+            error = self.translate_error(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     def _parse(self, response: httpx.Response) -> Parsed:
         try:
@@ -230,13 +235,15 @@ class OpenAIProvider(Provider):
             decoder = SseDecoder()
             final: dict[str, Any] | None = None
             async for line in response.aiter_lines():
-                event = decoder.line(line)
+                with self.parsing("stream event", status_code=200):
+                    event = decoder.line(line)
                 if event is None:
                     continue
                 if event.type.endswith(".partial_image"):
                     image = self._image(event.data.get("b64_json"), what="preview")
-                    sink.deliver(PartialImage(index=int(event.data.get("partial_image_index", 0)), image=image,
-                                              provider=self.instance_name, model=spec.id))
+                    with self.parsing("stream event", status_code=200):
+                        index = int(event.data.get("partial_image_index", 0))
+                    sink.deliver(PartialImage(index=index, image=image, provider=self.instance_name, model=spec.id))
                 elif event.type.endswith(".completed"):
                     final = event.data
                 elif event.type == "error" or "error" in event.data:
@@ -258,7 +265,8 @@ class OpenAIProvider(Provider):
     def _image(self, data: Any, *, what: str) -> Image:
         from ._wire import decode_b64
 
-        raw = data if isinstance(data, bytes) else decode_b64(data)
+        with self.parsing(what, status_code=200):
+            raw = data if isinstance(data, bytes) else decode_b64(data)
         try:
             return Image.from_bytes(raw, what=f"{self.instance_name} {what}")
         except ImageGenError as exc:  # their bytes, not the caller's
@@ -292,18 +300,15 @@ class OpenAIProvider(Provider):
         if family(spec).startswith("dalle"):
             metadata["output_urls"] = [item.url for item in parsed.items if item.url]
         return ImageResult(images=list(images), provider=self.instance_name, model=spec.id,
-                           job_id=make_job_id(self.instance_name, request_id), cost=cost, usage=usage,
+                           job_id=self.job_id(request_id), cost=cost, usage=usage,
                            text=[r for r in revised if r], metadata=metadata, warnings=warnings)
 
     # -- errors ------------------------------------------------------------------------------------
 
-    def translate_error(self, exc: BaseException) -> ImageGenError:
+    def translate_error(self, exc: BaseException) -> ImageGenError | None:
         if isinstance(exc, httpx.HTTPStatusError):
             return error_from_response(exc.response, provider=self.instance_name, scrub=self._scrub)
-        error = super().translate_error(exc)
-        if isinstance(error, ProviderError) and isinstance(exc, (ValueError, KeyError, TypeError)):
-            error.status_code = error.status_code or 200
-        return error
+        return super().translate_error(exc)
 
     def _scrub(self, text: str) -> str:
         if self.api_key is not None and self.api_key.get_secret_value():

@@ -22,15 +22,15 @@ from imagegen import (
     ContentPolicyError,
     ImageGenError,
     InsufficientCreditsError,
-    InvalidImageError,
-    InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
     ProviderError,
+    ProviderInvalidImageError,
+    ProviderInvalidRequestError,
     ProviderUnavailableError,
     RateLimitError,
 )
-from imagegen._http import describe_body, parse_wait_hint
+from imagegen.provider import describe_body, parse_wait_hint
 
 __all__ = ["error_from_body", "error_from_response", "rate_limit_headers", "retry_hint"]
 
@@ -95,16 +95,14 @@ def error_from_body(error: dict[str, Any], *, status: int, headers: httpx.Header
     kind = str(error.get("type") or "").lower()
     param = error.get("param")
     said = scrub(str(error.get("message") or "no message"))[:600]
-    common: dict[str, Any] = {"provider": provider, "status_code": status,
-                              "request_id": headers.get("x-request-id"), "body": {"error": error}}
     hint = retry_hint(headers, status=status, message=said)
-    exc = _classify(code, kind, param, said, status, hint, provider, common)
-    if hint is not None and not hasattr(exc, "retry_after"):
-        exc.retry_after = hint  # type: ignore[attr-defined]  # the router honours it on any retryable error
+    # The router honours the hint on any retryable error; x-should-retry overrides retryability.
+    common: dict[str, Any] = {"provider": provider, "status_code": status, "request_id": headers.get("x-request-id"),
+                              "body": {"error": error}, "code": code or None, "retry_after": hint}
     should = (headers.get("x-should-retry") or "").lower()
-    if should in ("true", "false") and isinstance(exc, ProviderError):
-        exc.retryable = should == "true"
-    return exc
+    if should in ("true", "false"):
+        common["retryable"] = should == "true"
+    return _classify(code, kind, param, said, status, hint, provider, common)
 
 
 def _classify(code: str, kind: str, param: Any, said: str, status: int, hint: float | None, provider: str,
@@ -131,17 +129,14 @@ def _classify(code: str, kind: str, param: Any, said: str, status: int, hint: fl
     if status == 429:
         wait = f"wait {hint:g} s and retry" if hint is not None else "slow down and retry"
         return RateLimitError(f"{name} is rate limiting ({code or 'rate_limit_exceeded'}): {said}; {wait}",
-                              retry_after=hint, **common)
+                              **common)
     if status >= 500 or status in (408, 409):
-        return ProviderUnavailableError(f"{name} is unavailable (HTTP {status}): {said}; retry later",
-                                        retryable=True, **common)
+        return ProviderUnavailableError(f"{name} is unavailable (HTTP {status}): {said}; retry later", **common)
     if status in (400, 413, 415, 422):
         image = code in IMAGE_CODES or param == "url" or (
             isinstance(param, str) and param.startswith(("image", "mask")))
-        cls = InvalidImageError if image else InvalidRequestError
-        error = cls(f"{name} rejected the request (HTTP {status}, {code or kind or 'invalid'}"
-                    f"{f', param {param}' if param else ''}): {said}")
-        error.provider, error.status_code = provider, status  # type: ignore[attr-defined]
-        error.request_id = common["request_id"]  # type: ignore[attr-defined]
-        return error
-    return ProviderError(f"{name} answered HTTP {status}: {said}", retryable=False, **common)
+        cls = ProviderInvalidImageError if image else ProviderInvalidRequestError
+        # The same request is refused again, whatever x-should-retry says.
+        return cls(f"{name} rejected the request (HTTP {status}, {code or kind or 'invalid'}"
+                   f"{f', param {param}' if param else ''}): {said}", **{**common, "retryable": False})
+    return ProviderError(f"{name} answered HTTP {status}: {said}", **{"retryable": False, **common})

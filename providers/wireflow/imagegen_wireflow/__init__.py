@@ -4,6 +4,6 @@ The provider is `WireflowProvider` (plugin name ``wireflow``); its emulator is
 ``imagegen_wireflow.emulator.create_emulator``.
 """
 
-from .provider import WireflowAPIError, WireflowProvider, WireflowSettings
+from .provider import WireflowProvider, WireflowSettings
 
-__all__ = ["WireflowAPIError", "WireflowProvider", "WireflowSettings"]
+__all__ = ["WireflowProvider", "WireflowSettings"]

@@ -1,22 +1,22 @@
-"""Wireflow's node catalogue and image models, read from ``models.toml``.
+"""Wireflow's node catalogue, read from ``models.toml`` (which also holds the models).
 
 The provider builds graphs from the node table, the emulator validates and bills graphs
-with the same table, and each model's price is derived from its generation node's credits,
-so the numbers live in one place.
+with the same table, and each model's price is derived from its generation node's credits
+(``model_entry``, the provider's ``prepare_model``), so the numbers live in one place.
 """
 
 from __future__ import annotations
 
 import functools
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from imagegen import ConfigurationError, ModelSpec, Price
+from imagegen import ConfigurationError, Price
+from imagegen.provider import read_data_file
 
-__all__ = ["NodeType", "load_catalog", "model_specs", "node_type"]
+__all__ = ["NodeType", "load_catalog", "model_entry", "node_type"]
 
 DATA_FILE = Path(__file__).with_name("models.toml")
 
@@ -64,7 +64,6 @@ class NodeType:
 @dataclass(frozen=True)
 class Catalog:
     nodes: dict[str, NodeType]
-    models: list[ModelSpec]
     usd_per_credit: float
 
 
@@ -90,35 +89,31 @@ def _node(name: str, raw: dict[str, Any]) -> NodeType:
     )
 
 
-def _model(raw: dict[str, Any], nodes: dict[str, NodeType], usd_per_credit: float) -> ModelSpec:
-    raw = dict(raw)
-    node = nodes[raw.pop("node")]
+def model_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A ``[[models]]`` entry with its price and ``extra.node_type`` derived from its ``node``."""
+    catalog = load_catalog()
+    entry = dict(entry)
+    node = catalog.nodes[entry.pop("node")]
     price = Price(
         source=node.credits_source,
         as_of=node.credits_as_of,
         credits_per_image={"*": node.credits},
-        usd_per_credit=usd_per_credit,
+        usd_per_credit=catalog.usd_per_credit,
         notes=f"{node.credits:g} credits per image for the {node.name} node; text and image inputs are free",
     )
-    extra = {"node_type": node.name, **raw.pop("extra", {})}
-    return ModelSpec.model_validate({**raw, "price": price, "extra": extra})
+    return {**entry, "price": price, "extra": {"node_type": node.name, **entry.pop("extra", {})}}
 
 
 @functools.lru_cache(maxsize=4)
 def load_catalog(path: Path = DATA_FILE) -> Catalog:
-    """Read and check the data file once per process."""
+    """Read and check the node table once per process."""
+    data = read_data_file(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
         usd_per_credit = float(data["usd_per_credit"])
         nodes = {name: _node(name, raw) for name, raw in data["nodes"].items()}
-        models = [_model(raw, nodes, usd_per_credit) for raw in data["models"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError(f"wireflow data file {path} is unreadable: {type(exc).__name__}: {exc}") from exc
-    return Catalog(nodes=nodes, models=models, usd_per_credit=usd_per_credit)
-
-
-def model_specs() -> list[ModelSpec]:
-    return list(load_catalog().models)
+    return Catalog(nodes=nodes, usd_per_credit=usd_per_credit)
 
 
 def node_type(name: str) -> NodeType | None:

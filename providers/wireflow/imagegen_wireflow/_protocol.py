@@ -13,23 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagegen import (
-    AuthenticationError,
-    ImageGenError,
-    InsufficientCreditsError,
-    InvalidRequestError,
-    InvalidResponseError,
-    NotFoundError,
-    PermissionDeniedError,
-    ProviderError,
-    ProviderUnavailableError,
-    RateLimitError,
-)
-from imagegen._http import parse_wait_hint
+from imagegen import InvalidResponseError
 
 from ._graph import GENERATE_NODE_ID
 
-__all__ = ["PollState", "error_from", "execution_id_from", "parse_poll", "rate_limit_wait", "unwrap"]
+__all__ = ["PollState", "error_parts", "execution_id_from", "number", "parse_poll", "unwrap"]
 
 log = logging.getLogger("imagegen.wireflow")
 
@@ -205,93 +193,24 @@ def parse_poll(body: Any) -> PollState:
 
 # -- errors -------------------------------------------------------------------------------
 
-_ADVICE = {
-    401: "check the API key (WIREFLOW_API_KEY or providers.<name>.api_key); keys start with sk- or wf_live_",
-    402: "top up credits in Wireflow's billing settings, or route to another provider",
-    403: "the key lacks a scope for this call (workflows:read/write/execute, executions:read); "
-         "create a key with those scopes",
-    404: "the workflow or execution does not exist for this key",
-    409: "someone else changed the workflow; read it again and retry",
-    413: "the request body is too large",
-}
 
-
-def _error_parts(body: Any) -> tuple[str | None, str | None, str | None, dict[str, Any]]:
-    """(message, type, code, extra top-level fields) from either error envelope."""
+def error_parts(body: Any) -> tuple[str | None, str | None, dict[str, Any]]:
+    """(message, code, extra top-level fields) from either error envelope."""
     if not isinstance(body, dict):
-        return None, None, None, {}
+        return None, None, {}
     extra = {k: v for k, v in body.items() if k != "error"}
     error = body.get("error")
     if isinstance(error, str):
-        return error, None, None, extra
+        return error, None, extra
     if isinstance(error, dict):
         message = error.get("message") if isinstance(error.get("message"), str) else None
-        return message, error.get("type"), error.get("code"), extra
+        code = error.get("code")
+        return message, None if code is None else str(code), extra
     message = body.get("message") if isinstance(body.get("message"), str) else None
-    return message, None, None, extra
+    return message, None, extra
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return None
-
-
-def rate_limit_wait(headers: Any, body_hint: Any = None) -> float | None:
-    """Seconds to wait after a 429 (spec §9): ``Retry-After`` seconds, else a future
-    ``X-RateLimit-Reset`` (Unix time), else the body's ``retryAfter`` (seconds or Unix time)."""
-    wait = parse_wait_hint(headers.get("retry-after"))
-    if wait is None:
-        reset = parse_wait_hint(headers.get("x-ratelimit-reset"))
-        wait = reset if reset else None
-    if wait is None:
-        wait = parse_wait_hint(body_hint)
-    return wait
-
-
-def error_from(status: int, headers: Any, body: Any, *, provider: str, raw_text: str = "") -> ImageGenError:
-    """The typed imagegen error for one Wireflow error response.
-
-    ``body`` is the parsed JSON (or None when the body was not JSON; ``raw_text`` then
-    describes it). The request id from ``X-Request-Id`` goes on every error.
-    """
-    request_id = headers.get("x-request-id")
-    message, kind, code, extra = _error_parts(body)
-    text = message or code or raw_text or f"HTTP {status}"
-    detail = f"{text} [{code}]" if code and message and code not in message else text
-    kw: dict[str, Any] = {"provider": provider, "status_code": status, "request_id": request_id,
-                          "body": body if body is not None else raw_text}
-    advice = _ADVICE.get(status)
-    full = f"{provider}: {detail}" + (f" — {advice}" if advice else "")
-    if status == 401:
-        return AuthenticationError(full, **kw)
-    if status == 402:
-        required, available = _number(extra.get("requiredCredits")), _number(extra.get("availableCredits"))
-        credits_error = InsufficientCreditsError(full, required=required, available=available, **kw)
-        credits_error.breakdown = list(extra.get("breakdown") or [])  # type: ignore[attr-defined]
-        return credits_error
-    if status == 403:
-        return PermissionDeniedError(full, **kw)
-    if status == 404:
-        return NotFoundError(full, **kw)
-    if status == 429:
-        wait = rate_limit_wait(headers, extra.get("retryAfter"))
-        hint = f"; retry in {wait:.0f} s" if wait is not None else ""
-        return RateLimitError(f"{provider}: {detail}{hint} (Wireflow caps executions at 10 per minute)",
-                              retry_after=wait, **kw)
-    if status in (400, 413, 422):
-        if detail == "Workflow is not active":
-            full = f"{provider}: {detail} — activate the workflow in Wireflow's editor (Settings > isActive)"
-        violations = extra.get("violations")
-        if isinstance(violations, list) and violations:
-            rules = "; ".join(str(v.get("message") or v.get("rule")) for v in violations[:3] if isinstance(v, dict))
-            full = f"{full} ({rules})"
-        error = InvalidRequestError(full + (f" (request_id={request_id})" if request_id else ""))
-        for key, value in {**kw, "code": code, "type": kind}.items():
-            setattr(error, key, value)
-        return error
-    if status >= 500:
-        return ProviderUnavailableError(f"{provider}: {detail} — Wireflow had a server error; retry shortly", **kw)
-    other = ProviderError(full, retryable=False, **kw)
-    other.code = code  # type: ignore[attr-defined]
-    return other

@@ -42,7 +42,7 @@ class WorkflowCache:
 
     @classmethod
     def default(cls) -> WorkflowCache:
-        from imagegen._jobstore import default_data_dir
+        from imagegen.provider import default_data_dir
 
         return cls(default_data_dir() / "wireflow" / FILE_NAME)
 

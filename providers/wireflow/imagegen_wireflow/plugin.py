@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 
-from imagegen import Provider, hookimpl
+from imagegen.provider import Provider, hookimpl
 
 
 @hookimpl

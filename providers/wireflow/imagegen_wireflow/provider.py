@@ -1,24 +1,29 @@
 """The Wireflow provider: a request becomes a graph, the graph a saved workflow, and each
-request one execution of it, polled until done and downloaded.
+request one execution of it, polled until done; the core downloads the outputs.
 
 Lifecycle of one call:
 
 1. input images given as bytes are uploaded (``POST /media/upload``) to get URLs;
 2. the graph is built from the node table (`_graph`); the workflow for its shape is
    looked up in the workflow cache, or created once (``POST /workflows``);
-3. ``POST /workflows/{id}/execute`` with the full graph (P6), or ``POST .../run`` with
-   ``{"inputs": ...}`` (P5) when ``execute_mode = "run"``, or, with ``webhook_id`` set,
-   ``POST /workflow/{webhookId}/trigger`` without a key (P7). Every one carries an
-   ``Idempotency-Key`` (below), and is retried with the same key after a 429, a 5xx,
-   a dropped connection or an unreadable answer, so it is charged at most once;
+3. ``POST /workflows/{id}/execute`` with the full graph, or ``POST .../run`` with
+   ``{"inputs": ...}`` when ``execute_mode = "run"``, or, with ``webhook_id`` set,
+   ``POST /workflow/{webhookId}/trigger`` without a key (docs/providers/wireflow.md). Every
+   one carries an ``Idempotency-Key`` (below), so the core's retries of a call that failed
+   after a 429, a 5xx, a dropped connection or an unreadable answer are charged at most once;
 4. the Job returned is ``running``; ``status()`` needs only the execution id, so any
    process can poll it (``GET /workflows/executions/{id}/poll``) and, once COMPLETED,
-   download the outputs (size cap, content type and decode checks; URLs kept).
+   download the outputs (``download_outputs``: size cap, content type and decode checks).
+
+Sending, redirects (wireflow.ai answers 301/308 to www.wireflow.ai; the body is kept),
+error answers, retries and rate limits are the kit's and the core's. Wireflow caps
+executions at 10 per minute on every plan: ``rate_limits`` declares that cap, and the
+core's limiter enforces it (across processes with the Redis backend).
 
 Idempotency key: ``imagegen-`` + a hash of the request's content and a nonce. The nonce is
 ``options["idempotency_key"]`` when the caller gives one (the same key and request then
-replay the first execution for 24 h, even from another process), else a random value drawn
-once per submit, which every retry inside that submit reuses.
+replay the first execution for 24 h, even from another process), else the router's key for
+the logical request, which every retry reuses.
 """
 
 from __future__ import annotations
@@ -26,19 +31,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urljoin, urlsplit
-
-import httpx
+from urllib.parse import quote
 
 from imagegen import (
+    AuthenticationError,
     Cost,
-    ImageGenError,
     ImageRequest,
     ImageResult,
     InputImage,
+    InsufficientCreditsError,
     InvalidRequestError,
     InvalidResponseError,
     Job,
@@ -46,80 +50,53 @@ from imagegen import (
     ModelSpec,
     NoImageReturnedError,
     NotFoundError,
-    PollSchedule,
-    Provider,
-    ProviderSettings,
-    ProviderUnavailableError,
-    RateLimitError,
+    PermissionDeniedError,
+    ProviderError,
+    ProviderInvalidRequestError,
     Usage,
 )
-from imagegen._http import current_scope, describe_body
-from imagegen._models import make_job_id
-from imagegen._outputs import fetch_outputs
-from imagegen._provider import AdaptivePollSchedule
-
-from ._catalog import load_catalog, model_specs
-from ._graph import Graph, ParamLocation, build_graph
-from ._protocol import error_from, execution_id_from, parse_poll
-from ._ratelimit import (
-    EXECUTIONS_PER_MINUTE,
-    PLAN_LIMITS,
-    RateLimitTooLong,
-    WindowLimiter,
+from imagegen.provider import (
+    AdaptivePollSchedule,
+    ErrorDetails,
+    ErrorReply,
+    HTTPProvider,
+    PollSchedule,
+    ProviderSettings,
+    RateLimits,
+    Schedule,
+    StatusRule,
+    parse_wait_hint,
 )
+
+from ._catalog import load_catalog, model_entry
+from ._graph import Graph, ParamLocation, build_graph
+from ._protocol import error_parts, execution_id_from, number, parse_poll, unwrap
 from ._workflows import WorkflowCache, cache_key
 
-__all__ = ["WireflowAPIError", "WireflowProvider", "WireflowSettings"]
+__all__ = ["EXECUTIONS_PER_MINUTE", "WireflowProvider", "WireflowSettings"]
 
-_REDIRECTS = (301, 302, 307, 308)
-_MAX_REDIRECTS = 5
+#: Wireflow runs at most this many executions per minute, on every plan.
+EXECUTIONS_PER_MINUTE = 10.0
 
 
 class WireflowSettings(ProviderSettings):
     """``[providers.wireflow]`` keys beyond the common ones."""
 
-    #: Your plan (P8: free, starter, pro, enterprise; P11: team): sets requests/min.
-    plan: Literal["free", "starter", "pro", "team", "enterprise"] | None = None
-    #: Executions per minute; Wireflow caps every plan at 10.
+    #: Executions per minute (the core's limit on calls); Wireflow caps every plan at 10.
     executions_per_minute: float | None = None
-    #: Length of the rate-limit window in seconds (Wireflow does not say; 60 fits "per minute").
-    rate_window_s: float = 60.0
-    #: Trigger this saved workflow's webhook instead of creating workflows (P7).
+    #: Trigger this saved workflow's webhook instead of creating workflows.
     webhook_id: str | None = None
-    #: ``execute``: send the full graph to /execute (P6); ``run``: send inputs to /run (P5).
+    #: ``execute``: send the full graph to /execute; ``run``: send inputs to /run.
     execute_mode: Literal["execute", "run"] = "execute"
-    #: Where node values go (C5): ``config`` (client scripts), ``params`` (docs), ``data`` (P6).
+    #: Where node values go: ``config`` (client scripts), ``params`` (docs), ``data`` (API example).
     param_location: ParamLocation = "config"
-    #: The poll path (C2): P14 writes ``/executions/{id}/poll``, P1 ``/workflows/executions/{id}``.
+    #: The poll path; the docs also show ``/workflows/executions/{id}``.
     poll_path: str = "/workflows/executions/{id}/poll"
-    #: ``[initial, factor, cap]`` seconds; default the documented 1 s, x1.5, 10 s.
-    poll_schedule: tuple[float, float, float] | None = None
-    #: HTTP-level retries of one call after 429/5xx/dropped connections (same Idempotency-Key).
-    #: Off by default: imagegen's router retries whole calls (``[retry]``) with the same key.
-    max_retries: int = 0
-    #: First retry delay when the server gives no hint; doubles per retry, capped at 8 s.
-    retry_backoff_s: float = 0.5
-    #: Longest wait for a rate-limit slot or a server's wait hint before raising RateLimitError.
-    max_rate_wait_s: float = 120.0
     #: Remember workflow ids in ``<data dir>/wireflow/workflows.json`` for other processes.
     persist_workflows: bool = True
 
 
-class WireflowAPIError(Exception):
-    """A non-2xx answer, before translation: status, headers and the parsed body."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.status_code = response.status_code
-        self.headers = response.headers
-        try:
-            self.body: Any = json.loads(response.content)
-            self.raw_text = ""
-        except ValueError:
-            self.body, self.raw_text = None, describe_body(response)
-        super().__init__(f"HTTP {self.status_code}")
-
-
-class WireflowProvider(Provider):
+class WireflowProvider(HTTPProvider):
     """Wireflow (wireflow.ai): node-graph workflows running Nano Banana and other models."""
 
     name: ClassVar[str] = "wireflow"
@@ -127,36 +104,44 @@ class WireflowProvider(Provider):
     Settings: ClassVar[type[ProviderSettings]] = WireflowSettings
     api_key_env: ClassVar[tuple[str, ...]] = ("WIREFLOW_API_KEY",)
     default_base_url: ClassVar[str] = "https://www.wireflow.ai/api/v1"
-    default_timeout: ClassVar[float] = 60.0
+    models_file: ClassVar[str | None] = "models.toml"
     #: Polls at six quantiles of Nano Banana 2's latency on Wireflow over 1K and 4K outputs
     #: ("4-15 s at 1K, 10-20 s at 4K"), then the documented backoff (start 1 s, x1.5, cap 10 s;
-    #: P13, seeds 000/002). Against the documented schedule alone it spends fewer polls per
-    #: job (2.7 vs 4.1 at 1K, 5.3 vs 5.8 at 4K) and sees the end sooner (1.5 vs 2.1 s, 1.9 vs
-    #: 3.6 s on average): benchmarks/results/wireflow_polling.md. ``poll_schedule`` in the
-    #: settings replaces it.
-    poll_schedule: ClassVar[PollSchedule | AdaptivePollSchedule] = AdaptivePollSchedule(
+    #: docs/providers/wireflow.md). Against the documented schedule alone it spends fewer polls
+    #: per job (2.7 vs 4.1 at 1K, 5.3 vs 5.8 at 4K) and sees the end sooner (1.5 vs 2.1 s, 1.9
+    #: vs 3.6 s on average): benchmarks/results/wireflow_polling.md.
+    poll_schedule: Schedule = AdaptivePollSchedule(
         times=(4.5, 6.3, 8.0, 12.6, 16.8, 21.2), then=PollSchedule(1.0, 1.5, 10.0))
+    status_errors: ClassVar[Mapping[int, StatusRule]] = {
+        401: StatusRule(AuthenticationError, "check the API key (WIREFLOW_API_KEY or providers.<name>.api_key); "
+                                             "keys start with sk- or wf_live_"),
+        402: StatusRule(InsufficientCreditsError, "top up credits in Wireflow's billing settings, or route to "
+                                                  "another provider"),
+        403: StatusRule(PermissionDeniedError, "the key lacks a scope for this call (workflows:read/write/execute, "
+                                               "executions:read); create a key with those scopes"),
+        404: StatusRule(NotFoundError, "the workflow or execution does not exist for this key"),
+        409: StatusRule(ProviderError, "someone else changed the workflow; read it again and retry"),
+        413: StatusRule(ProviderInvalidRequestError, "the request body is too large"),
+    }
     emulator: ClassVar[str | None] = "imagegen_wireflow.emulator:create_emulator"
 
     settings: WireflowSettings
 
-    def __init__(self, *, instance_name: str, settings: ProviderSettings, http: httpx.AsyncClient) -> None:
-        super().__init__(instance_name=instance_name, settings=settings, http=http)
-        s = self.settings
-        if s.poll_schedule is not None:
-            self.poll_schedule = PollSchedule(*s.poll_schedule)  # type: ignore[misc]
-        plan_rpm, plan_epm = PLAN_LIMITS.get(s.plan or "", (None, EXECUTIONS_PER_MINUTE))
-        self.limits = {
-            "request": WindowLimiter(s.requests_per_minute or plan_rpm, window_s=s.rate_window_s),
-            "execution": WindowLimiter(s.executions_per_minute or plan_epm, window_s=s.rate_window_s),
-        }
-        self.workflows = WorkflowCache.default() if s.persist_workflows else WorkflowCache(None)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workflows = WorkflowCache.default() if self.settings.persist_workflows else WorkflowCache(None)
         self._creating: dict[str, asyncio.Lock] = {}
         self._uploads: dict[str, str] = {}
 
     @classmethod
-    def models(cls) -> list[ModelSpec]:
-        return model_specs()
+    def prepare_model(cls, entry: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+        return model_entry(entry)
+
+    def rate_limits(self) -> RateLimits:
+        """Each call is one execution: the core holds calls to the executions-per-minute cap."""
+        cap = self.settings.executions_per_minute or EXECUTIONS_PER_MINUTE
+        configured = self.settings.requests_per_minute
+        return RateLimits(min(cap, configured) if configured else cap, self.settings.max_concurrency)
 
     # -- before any network call ---------------------------------------------------------
 
@@ -191,11 +176,11 @@ class WireflowProvider(Provider):
         workflow_id: str | None = None
         if self.settings.webhook_id:
             path = f"/workflow/{quote(self.settings.webhook_id, safe='')}/trigger"
-            body = await self._call("POST", path, json=graph.trigger_data, headers=headers,
-                                    kind="execution", auth=False)
+            body = await self.request_json("POST", path, json=graph.trigger_data, headers=headers, auth=False)
         else:
             workflow_id, body = await self._execute(graph, headers)
-        execution_id = execution_id_from(body)
+        with self.parsing("execution answer"):
+            execution_id = execution_id_from(body)
         return self.job(execution_id, "running", model=spec.id, metadata={
             "workflow_id": workflow_id, "webhook_id": self.settings.webhook_id, "idempotency_key": key,
             "node_type": graph.node_type, "estimated_credits": graph.credits,
@@ -219,12 +204,12 @@ class WireflowProvider(Provider):
             workflow_id = await self._workflow_for(graph, shape)
             try:
                 if run:
-                    body = await self._call("POST", f"/workflows/{quote(workflow_id, safe='')}/run",
-                                            json={"inputs": graph.run_inputs}, headers=headers, kind="execution")
+                    body = await self.request_json("POST", f"/workflows/{quote(workflow_id, safe='')}/run",
+                                                   json={"inputs": graph.run_inputs}, headers=headers)
                 else:
-                    body = await self._call("POST", f"/workflows/{quote(workflow_id, safe='')}/execute",
-                                            json={"nodes": graph.nodes, "edges": graph.edges},
-                                            headers=headers, kind="execution")
+                    body = await self.request_json("POST", f"/workflows/{quote(workflow_id, safe='')}/execute",
+                                                   json={"nodes": graph.nodes, "edges": graph.edges},
+                                                   headers=headers)
                 return workflow_id, body
             except NotFoundError:
                 if attempt == 2:
@@ -246,16 +231,16 @@ class WireflowProvider(Provider):
         async with lock:
             if (found := self.workflows.get(key)) is not None:
                 return found
-            body = await self._call("POST", "/workflows",
-                                    json=graph.workflow_body(f"imagegen {graph.node_type} {shape[:8]}"),
-                                    idempotent=False)
-            created = body.get("data", body) if isinstance(body, dict) else None
-            created = created.get("workflow", created) if isinstance(created, dict) else None
-            if not isinstance(created, dict) or not created.get("id"):
+            body = await self.request_json("POST", "/workflows",
+                                           json=graph.workflow_body(f"imagegen {graph.node_type} {shape[:8]}"))
+            with self.parsing("workflow creation answer"):
+                created = unwrap(body)
+                workflow_id = str(created.get("workflow", created)["id"] or "")
+            if not workflow_id:
                 raise InvalidResponseError(f"{self.instance_name}: creating a workflow returned no id",
                                            provider=self.instance_name)
-            self.workflows.put(key, str(created["id"]))
-            return str(created["id"])
+            self.workflows.put(key, workflow_id)
+            return workflow_id
 
     async def _input_url(self, image: InputImage) -> str:
         """A URL Wireflow can fetch: given URLs pass through, bytes are uploaded once."""
@@ -266,8 +251,9 @@ class WireflowProvider(Provider):
         if image.sha256 not in self._uploads:
             ext = (image.mime_type or "image/png").split("/")[-1]
             files = {"file": (image.name or f"input.{ext}", image.data, image.mime_type or "image/png")}
-            body = await self._call("POST", "/media/upload", files=files, idempotent=True)
-            url = body.get("data", body).get("url") if isinstance(body, dict) else None
+            body = await self.request_json("POST", "/media/upload", files=files)
+            with self.parsing("upload answer"):
+                url = unwrap(body)["url"]
             if not isinstance(url, str) or not url:
                 raise InvalidResponseError(f"{self.instance_name}: the media upload returned no url",
                                            provider=self.instance_name)
@@ -278,122 +264,59 @@ class WireflowProvider(Provider):
 
     async def status(self, native_id: str) -> Job:
         path = self.settings.poll_path.replace("{id}", quote(native_id, safe=""))
-        state = parse_poll(await self._call("GET", path))
+        body = await self.request_json("GET", path)
+        with self.parsing("poll answer"):
+            state = parse_poll(body)
         meta = {"wireflow_status": state.raw_status, "progress": state.progress}
         if state.status == "running":
             return self.job(native_id, "running", metadata=meta)
         if state.status != "succeeded":
             error = {"message": state.error or f"execution ended {state.raw_status}",
                      "node_id": state.failed_node, "wireflow_status": state.raw_status}
-            return self.job(native_id, state.status, error=error, metadata=meta)  # type: ignore[arg-type]
+            return self.job(native_id, "cancelled" if state.status == "cancelled" else "failed", error=error,
+                            metadata=meta)
         if not state.urls:
             raise NoImageReturnedError(
                 f"{self.instance_name}: execution {native_id} completed without an image URL",
                 provider=self.instance_name, text="\n".join(state.texts) or None)
-        images = await fetch_outputs(self.http, state.urls, provider=self.instance_name,
-                                     job_id=make_job_id(self.instance_name, native_id), policy=self.download_policy())
+        images = await self.download_outputs(native_id, state.urls)
         credits = state.credits
         cost = (Cost(credits=credits, usd=round(credits * load_catalog().usd_per_credit, 9), estimated=False)
                 if credits is not None else Cost(estimated=True))
         result = ImageResult(
-            images=list(images), provider=self.instance_name, model=self.settings.model or self.default_model(),
-            job_id=make_job_id(self.instance_name, native_id), cost=cost, usage=Usage(credits=credits),
-            text=state.texts, metadata={"execution_id": native_id, "output_urls": state.urls, **meta})
+            images=images, provider=self.instance_name, model=self.settings.model or self.default_model(),
+            job_id=self.job_id(native_id), cost=cost, usage=Usage(credits=credits), text=state.texts,
+            metadata={"execution_id": native_id, "output_urls": state.urls, **meta})
         return self.job(native_id, "succeeded", result=result, metadata=meta)
 
     def result_of(self, job: Job) -> ImageResult:
-        if job.status == "succeeded" and job.result is not None:
-            return job.result
+        if job.status == "succeeded":
+            return super().result_of(job)
         error = job.error or {}
         node = f" at node {error['node_id']!r}" if error.get("node_id") else ""
         raise JobFailedError(
             f"{self.instance_name} execution {job.native_id} {error.get('wireflow_status') or job.status}{node}: "
             f"{error.get('message') or job.status}", provider=self.instance_name)
 
-    # -- HTTP: one place for auth, redirects, rate limits, retries and errors --------------
+    # -- errors -----------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, *, json: Any = None, files: Any = None,
-                    headers: dict[str, str] | None = None, kind: str = "request", auth: bool = True,
-                    idempotent: bool = True) -> Any:
-        """Send with retries: 429 (after the server's hint), 5xx and broken answers.
-
-        Non-idempotent calls (workflow creation) retry only when the server refused them
-        outright (429, 5xx), never after an answer was lost.
-        """
-        attempt = 0
-        while True:
-            try:
-                return await self._send(method, path, json=json, files=files, headers=headers, kind=kind, auth=auth)
-            except (RateLimitError, ProviderUnavailableError, InvalidResponseError) as exc:
-                status = getattr(exc, "status_code", None) or 0
-                refused = status == 429 or status >= 500
-                if attempt >= self.settings.max_retries or not (idempotent or refused):
-                    raise
-                wait = getattr(exc, "retry_after", None)
-                wait = min(8.0, self.settings.retry_backoff_s * 2 ** attempt) if wait is None else wait
-                if wait > self.settings.max_rate_wait_s:
-                    raise
-                attempt += 1
-                await asyncio.sleep(wait)
-
-    async def _send(self, method: str, path: str, *, json: Any, files: Any, headers: dict[str, str] | None,
-                    kind: str, auth: bool) -> Any:
-        limiter = self.limits[kind]
-        max_wait = self.settings.max_rate_wait_s
-        scope = current_scope()
-        if scope is not None and scope.deadline is not None:  # never wait for a slot past the call's deadline
-            max_wait = min(max_wait, scope.deadline - time.monotonic())
-        try:
-            async with asyncio.timeout(max(0.0, max_wait) + 0.05):  # waiting behind other calls counts too
-                await limiter.acquire(max_wait=max(0.0, max_wait))
-        except (RateLimitTooLong, TimeoutError) as exc:
-            wait = exc.wait if isinstance(exc, RateLimitTooLong) else limiter.next_slot()
-            raise RateLimitError(
-                f"{self.instance_name}: the {kind} rate limit has no free slot for {wait:.0f} s, past the "
-                f"call's deadline or max_rate_wait_s; nothing was sent. Slow down, give the call more time, "
-                "or raise executions_per_minute/plan in the config",
-                provider=self.instance_name, retry_after=wait) from None
-        url = self.base_url + path
-        sent_headers = dict(headers or {})
-        if auth and self.api_key is not None:
-            sent_headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
-        try:
-            for _ in range(_MAX_REDIRECTS + 1):
-                response = await self.http.request(method, url, json=json, files=files, headers=sent_headers,
-                                                   follow_redirects=False)
-                if response.status_code not in _REDIRECTS or "location" not in response.headers:
-                    break
-                # 301/308 from wireflow.ai keep method and body (Vercel does; G3 uses curl -L).
-                target = urljoin(url, response.headers["location"])
-                if not _same_site(url, target):
-                    sent_headers.pop("Authorization", None)
-                url = target
-        except httpx.HTTPError as exc:
-            raise self.translate_error(exc) from exc
-        limiter.observe(response.headers)
-        if response.status_code >= 400:
-            error = self.translate_error(WireflowAPIError(response))
-            if isinstance(error, RateLimitError):
-                limiter.hold(error.retry_after)
-            raise error
-        try:
-            return response.json() if response.content else {}
-        except ValueError:
-            raise InvalidResponseError(
-                f"{self.instance_name} answered HTTP {response.status_code} with {describe_body(response)}",
-                provider=self.instance_name, status_code=response.status_code,
-                request_id=response.headers.get("x-request-id")) from None
-
-    def translate_error(self, exc: BaseException) -> ImageGenError:
-        if isinstance(exc, WireflowAPIError):
-            return error_from(exc.status_code, exc.headers, exc.body, provider=self.instance_name,
-                              raw_text=exc.raw_text)
-        return super().translate_error(exc)
-
-
-def _same_site(origin: str, target: str) -> bool:
-    """Whether a redirect stays with the same service (``wireflow.ai`` -> ``www.wireflow.ai``)."""
-    a, b = urlsplit(origin), urlsplit(target)
-    host_a, host_b = (a.hostname or "").removeprefix("www."), (b.hostname or "").removeprefix("www.")
-    return host_a == host_b and (a.scheme == b.scheme or b.scheme == "https")
-
+    def read_error(self, reply: ErrorReply) -> ErrorDetails:
+        """Either envelope (flat ``{"error": "..."}`` or Stripe-style ``{"error": {type, message,
+        code}}``), with Wireflow's extra fields beside it."""
+        message, code, extra = error_parts(reply.body)
+        details = ErrorDetails(message=message, code=code, retry_after=parse_wait_hint(extra.get("retryAfter")))
+        status = reply.status_code
+        if status == 402:
+            details.fields = {"required": number(extra.get("requiredCredits")),
+                              "available": number(extra.get("availableCredits"))}
+        elif status == 429:
+            details.advice = "Wireflow caps executions at 10 per minute"
+        elif status >= 500:
+            details.advice = "Wireflow had a server error; retry shortly"
+        elif message == "Workflow is not active":
+            details.advice = "activate the workflow in Wireflow's editor (Settings > isActive)"
+        violations = extra.get("violations")
+        if status in (400, 422) and isinstance(violations, list) and violations:
+            rules = "; ".join(str(v.get("message") or v.get("rule")) for v in violations[:3] if isinstance(v, dict))
+            details.message = f"{message or code} ({rules})"
+        return details

@@ -13,15 +13,18 @@ from imagegen import (
     ContentPolicyError,
     ImageRequest,
     InsufficientCreditsError,
+    InvalidRequestError,
     InvalidResponseError,
     NoImageReturnedError,
     NotFoundError,
     PermissionDeniedError,
     ProviderError,
+    ProviderInvalidRequestError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitError,
 )
+from imagegen.provider import ErrorReply
 from imagegen.testing import Fault, FaultPlan, LatencyModel, serve
 from imagegen_gemini import GeminiProvider
 from imagegen_gemini.emulator import create_emulator, refusal_fault
@@ -206,7 +209,8 @@ def test_retired_model_404_names_the_replacement() -> None:
 
 
 def test_every_sdk_exception_is_translated() -> None:
-    """The one choke point maps each google-genai error class (and parse errors) into the tree."""
+    """The one choke point maps each google-genai error class (and transport errors) into the tree;
+    anything else is a bug it leaves alone (unreadable answers are read inside ``parsing()``)."""
     import json
 
     from google.genai import errors
@@ -215,18 +219,29 @@ def test_every_sdk_exception_is_translated() -> None:
                               http=httpx.AsyncClient())
     cases = [
         (errors.ClientError(400, {"error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}),
-         ProviderError),
+         ProviderInvalidRequestError),
         (errors.ClientError(401, {"error": {"code": 401, "message": "no", "status": "UNAUTHENTICATED"}}),
          AuthenticationError),
         (errors.ServerError(503, {"error": {"code": 503, "message": "down", "status": "UNAVAILABLE"}}),
          ProviderUnavailableError),
         (errors.APIError(302, {"message": "moved", "status": "Found"}), ProviderError),
-        (json.JSONDecodeError("Expecting value", "{", 1), InvalidResponseError),
         (httpx.ReadTimeout("slow"), ProviderTimeoutError),
         (httpx.ConnectError("refused"), ProviderUnavailableError),
-        (KeyError("candidates"), InvalidResponseError),
     ]
     for exc, expected in cases:
         translated = provider.translate_error(exc)
         assert isinstance(translated, expected), (exc, translated)
         assert translated.provider == "gemini"
+    for bug in (json.JSONDecodeError("Expecting value", "{", 1), KeyError("candidates")):
+        assert provider.translate_error(bug) is None
+
+
+def test_an_unsupported_aspect_ratio_is_a_provider_invalid_request(client: Client) -> None:
+    """Google's 400 INVALID_ARGUMENT reaches the caller as an invalid request (routes move on)."""
+    provider = client.provider("gemini")
+    body = {"error": {"code": 400, "message": "Aspect ratio 1:4 is not supported for this model",
+                      "status": "INVALID_ARGUMENT"}}
+    error = provider.status_error(ErrorReply(400, body=body))
+    assert isinstance(error, ProviderInvalidRequestError) and isinstance(error, InvalidRequestError)
+    assert "Aspect ratio 1:4 is not supported" in error.message and error.code == "INVALID_ARGUMENT"
+    assert not error.retryable and error.status_code == 400

@@ -11,10 +11,10 @@ from imagegen import (
     AuthenticationError,
     ContentPolicyError,
     InsufficientCreditsError,
-    InvalidImageError,
-    InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    ProviderInvalidImageError,
+    ProviderInvalidRequestError,
     ProviderUnavailableError,
     RateLimitError,
 )
@@ -114,9 +114,9 @@ def error(status: int, code: str | None, type_: str = "invalid_request_error", p
     (429, "rate_limit_exceeded", "requests", None, RateLimitError, True),
     (500, None, "server_error", None, ProviderUnavailableError, True),
     (503, "server_is_overloaded", "service_unavailable_error", None, ProviderUnavailableError, True),
-    (400, "unsupported_file_mimetype", "invalid_request_error", "image[0]", InvalidImageError, False),
-    (400, "invalid_value", "invalid_request_error", "url", InvalidImageError, False),
-    (400, "unknown_parameter", "invalid_request_error", "response_format", InvalidRequestError, False),
+    (400, "unsupported_file_mimetype", "invalid_request_error", "image[0]", ProviderInvalidImageError, False),
+    (400, "invalid_value", "invalid_request_error", "url", ProviderInvalidImageError, False),
+    (400, "unknown_parameter", "invalid_request_error", "response_format", ProviderInvalidRequestError, False),
 ])
 def test_every_error_shape_maps_by_code_first(status, code, type_, param, cls, retryable):
     exc = error(status, code, type_, param)

@@ -17,15 +17,15 @@ KEY = "sk-test-key"
 
 
 def settings(server: LoopbackServer, **extra: Any) -> dict[str, Any]:
-    # These tests exercise the provider's own HTTP-level retries (max_retries), so the
-    # router's retries are switched off in `config` (they are tested in tests/routing).
     return {"base_url": server.base_url, "api_key": KEY, "poll_schedule": FAST_POLLS,
-            "executions_per_minute": 1000, "retry_backoff_s": 0.01, "max_retries": 3, **extra}
+            "executions_per_minute": 1000, **extra}
 
 
-def config(server: LoopbackServer, **extra: Any) -> dict[str, Any]:
+def config(server: LoopbackServer, *, max_retries: int = 3, **extra: Any) -> dict[str, Any]:
+    """Retries are the core's (``[retry]``), fast here; ``max_retries=0`` tries once."""
     return {"providers": {"wireflow": settings(server, **extra)}, "jobs": {"backend": "memory"},
-            "retry": {"max_attempts": 1}, "cache": {"backend": "off"}}
+            "retry": {"max_attempts": max_retries + 1, "initial_backoff_s": 0.01, "max_backoff_s": 0.05},
+            "cache": {"backend": "off"}}
 
 
 class Env:

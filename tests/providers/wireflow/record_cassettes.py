@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 import vcr
 
-from imagegen import PollSchedule
+from imagegen.provider import PollSchedule
 from imagegen.testing import Fault, FaultPlan, LatencyModel, synth_image
 from imagegen_wireflow.emulator import create_emulator, default_latency
 from tests.providers._cassettes import cassette_dir, record_all, record_from
@@ -45,7 +45,7 @@ def latency(seed: int) -> LatencyModel:
 
 def config(base_url: str, api_key: str) -> dict[str, Any]:
     settings = {"base_url": base_url, "api_key": api_key, "poll_schedule": POLLS, "persist_workflows": False,
-                "executions_per_minute": 100, "retry_backoff_s": 0.01}
+                "executions_per_minute": 100}
     return {"providers": {"wireflow": settings}, "jobs": {"backend": "memory"}, "cache": {"backend": "off"}}
 
 

@@ -22,8 +22,8 @@ from imagegen import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from imagegen.provider import ErrorReply
 from imagegen.testing import ApiKeys, Fault, FaultPlan
-from imagegen_wireflow.provider import WireflowAPIError
 
 from .conftest import KEY, config
 
@@ -35,7 +35,7 @@ def _raw(env: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
 
 
 def _translate(env: Any, response: httpx.Response) -> Any:
-    return env.client().provider("wireflow").translate_error(WireflowAPIError(response))
+    return env.client().provider("wireflow").status_error(ErrorReply.from_response(response))
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -77,7 +77,7 @@ def test_402_insufficient_credits_keeps_breakdown_and_charges_nothing(make_env: 
     error = info.value
     assert (error.required, error.available, error.status_code) == (14, 5, 402)
     assert "Insufficient credits. Required: 14, Available: 5" in error.message
-    assert error.breakdown == [{"nodeId": "generate", "nodeLabel": "Nano Banana 2", "credits": 14}]
+    assert error.body["breakdown"] == [{"nodeId": "generate", "nodeLabel": "Nano Banana 2", "credits": 14}]
     assert error.retryable is False and error.request_id
     assert env.counters.get("executions") == 0 and env.counters.total_credits == 0
 
@@ -196,8 +196,8 @@ def test_429_then_success_with_retry_after(make_env: Any) -> None:
 def test_429_wait_hint_from_header_or_reset(make_env: Any, options: dict[str, Any], hint: str) -> None:
     env = make_env(executions_per_minute=1, window_s=30, **options)
     env.client().generate("first", provider="wireflow")
-    with pytest.raises(RateLimitError) as info:  # a fresh client: its limiter knows nothing yet
-        env.client(max_rate_wait_s=0.5, max_retries=0).generate("second", provider="wireflow")
+    with pytest.raises(RateLimitError) as info:
+        env.client(max_retries=0).generate("second", provider="wireflow")
     error = info.value
     assert error.status_code == 429 and error.request_id
     assert "Too many workflow executions" in error.message
@@ -205,43 +205,37 @@ def test_429_wait_hint_from_header_or_reset(make_env: Any, options: dict[str, An
     assert env.counters.get("executions") == 1 and env.counters.get("rate_limited") == 1
 
 
-def test_client_limiter_refuses_locally_once_the_server_said_zero(make_env: Any) -> None:
-    env = make_env(executions_per_minute=1, window_s=30)
-    client = env.client(max_rate_wait_s=0.2)
+def test_the_execution_cap_is_a_core_rate_limit_refused_locally(make_env: Any) -> None:
+    env = make_env()
+    client = env.client(executions_per_minute=1)
+    assert client.provider("wireflow").rate_limits().calls_per_minute == 1
     client.generate("first", provider="wireflow")
-    with pytest.raises(RateLimitError) as info:
-        client.generate("second", provider="wireflow")
-    assert info.value.status_code is None and 0 < info.value.retry_after <= 31
-    assert env.counters.get("rate_limited") == 0  # nothing was sent
+    with pytest.raises(RateLimitError) as info:  # the next slot is a minute away: past the deadline
+        client.generate("second", provider="wireflow", timeout=2)
+    assert info.value.status_code is None and 50 < info.value.retry_after <= 60
+    assert env.counters.get("executions") == 1 and env.counters.get("rate_limited") == 0  # nothing was sent
 
 
-def test_wait_hint_order_and_body_forms() -> None:
-    from imagegen_wireflow._protocol import rate_limit_wait
+def test_wait_hint_order_and_body_forms(env: Any) -> None:
+    provider = env.client().provider("wireflow")
+
+    def hint(headers: dict[str, str], body: Any = None) -> float | None:
+        return provider.status_error(ErrorReply(429, httpx.Headers(headers), body)).retry_after
 
     now = time.time()
-    assert rate_limit_wait(httpx.Headers({"Retry-After": "42", "X-RateLimit-Reset": str(int(now + 5))})) == 42
-    assert 4 <= rate_limit_wait(httpx.Headers({"X-RateLimit-Reset": str(int(now + 5))})) <= 5
-    past = httpx.Headers({"X-RateLimit-Reset": str(int(now - 5))})
-    assert rate_limit_wait(past, 7) == 7  # a past reset falls through to the body's seconds
-    assert 9 <= rate_limit_wait(past, int(now + 10)) <= 10  # the body's epoch (P8)
-    assert rate_limit_wait(httpx.Headers({})) is None
+    assert hint({"Retry-After": "42", "X-RateLimit-Reset": str(int(now + 5))}) == 42
+    assert 4 <= hint({"X-RateLimit-Reset": str(int(now + 5))}) <= 5
+    past = {"X-RateLimit-Reset": str(int(now - 5))}
+    assert hint(past, {"error": "slow", "retryAfter": 7}) == 7  # a past reset falls to the body's seconds
+    assert 9 <= hint(past, {"error": "slow", "retryAfter": int(now + 10)}) <= 10  # the body's epoch
+    assert hint({}) is None
 
 
-def test_client_limiter_queues_a_batch_instead_of_storming(make_env: Any) -> None:
-    env = make_env(requests_per_minute=4, window_s=0.5)
-    client = env.client()  # no plan: learns the budget from X-RateLimit-* headers
-    for prompt in ("one", "two", "three"):
-        assert client.generate(prompt, provider="wireflow").images
-    assert env.counters.get("rate_limited") == 0
-    assert env.counters.calls["total"] > 8  # more than two windows' worth of calls...
-    assert client.provider("wireflow").limits["request"].waited_s > 0  # ...so it had to wait
-
-
-def test_plan_table_sets_the_client_limits(env: Any) -> None:
-    provider = Client(config(env.server, plan="free", executions_per_minute=None)).provider("wireflow")
-    assert provider.limits["request"].limit == 10 and provider.limits["execution"].limit == 10
-    pro = Client(config(env.server, plan="pro", requests_per_minute=None)).provider("wireflow")
-    assert pro.limits["request"].limit == 60
+@pytest.mark.parametrize(("settings", "cap"), [({}, 10), ({"executions_per_minute": 4}, 4),
+                                                ({"requests_per_minute": 3, "executions_per_minute": 4}, 3)])
+def test_every_plan_is_capped_at_ten_executions_a_minute(env: Any, settings: dict[str, Any], cap: float) -> None:
+    overrides = {"executions_per_minute": None, **settings}
+    assert Client(config(env.server, **overrides)).provider("wireflow").rate_limits().calls_per_minute == cap
 
 
 def test_truncated_execute_answer_is_retried_with_the_same_key(make_env: Any) -> None:

@@ -16,17 +16,18 @@ from imagegen import (
     InsufficientCreditsError,
     InvalidRequestError,
     InvalidResponseError,
+    ProviderInvalidRequestError,
     RateLimitError,
 )
+from imagegen.provider import ErrorReply
 from imagegen_wireflow._catalog import load_catalog
 from imagegen_wireflow._graph import build_graph
 from imagegen_wireflow._protocol import (
-    error_from,
     execution_id_from,
     normalize_status,
     parse_poll,
 )
-from imagegen_wireflow.provider import WireflowProvider
+from imagegen_wireflow.provider import WireflowProvider, WireflowSettings
 
 CDN = "https://cdn.wireflow.ai/out.png"
 
@@ -89,6 +90,12 @@ def _headers(**values: str) -> httpx.Headers:
     return httpx.Headers({"X-Request-Id": "req_1", **{k.replace("_", "-"): v for k, v in values.items()}})
 
 
+def error_from(status: int, headers: httpx.Headers, body: Any, *, text: str = "") -> Any:
+    provider = WireflowProvider(instance_name="wireflow", http=httpx.AsyncClient(),
+                                settings=WireflowSettings(api_key="k", persist_workflows=False))
+    return provider.status_error(ErrorReply(status, headers, body, text))
+
+
 @pytest.mark.parametrize("body", [
     {"error": "Insufficient credits. Required: 10, Available: 3", "insufficientCredits": True,
      "requiredCredits": 10, "availableCredits": 3,
@@ -98,24 +105,24 @@ def _headers(**values: str) -> httpx.Headers:
      "breakdown": [{"nodeId": "node-1", "nodeLabel": "Text to Image", "credits": 10}]},
 ])
 def test_402_in_both_envelopes(body: dict[str, Any]) -> None:
-    error = error_from(402, _headers(), body, provider="wireflow")
+    error = error_from(402, _headers(), body)
     assert isinstance(error, InsufficientCreditsError)
     assert (error.required, error.available, error.request_id) == (10, 3, "req_1")
-    assert error.breakdown[0]["credits"] == 10 and "Required: 10" in error.message
+    assert error.body["breakdown"][0]["credits"] == 10 and "Required: 10" in error.message
 
 
 def test_stripe_error_with_message_only_and_unknown_body() -> None:
-    error = error_from(401, _headers(), {"error": {"message": "create rejected"}}, provider="wireflow")  # G12
+    error = error_from(401, _headers(), {"error": {"message": "create rejected"}})
     assert isinstance(error, AuthenticationError) and "create rejected" in error.message
-    html = error_from(422, _headers(), None, provider="wireflow", raw_text="an HTML page")
-    assert isinstance(html, InvalidRequestError) and "an HTML page" in html.message
+    html = error_from(422, _headers(), None, text="an HTML page")
+    assert isinstance(html, ProviderInvalidRequestError) and "an HTML page" in html.message
 
 
 def test_429_body_retry_after_epoch() -> None:
     import time
 
     body = {"error": "Too many workflow executions. Please try again later.", "retryAfter": int(time.time()) + 20}
-    error = error_from(429, _headers(), body, provider="wireflow")
+    error = error_from(429, _headers(), body)
     assert isinstance(error, RateLimitError) and 18 <= error.retry_after <= 20
 
 

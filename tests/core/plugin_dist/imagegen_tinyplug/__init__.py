@@ -2,10 +2,14 @@
 
 It draws images locally (no network), and turns prompt markers into errors so the
 core's error paths can be exercised: ``[[rate_limit]]``, ``[[unavailable]]``,
-``[[refuse]]``, ``[[crash]]`` (raises a bare KeyError, which the core must translate).
-``[[slow]]`` jobs finish on their second status poll; ``[[never]]`` jobs never finish.
+``[[refuse]]``, ``[[unreadable]]`` (an answer its parser cannot read, inside ``parsing()``:
+an InvalidResponseError) and ``[[crash]]`` (a KeyError in its own code, outside
+``parsing()``: a bug, which the core lets through untouched). ``[[slow]]`` jobs finish on
+their second status poll; ``[[never]]`` jobs never finish. ``CALLS`` counts submits per
+provider instance.
 """
 
+import collections
 import io
 import itertools
 from typing import ClassVar
@@ -15,17 +19,17 @@ from imagegen import (
     Cost,
     Image,
     ImageResult,
+    JobNotFoundError,
     ModelSpec,
-    PollSchedule,
     Price,
-    Provider,
     ProviderUnavailableError,
     RateLimitError,
-    hookimpl,
 )
+from imagegen.provider import PollSchedule, Provider, hookimpl
 
 _ids = itertools.count(1)
 _JOBS = {}
+CALLS = collections.Counter()
 
 
 def _png(width, height, shade):
@@ -34,6 +38,16 @@ def _png(width, height, shade):
     buf = io.BytesIO()
     PILImage.new("RGB", (width, height), (shade % 256, 80, 160)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def _answer(prompt):
+    """What the make-believe vendor answers: no id for the two broken markers."""
+    return {} if "[[unreadable]]" in prompt or "[[crash]]" in prompt else {"id": "ok"}
+
+
+def _read_answer(answer):
+    """The plugin's own code with a bug in it: ``missing`` is no field of any answer."""
+    return answer["missing"]
 
 
 class TinyProvider(Provider):
@@ -50,6 +64,7 @@ class TinyProvider(Provider):
                           async_jobs=True, options=["shade"], price=price)]
 
     async def submit(self, request, spec):
+        CALLS[self.instance_name] += 1
         marker_errors = {
             "[[rate_limit]]": RateLimitError("slow down", provider=self.instance_name, retry_after=2.0,
                                              status_code=429),
@@ -59,16 +74,17 @@ class TinyProvider(Provider):
         for marker, error in marker_errors.items():
             if marker in request.prompt:
                 raise error
+        answer = _answer(request.prompt)
         if "[[crash]]" in request.prompt:
-            return {}["missing"]
+            _read_answer(answer)
+        with self.parsing("tinyplug answer"):
+            native = f"t{next(_ids)}-{answer['id']}"
         side = self._SIZES[request.size or spec.default_size]
         width = side * (2 if request.aspect_ratio == "2:1" else 1)
         shade = request.options.get("shade", request.seed or 0)
         images = [Image.from_bytes(_png(width, side, shade + i)) for i in range(request.n)]
-        native = f"t{next(_ids)}"
         result = ImageResult(images=images, provider=self.instance_name, model=spec.id,
-                             job_id=f"{self.instance_name}:{native}",
-                             cost=Cost(usd=0.015 * request.n, estimated=False))
+                             job_id=self.job_id(native), cost=Cost(usd=0.015 * request.n, estimated=False))
         polls_left = 2 if "[[slow]]" in request.prompt else 10**9 if "[[never]]" in request.prompt else 0
         _JOBS[native] = [result, polls_left]
         return self._report(native)
@@ -81,8 +97,6 @@ class TinyProvider(Provider):
         return self.job(native, "succeeded", result=result)
 
     async def status(self, native_id):
-        from imagegen import JobNotFoundError
-
         if native_id not in _JOBS:
             raise JobNotFoundError(f"tinyplug knows no job {native_id}")
         return self._report(native_id)

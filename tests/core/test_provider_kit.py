@@ -1,0 +1,87 @@
+"""The provider kit's promises: providers need nothing private, and a provider's bug is a bug.
+
+A bug in a plugin's own code (a KeyError outside ``parsing()``) must surface once, with its
+traceback: not retried, not counted against the provider's circuit, not routed around. An
+answer the plugin cannot read (inside ``parsing()``) is the vendor's fault: a retryable
+InvalidResponseError that does all three.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from imagegen import AllProvidersFailedError, AsyncClient, Client, InvalidResponseError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ROUTE = {
+    "jobs": {"backend": "memory"}, "cache": {"backend": "off"},
+    "retry": {"max_attempts": 3, "initial_backoff_s": 0.001, "max_backoff_s": 0.002},
+    "circuit": {"failure_threshold": 5},
+    "providers": {"first": {"plugin": "tinyplug"}, "second": {"plugin": "tinyplug"}},
+    "routes": {"both": {"chain": ["first", "second"]}},
+}
+
+
+def _private_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found += [f"{path.relative_to(ROOT)}:{node.lineno}: {name}" for name in names
+                  if name.startswith("imagegen._")]
+    return found
+
+
+def test_providers_import_only_public_imagegen_names() -> None:
+    files = sorted(ROOT.glob("providers/**/*.py")) + sorted(ROOT.glob("examples/**/*.py"))
+    assert len(files) > 20
+    assert [hit for path in files for hit in _private_imports(path)] == []
+
+
+def test_a_provider_bug_surfaces_once_with_its_traceback(tinyplug: Path) -> None:
+    from imagegen_tinyplug import CALLS
+
+    CALLS.clear()
+    with Client(ROUTE) as client:
+        with pytest.raises(KeyError, match="missing") as info:
+            client.generate("[[crash]]", provider="both")
+        assert info.traceback[-1].name == "_read_answer"  # raised where the bug is, not re-wrapped
+        assert not isinstance(info.value, InvalidResponseError) and info.value.__cause__ is None
+        assert dict(CALLS) == {"first": 1}  # not retried, not routed to "second"
+        assert client.circuit_state("first") == {"state": "closed", "failures": 0, "retry_in_s": None}
+        assert client.generate("a fox", provider="both").provider == "first"  # the provider still serves
+
+
+def test_an_unreadable_answer_is_retried_counted_and_routed_around(tinyplug: Path) -> None:
+    from imagegen_tinyplug import CALLS
+
+    CALLS.clear()
+    with Client(ROUTE) as client:
+        with pytest.raises(AllProvidersFailedError) as info:
+            client.generate("[[unreadable]]", provider="both")
+        assert dict(CALLS) == {"first": 3, "second": 3}
+        assert {a.error_type for a in info.value.attempts} == {"InvalidResponseError"}
+        assert client.circuit_state("first")["failures"] == 3
+
+
+async def test_a_bug_during_a_half_open_probe_releases_the_circuit(tinyplug: Path) -> None:
+    from imagegen_tinyplug import CALLS
+
+    config = {**ROUTE, "circuit": {"failure_threshold": 1, "cooldown_s": 0.0}, "retry": {"max_attempts": 1}}
+    async with AsyncClient(config) as client:
+        with pytest.raises(AllProvidersFailedError):
+            await client.generate("[[unavailable]]", provider="both")
+        assert client.circuit_state("first")["state"] == "open"
+        CALLS.clear()
+        with pytest.raises(KeyError):  # the probe: a bug, no verdict on the provider's health
+            await client.generate("[[crash]]", provider="first")
+        assert (await client.generate("a fox", provider="first")).images  # the next probe is let through
+        assert dict(CALLS) == {"first": 2}
