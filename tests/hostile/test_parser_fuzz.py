@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from imagegen import ImageGenError, InvalidResponseError
+from imagegen.provider import parsing
 
 KEYS = st.sampled_from([
     # Every field name the three parsers look for, so the fuzz reaches deep into them.
@@ -37,14 +38,16 @@ def _gemini_spec():
 
 
 @FUZZ
+@example(body={"candidates": [{"finishMessage": True}]})  # found: AttributeError on a non-text message
 @given(body=JSON)
 def test_gemini_read_answer_raises_only_typed_errors(body):
     from imagegen_gemini import _wire
 
     spec = _gemini_spec()
     try:
-        data = _wire.parse_body(__import__("json").dumps(body), provider="gemini")
-        _wire.read_answer(data, spec, provider="gemini")
+        with parsing("gemini", "fuzzed answer"):  # as the provider reads every answer
+            data = _wire.parse_body(__import__("json").dumps(body), provider="gemini")
+            _wire.read_answer(data, spec, provider="gemini")
     except ImageGenError:
         pass
     _wire.usage_of(body)  # never raises
@@ -56,8 +59,9 @@ def test_gemini_parse_body_raises_only_what_the_provider_translates(raw):
     from imagegen_gemini import _wire
 
     try:
-        _wire.parse_body(raw, provider="gemini")
-    except (ImageGenError, ValueError):  # JSON and Unicode errors: translated to InvalidResponseError
+        with parsing("gemini", "fuzzed body"):
+            _wire.parse_body(raw, provider="gemini")
+    except InvalidResponseError:
         pass
 
 

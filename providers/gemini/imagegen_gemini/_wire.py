@@ -273,6 +273,7 @@ def _refusal(data: dict[str, Any], candidates: list[dict[str, Any]], usage: Usag
     first = candidates[0] if candidates else {}
     finish = first.get("finishReason")
     finish_message = first.get("finishMessage") or feedback.get("blockReasonMessage")
+    finish_message = finish_message if isinstance(finish_message, str) else None
     words = " ".join(t.strip() for t in text if t.strip()) or None
     body = {"finish_reason": finish, "block_reason": block, "finish_message": finish_message,
             "text": words, "usage": usage.model_dump(exclude_none=True), "response_id": data.get("responseId")}
