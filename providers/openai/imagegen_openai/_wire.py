@@ -60,9 +60,9 @@ def parse_images(body: bytes | str | dict[str, Any]) -> Parsed:
     data = json.loads(body) if isinstance(body, (bytes, str)) else body
     if not isinstance(data, dict):
         raise TypeError("the answer is not a JSON object")
-    raw_items = data.get("data")
-    if raw_items is None:
-        raw_items = []
+    if "data" not in data:  # not an Images answer at all (an empty list is one: no image)
+        raise KeyError("the answer has no data")
+    raw_items = data["data"] or []
     if not isinstance(raw_items, list):
         raise TypeError("data is not a list")
     items = []
