@@ -24,7 +24,7 @@ class TestGeminiContract(ProviderContract):
     provider = GeminiProvider
 
     def make_emulator(self, *, faults: FaultPlan, api_keys: list[str]) -> Emulator:
-        return gemini_emulator(faults=faults, latency=FAST, api_keys=api_keys, pixel_scale=0.05)
+        return gemini_emulator(faults=faults, latency=FAST, api_keys=api_keys, image_scale=0.05)
 
 
 class TestOpenAIContract(ProviderContract):
@@ -51,5 +51,5 @@ class TestWireflowContract(ProviderContract):
     settings: ClassVar[dict[str, Any]] = {"persist_workflows": False, "executions_per_minute": 1000}
 
     def make_emulator(self, *, faults: FaultPlan, api_keys: list[str]) -> Emulator:
-        return wireflow_emulator(faults=faults, latency=FAST, keys={key: {} for key in api_keys},
+        return wireflow_emulator(faults=faults, latency=FAST, api_keys=api_keys,
                                  executions_per_minute=1000, output_max_side=64)
