@@ -85,7 +85,7 @@ __all__ = ["GeminiProvider", "GeminiSettings"]
 GEMINI_API_VERSION = "v1beta"
 #: Vertex AI: the SDK's own default and the version of every recorded Vertex image call.
 VERTEX_API_VERSION = "v1beta1"
-#: Per-request timeouts (the spec's advice from live calls: 3 Pro at 4K takes ~38 s, with spikes).
+#: Per-request timeouts: 3 Pro at 4K takes ~38 s in live calls, with spikes (docs/providers/gemini.md).
 SMALL_IMAGE_TIMEOUT_S = 90.0
 LARGE_IMAGE_TIMEOUT_S = 180.0
 _SMALL_SIZES = frozenset({"512", "1K"})

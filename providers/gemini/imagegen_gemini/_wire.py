@@ -4,7 +4,7 @@ Pure functions with no I/O, so every call path (generate, edit, submit; sync or 
 shares them. This module imports google-genai, so the provider imports it only when a call
 is actually made.
 
-Reading an answer follows the spec's rules: images are every non-thought part whose
+Reading an answer follows Google's documented rules (docs/providers/gemini.md): images are every non-thought part whose
 ``inlineData`` is ``image/*``, in order, wherever they sit among the parts; their size comes
 from the bytes; HTTP 200 without an image becomes a typed refusal carrying the model's own
 words and the usage it still reported.

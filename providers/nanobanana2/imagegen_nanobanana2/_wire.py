@@ -28,8 +28,8 @@ __all__ = [
     "salvage_job_id",
 ]
 
-# Vendor status -> imagegen status. Peers spell the same states differently (spec §11.7),
-# so a few synonyms are accepted; the raw value is always kept in the Job's metadata.
+# Vendor status -> imagegen status. Comparable APIs spell the same states differently
+# (docs/providers/nanobanana2.md), so a few synonyms are accepted; the raw value is always kept in the Job's metadata.
 _STATUS_MAP: dict[str, JobStatus] = {
     "pending": "queued",
     "queued": "queued",

@@ -23,8 +23,9 @@ __all__ = ["GENERATE_NODE_ID", "Graph", "ParamLocation", "build_graph"]
 
 GENERATE_NODE_ID = "generate"
 PROMPT_NODE_ID = "prompt"
-#: Where node values are written (C5): ``config`` is what the client scripts and the
-#: editor use; ``params`` is what the docs and blog posts show; ``data`` is P6's example.
+#: Where node values are written: ``config`` is what the client scripts and the editor use;
+#: ``params`` is what the docs and blog posts show; ``data`` is the executions page's example
+#: (docs/providers/wireflow.md).
 ParamLocation = Literal["config", "params", "data"]
 
 

@@ -1,10 +1,11 @@
 """Reading Wireflow's answers, in every shape its documents describe (pure: no I/O).
 
-Success bodies may be bare or wrapped in ``{"data": ...}`` (C15); execution ids come as
-``executionRuns[0].id`` or ``executionId``, top level or under ``data`` (C3); poll bodies
-carry ``nodeStates``, ``nodeResults.nodeRuns`` and/or ``finalOutput``, with statuses in
-either case (C14, C19); errors are flat ``{"error": "..."}`` or Stripe-style
-``{"error": {"type", "message", "code"}}`` with extra fields beside them (C7).
+Success bodies may be bare (the docs) or wrapped in ``{"data": ...}`` (the client scripts);
+execution ids come as ``executionRuns[0].id`` or ``executionId``, top level or under ``data``;
+poll bodies carry ``nodeStates``, ``nodeResults.nodeRuns`` and/or ``finalOutput``, with statuses
+in either case; errors are flat ``{"error": "..."}`` or Stripe-style ``{"error": {"type",
+"message", "code"}}`` with extra fields beside them. docs/providers/wireflow.md says where each
+shape is documented.
 """
 
 from __future__ import annotations
