@@ -19,7 +19,7 @@ import asyncio
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Literal, Protocol
 
@@ -102,8 +102,12 @@ class RedisWindow:
 class RateLimiter:
     """Per-provider request-rate and concurrency gates for one client."""
 
-    def __init__(self, window: Window | None = None) -> None:
-        self.window = window or LocalWindow()
+    def __init__(self, window: Window | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.window = window or LocalWindow(clock)
+        #: Deadlines and pauses are ``clock()`` values; both are injectable for tests.
+        self._clock = clock
+        self._sleep = sleep
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._paused_until: dict[str, float] = {}
 
@@ -131,7 +135,7 @@ class RateLimiter:
 
     def pause(self, provider: str, seconds: float) -> None:
         """The server said "wait": hold every call to ``provider`` for ``seconds``."""
-        until = time.monotonic() + seconds
+        until = self._clock() + seconds
         self._paused_until[provider] = max(self._paused_until.get(provider, 0.0), until)
 
     def _semaphore(self, provider: str, limit: int) -> asyncio.Semaphore:
@@ -142,23 +146,23 @@ class RateLimiter:
     async def _wait_for_rate(self, provider: str, per_minute: float | None, deadline: float) -> None:
         from ._errors import RateLimitError
 
-        pause = self._paused_until.get(provider, 0.0) - time.monotonic()
+        pause = self._paused_until.get(provider, 0.0) - self._clock()
         if pause > 0:
-            if time.monotonic() + pause >= deadline:
+            if self._clock() + pause >= deadline:
                 raise RateLimitError(f"{provider} asked to wait {pause:.1f}s, past the deadline",
                                      provider=provider, retry_after=pause)
-            await asyncio.sleep(pause)
+            await self._sleep(pause)
         if not per_minute:
             return
         while True:
             wait = await self.window.try_acquire(provider, int(per_minute))
             if wait <= 0:
                 return
-            if time.monotonic() + wait >= deadline:
+            if self._clock() + wait >= deadline:
                 raise RateLimitError(
                     f"{provider} is at its configured limit of {per_minute:g} requests/minute and the next "
                     f"slot ({wait:.1f}s) is past the deadline", provider=provider, retry_after=wait)
-            await asyncio.sleep(min(wait, 1.0) + 0.001)
+            await self._sleep(min(wait, 1.0) + 0.001)
 
     async def aclose(self) -> None:
         close = getattr(self.window, "aclose", None)

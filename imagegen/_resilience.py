@@ -13,6 +13,7 @@ through (half-open); its success closes the circuit, its failure re-opens it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -78,9 +79,15 @@ async def call_with_retries(
     config: RetryConfig,
     deadline: float,
     on_retry: Callable[[RetryRecord], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
-    """Run ``call`` until it succeeds, fails for good, runs out of attempts or of time."""
-    started = [time.monotonic()]
+    """Run ``call`` until it succeeds, fails for good, runs out of attempts or of time.
+
+    ``deadline`` is a ``clock()`` value; ``clock`` and ``sleep`` are injectable so the policy can
+    be tested on a fake clock without sleeping.
+    """
+    started = [clock()]
     # Fast path: most calls succeed at once, and tenacity's machinery costs a few hundred
     # microseconds per call. Only a retryable failure enters the retry loop, whose first
     # attempt re-raises that failure so the loop's accounting stays in one place.
@@ -98,19 +105,24 @@ async def call_with_retries(
 
     from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt  # deferred: import time
 
+    planned: dict[int, float] = {}
+
     def planned_wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        hint = error.retry_after if isinstance(error, ProviderError) else None
-        return float(hint) if hint is not None else _backoff(config, state.attempt_number)
+        # Drawn once per attempt: the deadline check, the record and the sleep see the same wait.
+        if state.attempt_number not in planned:
+            error = state.outcome.exception() if state.outcome else None
+            hint = error.retry_after if isinstance(error, ProviderError) else None
+            planned[state.attempt_number] = float(hint) if hint is not None else _backoff(config, state.attempt_number)
+        return planned[state.attempt_number]
 
     def give_up(state: RetryCallState) -> bool:
         if stop_after_attempt(config.max_attempts)(state):
             return True
         wait = planned_wait(state)
-        return wait > config.max_wait_s or time.monotonic() + wait >= deadline
+        return wait > config.max_wait_s or clock() + wait >= deadline
 
     def before_sleep(state: RetryCallState) -> None:
-        now = time.monotonic()
+        now = clock()
         if on_retry is not None and state.outcome is not None:
             on_retry(RetryRecord(error=state.outcome.exception(),  # type: ignore[arg-type]
                                  wait_s=planned_wait(state), duration_s=now - started[0]))
@@ -122,6 +134,7 @@ async def call_with_retries(
         wait=planned_wait,
         before_sleep=before_sleep,
         reraise=True,
+        sleep=sleep,
     )
     return await retrying(attempt)
 

@@ -110,3 +110,20 @@ def redis_url() -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+#: Fixtures that start a real redis-server: the tests using them are marked ``redis``.
+_REDIS_FIXTURES = frozenset({"redis_url", "own_redis"})
+#: Long tests, marked ``slow`` so that ``pytest -m "not slow"`` is a quick loop: the soaks, the
+#: kill -9 crash runs, fleets of worker processes, and the example plugin's own suite in a
+#: subprocess. They still run in the default (CI) run.
+_SLOW_PATHS = ("tests/soak/", "tests/crash/", "tests/fleet/", "tests/contract/test_example.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        if _REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.redis)
+        if item.path.relative_to(root).as_posix().startswith(_SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)

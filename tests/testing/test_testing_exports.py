@@ -8,8 +8,9 @@ import imagegen.testing
 
 
 def test_all_is_sorted_and_complete() -> None:
-    public = {name for name in vars(imagegen.testing) if not name.startswith("_")}
-    public -= {"annotations", "pytest_plugin"}  # `from __future__`, the optional submodule
+    public = {name for name, value in vars(imagegen.testing).items()
+              if not name.startswith("_") and not inspect.ismodule(value)}  # submodules: pytest_plugin, contract
+    public -= {"annotations"}  # `from __future__`
     assert imagegen.testing.__all__ == sorted(imagegen.testing.__all__)
     assert set(imagegen.testing.__all__) == public
 
