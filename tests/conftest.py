@@ -114,10 +114,14 @@ def redis_url() -> Iterator[str]:
 
 #: Fixtures that start a real redis-server: the tests using them are marked ``redis``.
 _REDIS_FIXTURES = frozenset({"redis_url", "own_redis"})
-#: Long tests, marked ``slow`` so that ``pytest -m "not slow"`` is a quick loop: the soaks, the
-#: kill -9 crash runs, fleets of worker processes, and the example plugin's own suite in a
-#: subprocess. They still run in the default (CI) run.
-_SLOW_PATHS = ("tests/soak/", "tests/crash/", "tests/fleet/", "tests/contract/test_example.py")
+#: Long tests, marked ``slow`` so that ``pytest -m "not slow"`` is a quick loop (they still run
+#: in the default, CI, run): the soaks, the kill -9 crash runs, fleets of worker processes, the
+#: example plugin's own suite, the parser fuzz, the every-output secret sweep...
+_SLOW_PATHS = ("tests/soak/", "tests/crash/", "tests/fleet/", "tests/contract/test_example.py",
+               "tests/hostile/test_parser_fuzz.py", "tests/security/test_secrets.py")
+#: ...and every test that runs the CLI or other processes, by its file or test name: each spends
+#: seconds starting interpreters.
+_SLOW_WORDS = ("cli", "process", "readme")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -125,5 +129,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
-        if item.path.relative_to(root).as_posix().startswith(_SLOW_PATHS):
+        path = item.path.relative_to(root).as_posix()
+        if path.startswith(_SLOW_PATHS) or any(word in path.rsplit("/", 1)[-1] or word in item.name
+                                                for word in _SLOW_WORDS):
             item.add_marker(pytest.mark.slow)
