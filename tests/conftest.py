@@ -8,11 +8,14 @@ accident. Each test gets its own data directory and no user config file.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +69,17 @@ def _guarded_getaddrinfo(host: object, *args: object, **kwargs: object) -> objec
 socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Session-scoped fixtures run before the per-test isolation below: give them a data and
+    # config home of their own too, never the user's (nor one another worktree's run shares).
+    home = Path(tempfile.mkdtemp(prefix="imagegen-session-"))
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
+    os.environ["IMAGEGEN_DATA_DIR"] = str(home / "data")
+    os.environ["XDG_CONFIG_HOME"] = str(home / "config")
+    os.environ["XDG_CACHE_HOME"] = str(home / "cache")
+    os.environ.pop("IMAGEGEN_CONFIG", None)
 
 
 @pytest.fixture(autouse=True)
