@@ -5,10 +5,10 @@ settings, status-to-error table and, optionally, an emulator. It implements the 
 ``submit`` and ``status`` (and optionally ``cancel``); ``generate`` and ``edit`` default to
 submit-then-poll on the poll schedule with a deadline, and a synchronous API overrides them.
 A finished job's output URLs are downloaded with ``download_outputs``, which tells the core
-of the billed job first (the core polls again, never submits again, if a download fails). Vendor answers are read inside ``parsing()``;
-error answers go through ``status_error``; SDK and transport exceptions through
-``translate_error``. Anything else is a bug, and propagates. HTTP APIs start from
-``HTTPProvider`` (``imagegen.provider``), which sends requests too.
+of the billed job first (the core polls again, never submits again, if a download fails).
+Vendor answers are read inside ``parsing()``; error answers go through ``status_error``; SDK
+and transport exceptions through ``translate_error``. Anything else is a bug, and propagates.
+HTTP APIs start from ``HTTPProvider`` (``imagegen.provider``), which sends requests too.
 """
 
 from __future__ import annotations

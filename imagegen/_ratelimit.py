@@ -149,7 +149,7 @@ class RateLimiter:
         pause = self._paused_until.get(provider, 0.0) - self._clock()
         if pause > 0:
             if self._clock() + pause >= deadline:
-                raise RateLimitError(f"{provider} asked to wait {pause:.1f}s, past the deadline",
+                raise RateLimitError(f"{provider} asked to wait {pause:.1f}s, past the deadline; nothing was sent",
                                      provider=provider, retry_after=pause)
             await self._sleep(pause)
         if not per_minute:
@@ -161,7 +161,7 @@ class RateLimiter:
             if self._clock() + wait >= deadline:
                 raise RateLimitError(
                     f"{provider} is at its configured limit of {per_minute:g} requests/minute and the next "
-                    f"slot ({wait:.1f}s) is past the deadline", provider=provider, retry_after=wait)
+                    f"slot ({wait:.1f}s) is past the deadline; nothing was sent", provider=provider, retry_after=wait)
             await self._sleep(min(wait, 1.0) + 0.001)
 
     async def aclose(self) -> None:

@@ -31,7 +31,7 @@ class TestOpenAIContract(ProviderContract):
     provider = OpenAIProvider
 
     def make_emulator(self, *, faults: FaultPlan, api_keys: list[str]) -> Emulator:
-        return openai_emulator(faults=faults, latency=FAST, api_keys=api_keys, pixel_scale=0.05)
+        return openai_emulator(faults=faults, latency=FAST, api_keys=api_keys, image_scale=0.05)
 
 
 class TestNanoBanana2SyncContract(ProviderContract):

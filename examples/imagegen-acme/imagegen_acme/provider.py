@@ -3,15 +3,15 @@
 ``POST /v1/images`` starts a job (``{"id", "status"}``); ``GET /v1/images/{id}`` reports it,
 with ``outputs[].url`` once it ``succeeded``. Errors are ``{"error": {"code", "message"}}``,
 which the kit reads as it is. Everything else (sending, authentication, redirects, error
-statuses, retries, rate limits, polling, downloading the outputs) comes from the kit and the
-core: this module only builds requests and reads answers.
+statuses, retries, rate limits, polling, the checks on downloaded outputs) comes from the kit
+and the core: this module only builds requests and reads answers.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from imagegen import ImageRequest, Job, JobStatus, ModelSpec
+from imagegen import ImageRequest, ImageResult, Job, JobStatus, ModelSpec
 from imagegen.provider import HTTPProvider, PollSchedule, Schedule
 
 __all__ = ["AcmeProvider"]
@@ -36,14 +36,19 @@ class AcmeProvider(HTTPProvider):
                 "size": request.size or spec.default_size,
                 "aspect_ratio": request.aspect_ratio or spec.default_aspect_ratio}
         answer = await self.request_json("POST", "/v1/images", json=body)
-        return self._job(answer, spec.id)
+        return await self._job(answer, spec.id)
 
     async def status(self, native_id: str) -> Job:
-        return self._job(await self.request_json("GET", f"/v1/images/{native_id}"), None)
+        return await self._job(await self.request_json("GET", f"/v1/images/{native_id}"), None)
 
-    def _job(self, answer: Any, model: str | None) -> Job:
+    async def _job(self, answer: Any, model: str | None) -> Job:
         with self.parsing("image job"):  # a KeyError or TypeError here is Acme's, not a bug
             native_id, status = str(answer["id"]), _STATUS[answer["status"]]
-            outputs = [str(output["url"]) for output in answer.get("outputs") or []]
+            urls = [str(output["url"]) for output in answer.get("outputs") or []]
             error = {"message": str(answer["error"]["message"])} if status == "failed" else None
-        return self.job(native_id, status, model=model, outputs=outputs, error=error)
+        result = None
+        if status == "succeeded":  # billed: the core hears of it before the download starts
+            images = await self.download_outputs(native_id, urls)
+            result = ImageResult(images=images, provider=self.instance_name, model=model or self.default_model(),
+                                 job_id=self.job_id(native_id))
+        return self.job(native_id, status, model=model, result=result, error=error)
