@@ -17,7 +17,6 @@ keys the requests built from it and reads back what an earlier run finished.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._claims import request_fingerprint
+from .._batch_keys import batch_key, batch_keys
 from .._models import ImageRequest
 from ._prompts import PromptLine
 
@@ -45,26 +44,15 @@ class BatchItem:
         return self.request.idempotency_key or ""
 
 
-def batch_key(request: ImageRequest, occurrence: int = 1) -> str:
-    """The idempotency key of the ``occurrence``-th line asking for ``request`` in a batch."""
-    digest = hashlib.sha256(f"{request_fingerprint(request)}#{occurrence}".encode()).hexdigest()
-    return f"batch-{digest[:32]}"
-
-
 def keyed_items(lines: Iterable[PromptLine | str], fields: dict[str, Any]) -> list[BatchItem]:
     """One keyed request per prompt-file line, or plain prompt (``fields``: the command-line options,
     under each line's own)."""
-    seen: Counter[str] = Counter()
-    items = []
-    for index, line in enumerate(lines):
-        if isinstance(line, str):
-            line = PromptLine(Path("<prompts>"), index + 1, {"prompt": line})
-        request = line.request(fields)
-        fingerprint = request_fingerprint(request)
-        seen[fingerprint] += 1
-        keyed = request.model_copy(update={"idempotency_key": batch_key(request, seen[fingerprint])})
-        items.append(BatchItem(index, line.prompt, keyed))
-    return items
+    parsed = [PromptLine(Path("<prompts>"), index + 1, {"prompt": line}) if isinstance(line, str) else line
+              for index, line in enumerate(lines)]
+    requests = [line.request(fields) for line in parsed]
+    # The fleet keys its items with the same function: a file run here and on a fleet pays once.
+    return [BatchItem(index, line.prompt, request.model_copy(update={"idempotency_key": key}))
+            for index, (line, request, key) in enumerate(zip(parsed, requests, batch_keys(requests), strict=True))]
 
 
 def finished_keys(results: Path, items: list[BatchItem]) -> set[str]:

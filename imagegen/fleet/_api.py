@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any, TypeVar, cast
 
+from .._batch_keys import batch_keys
 from .._config import Config, FleetConfig
 from .._errors import ConfigurationError, InvalidRequestError
 from .._models import ImageRequest
@@ -24,20 +24,10 @@ T = TypeVar("T")
 
 def item_keys(requests: list[ImageRequest]) -> list[str]:
     """Each request's idempotency key: its own if it has one, else one derived from its content
-    (and how many identical requests came before it in the batch), so the same prompts
-    submitted twice, in any order, are the same requests and are paid for once."""
-    seen: dict[str, int] = {}
-    keys = []
-    for request in requests:
-        if request.idempotency_key:
-            keys.append(request.idempotency_key)
-            continue
-        body = request.model_dump_json(exclude={"idempotency_key"})
-        digest = hashlib.sha256(body.encode()).hexdigest()[:32]
-        occurrence = seen.get(digest, 0)
-        seen[digest] = occurrence + 1
-        keys.append(f"fleet-{digest}-{occurrence}")
-    return keys
+    and how many identical requests came before it — the very keys a local ``imagegen batch``
+    gives the same lines (``imagegen._batch_keys``), so the same prompts submitted twice, in any
+    order, or run once locally and once on the fleet, are the same requests and are paid for once."""
+    return batch_keys(requests)
 
 
 def worker_config(config: Config, url: str) -> Config:
