@@ -110,11 +110,25 @@ class ChargeLifecycle:
     ledger: Ledger | RedisLedger | None
     journal: ChargeJournal | None
     _limits: BudgetLimits
-    _job_writes: dict[str, asyncio.Task[Any]]
-    _background: set[asyncio.Task[Any]]
+    _job_writes: dict[str, asyncio.Future[Any]]
+    _background: set[asyncio.Future[Any]]
 
     def _in_background(self, work: Any) -> asyncio.Task[Any]:  # pragma: no cover - CallPipeline's
         raise NotImplementedError
+
+    def _queued(self, write: Awaitable[Any]) -> asyncio.Future[Any]:
+        """A queued store write's future (a writer thread's own future as it is: no task per
+        write), kept until it lands so that ``aclose()`` waits for it. Its fault is the queuing
+        call's to report (``_flush``), not a log line."""
+        written = write if isinstance(write, asyncio.Future) else asyncio.ensure_future(write)
+        self._background.add(written)
+        written.add_done_callback(self._write_landed)
+        return written
+
+    def _write_landed(self, written: asyncio.Future[Any]) -> None:
+        self._background.discard(written)
+        if not written.cancelled():
+            written.exception()  # retrieved: reported by the call that queued it
 
     # -- 1. reserve --------------------------------------------------------------------------
 
@@ -179,11 +193,10 @@ class ChargeLifecycle:
     def _store(self, money: CallMoney, job: Job) -> None:
         """Queue the job's write (a SQLite job store takes it in call order on its writer thread)."""
         try:
-            written = asyncio.ensure_future(put_job(self.jobs, job))
+            written = self._queued(put_job(self.jobs, job))
         except StorageError as exc:
             money.warnings.append(_unstored(job.id, exc))
             return
-        self._keep(written)
         self._job_writes[job.id] = written  # a cache write of the same images waits for it (hard links)
         written.add_done_callback(lambda done: self._job_writes.pop(job.id, None)
                                   if self._job_writes.get(job.id) is done else None)
@@ -224,26 +237,20 @@ class ChargeLifecycle:
         """Queue a ledger write now: through its writer thread (``submit_*``) when it has one, else
         after the call's previous ledger write (Redis), so a charge and its update land in order."""
         ledger = self.ledger
-        submit = getattr(ledger, f"submit_{name}", None)
+        asubmit, submit = getattr(ledger, f"asubmit_{name}", None), getattr(ledger, f"submit_{name}", None)
         try:
-            if submit is not None:
-                written: asyncio.Future[Any] = asyncio.wrap_future(submit(*args, **kwargs))
+            if asubmit is not None:
+                written = self._queued(asubmit(*args, **kwargs))
+            elif submit is not None:
+                written = self._queued(asyncio.wrap_future(submit(*args, **kwargs)))
             else:
                 call = functools.partial(getattr(ledger, name), *args, **kwargs)
-                written = asyncio.ensure_future(_after(money.last_ledger_write, asyncio.to_thread(call)))
+                written = self._queued(_after(money.last_ledger_write, asyncio.to_thread(call)))
         except StorageError as exc:
             self._journal(money, exc, record)
             return
         money.last_ledger_write = written
-        self._keep(written)
         money.pending.append(_Pending(written, lambda fault: self._journal(money, fault, record)))
-
-    def _keep(self, written: asyncio.Future[Any]) -> None:
-        """A queued write joins the client's background work (``aclose`` waits for it); its fault is
-        the call's to report (``_flush``), so it is only marked seen here."""
-        self._background.add(written)  # type: ignore[arg-type]
-        written.add_done_callback(_seen)
-        written.add_done_callback(self._background.discard)
 
     async def _flush(self, money: CallMoney) -> None:
         """Wait for the writes queued after payment, a short while at most: a store that is still
@@ -251,15 +258,17 @@ class ChargeLifecycle:
         pending, money.pending = money.pending, []
         if not pending:
             return
-        limit = time.monotonic() + min(AFTER_PAYMENT_WAIT_S, max(0.25, 0.25 * (wait_left() or AFTER_PAYMENT_WAIT_S)))
+        limit = min(AFTER_PAYMENT_WAIT_S, max(0.25, 0.25 * (wait_left() or AFTER_PAYMENT_WAIT_S)))
+        # One wait for all of them (it cancels none: a write given up on still lands).
+        await asyncio.wait([write.done for write in pending], timeout=limit)
         for write in pending:
-            try:
-                await asyncio.wait_for(asyncio.shield(write.done), max(0.0, limit - time.monotonic()))
-            except TimeoutError:
+            if not write.done.done():
                 write.on_fault(StorageError(f"no answer within {AFTER_PAYMENT_WAIT_S:g} s: another process holds "
                                             "its lock, or it is down", store="store"))
-            except Exception as exc:
-                write.on_fault(exc)
+            elif write.done.cancelled():
+                write.on_fault(StorageError("the write was cancelled", store="store"))
+            elif write.done.exception() is not None:
+                write.on_fault(write.done.exception())  # type: ignore[arg-type]
 
     def _journal(self, money: CallMoney, fault: BaseException, record: dict[str, Any]) -> None:
         what = f"${record.get('usd', 0):.4f} charge" if record["op"] == "charge" else "refund"
@@ -387,12 +396,6 @@ async def _after(previous: asyncio.Future[Any] | None, write: Awaitable[T]) -> T
         await asyncio.wait([previous])
     with translated("ledger", "write"):
         return await write
-
-
-def _seen(written: asyncio.Future[Any]) -> None:
-    """Mark a write's fault retrieved: the call reported it (or journalled the charge) already."""
-    if not written.cancelled():
-        written.exception()
 
 
 def _unstored(job_id: str, fault: BaseException) -> str:

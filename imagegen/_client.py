@@ -29,7 +29,7 @@ from ._errors import (
     StorageError,
     UnknownProviderError,
 )
-from ._http import CallScope, call_scope, guarded_transport, shared_ssl_context
+from ._http import CallScope, call_scope, guarded_transport, keep_cookies_cheaply, shared_ssl_context
 from ._jobstore import JobStore
 from ._journal import journal_for
 from ._ledger import BudgetLimits, Ledger, RedisLedger
@@ -120,8 +120,8 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         #: Stores this client made (an injected job store is its owner's to close).
         self._own_stores = [s for s in (None if job_store else self.jobs, self.cache, self.ledger) if s is not None]
         self._coalescer = Coalescer(spawn=self._in_background)
-        self._job_writes: dict[str, asyncio.Task[Any]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
+        self._job_writes: dict[str, asyncio.Future[Any]] = {}
+        self._background: set[asyncio.Future[Any]] = set()
         self._cache_writes: dict[str, ImageResult] = {}
         self._fresh_keys: set[str] = set()
         budget = self.config.budget
@@ -180,13 +180,13 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
             # of them kept alive: a connection closed after each call costs a handshake the next.
             concurrency = settings.max_concurrency or DEFAULT_MAX_CONCURRENCY
             limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-            http = httpx.AsyncClient(
+            http = keep_cookies_cheaply(httpx.AsyncClient(
                 timeout=settings.timeout or cls.default_timeout,
                 limits=limits,  # limits and verify still shape the proxy transports httpx mounts from the env
                 transport=self._transports.get(name) or guarded_transport(limits),
                 verify=shared_ssl_context(),
                 headers={"User-Agent": f"imagegen/{__version__}"},
-            )
+            ))
             # An unused httpx client holds no connections, so a failing constructor leaks nothing.
             self._instances[name] = cls(instance_name=name, settings=settings, http=http)
             self._http.append(http)

@@ -66,6 +66,9 @@ def put_job(store: JobStore, job: Job) -> Awaitable[None]:
     A store with a writer thread queues the write at once, in call order (so a claim completed
     after it, through the same writer, never names a job not yet stored); otherwise its
     ``aput``, else the store's ``put`` on a worker thread (a third-party store)."""
+    asubmit = getattr(store, "asubmit_put", None)
+    if asubmit is not None:
+        return asubmit(job)  # type: ignore[no-any-return]
     submit = getattr(store, "submit_put", None)
     if submit is not None:
         return asyncio.wrap_future(submit(job))
@@ -173,11 +176,15 @@ class SqliteJobStore(SqliteClaims):
         self.submit_put(job).result()
 
     async def aput(self, job: Job) -> None:
-        await asyncio.wrap_future(self.submit_put(job))
+        await self.asubmit_put(job)
 
     def submit_put(self, job: Job) -> concurrent.futures.Future[None]:
         """Queue the write and return at once; the future resolves once it is committed."""
         return self._writer.submit(functools.partial(self._write, job), key=job.id)
+
+    def asubmit_put(self, job: Job) -> asyncio.Future[None]:
+        """``submit_put`` for the running event loop (``Writer.asubmit``)."""
+        return self._writer.asubmit(functools.partial(self._write, job), key=job.id)
 
     def complete_claim(self, key: str, owner: str, job_ids: list[str] | tuple[str, ...] = ()) -> None:
         # Through the writer, after every job write queued before it: once a claim says "done",

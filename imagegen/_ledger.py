@@ -18,6 +18,7 @@ so a charge recorded without one is still found. Charges without a job id are ne
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import functools
 import os
@@ -210,6 +211,11 @@ class Ledger:
         """Queue the settlement and return at once (the future resolves once it is committed)."""
         return self._writer.submit(self._settling(entry_id, usd, credits, job_id, cached, estimated, key))
 
+    def asubmit_settle(self, entry_id: str, *, usd: float, credits: float | None, job_id: str | None,
+                       cached: bool, estimated: bool, key: str | None = None) -> asyncio.Future[None]:
+        """``submit_settle`` for the running event loop (``Writer.asubmit``)."""
+        return self._writer.asubmit(self._settling(entry_id, usd, credits, job_id, cached, estimated, key))
+
     def release(self, entry_id: str) -> None:
         """Drop a reservation for a call that charged nothing."""
         self._writer.call(lambda db: self._release(db, entry_id))
@@ -249,12 +255,22 @@ class Ledger:
         op, _ = self._recording(provider, model, usd, credits, job_id, cached, estimated, key, entry_id, None)
         return self._writer.submit(op)
 
+    def asubmit_record(self, *, provider: str, model: str | None, usd: float, credits: float | None,
+                       job_id: str | None, cached: bool, estimated: bool, key: str | None = None,
+                       entry_id: str | None = None) -> asyncio.Future[None]:
+        """``submit_record`` for the running event loop (``Writer.asubmit``)."""
+        op, _ = self._recording(provider, model, usd, credits, job_id, cached, estimated, key, entry_id, None)
+        return self._writer.asubmit(op)
+
     def void(self, *, job_id: str, key: str | None = None) -> None:
         """Cancel the charge recorded for a job the vendor did not bill after all (it failed)."""
         self._writer.call(functools.partial(self._voiding, job_id, key))
 
     def submit_void(self, *, job_id: str, key: str | None = None) -> concurrent.futures.Future[None]:
         return self._writer.submit(functools.partial(self._voiding, job_id, key))
+
+    def asubmit_void(self, *, job_id: str, key: str | None = None) -> asyncio.Future[None]:
+        return self._writer.asubmit(functools.partial(self._voiding, job_id, key))
 
     @staticmethod
     def _voiding(job_id: str, key: str | None, db: sqlite3.Connection) -> None:

@@ -70,9 +70,9 @@ class CallPipeline(ChargeLifecycle):
     circuits: CircuitBreaker
     limiter: RateLimiter
     _coalescer: Coalescer
-    _background: set[asyncio.Task[Any]]
+    _background: set[asyncio.Future[Any]]
     _cache_writes: dict[str, ImageResult]
-    _job_writes: dict[str, asyncio.Task[Any]]
+    _job_writes: dict[str, asyncio.Future[Any]]
     _fresh_keys: set[str]
     _limits: BudgetLimits
 

@@ -150,11 +150,23 @@ class Writer:
     def submit(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None,
                ) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = _Write()
+        self._put((op, key, future, None))
+        return future
+
+    def asubmit(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None) -> asyncio.Future[T]:
+        """``submit`` for the running event loop: an asyncio future, resolved on the loop with the
+        rest of its commit's writes (one wake-up of the loop per commit, not one per write).
+        Cancelling it (a caller that stops waiting) does not withdraw the write."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put((op, key, future, loop))
+        return future
+
+    def _put(self, item: tuple[Any, Hashable | None, Any, asyncio.AbstractEventLoop | None]) -> None:
         with self._lock:
             if self._thread is None or self._pid != os.getpid():  # not started, or a forked child
                 self._start()
-            self._queue.put((op, key, future))
-        return future
+            self._queue.put(item)
 
     def call(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None) -> T:
         """Write and wait for the commit (from a thread that is not the writer's)."""
@@ -163,7 +175,7 @@ class Writer:
     async def acall(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None) -> T:
         """Write and await the commit without blocking the event loop. The write is queued before
         the first ``await``, so it is made even if the caller is cancelled while waiting."""
-        return await asyncio.wrap_future(self.submit(op, key=key))
+        return await self.asubmit(op, key=key)
 
     def flush(self) -> None:
         """Wait until every write submitted so far is committed."""
@@ -200,32 +212,51 @@ class Writer:
                 self._write(_drain(source), conn)
                 return
 
-    def _write(self, batch: list[tuple[Any, Hashable | None, concurrent.futures.Future[Any]]],
+    def _write(self, batch: list[tuple[Any, Hashable | None, Any, asyncio.AbstractEventLoop | None]],
                conn: sqlite3.Connection) -> None:
         if not batch:
             return
-        last = {key: i for i, (_, key, _) in enumerate(batch) if key is not None}
-        outcomes: list[tuple[concurrent.futures.Future[Any], BaseException | None, Any]] = []
+        last = {key: i for i, (_, key, _, _) in enumerate(batch) if key is not None}
+        outcomes: list[tuple[BaseException | None, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for i, (op, key, future) in enumerate(batch):
+                for i, (op, key, _, _) in enumerate(batch):
                     if key is not None and last[key] != i:
-                        outcomes.append((future, None, None))  # a later write of the same thing wins
+                        outcomes.append((None, None))  # a later write of the same thing wins
                         continue
-                    outcomes.append((future, *_run_op(conn, op)))
+                    outcomes.append(_run_op(conn, op))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
         except Exception as exc:  # the transaction could not be made: every write in it failed
-            outcomes = [(future, exc, None) for _, _, future in batch]
-        for future, error, value in outcomes:
-            if error is not None:
+            outcomes = [(exc, None)] * len(batch)
+        on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]] = {}
+        for (_, _, future, loop), (error, value) in zip(batch, outcomes, strict=True):
+            if loop is not None:
+                on_loops.setdefault(loop, []).append((future, error, value))
+            elif error is not None:
                 future.set_exception(error)
             else:
                 future.set_result(value)
+        for loop, resolved in on_loops.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, resolved)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+
+
+def _resolve(resolved: list[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:
+    """On the loop: the futures of one commit's writes (a cancelled one was given up on)."""
+    for future, error, value in resolved:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
 
 
 def _run_op(conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any]) -> tuple[BaseException | None, Any]:

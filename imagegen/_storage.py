@@ -124,7 +124,10 @@ class GuardedStore:
                     if not reads or isinstance(exc, ImageGenError):
                         raise
                     raise OSError(f"a stored record cannot be read back: {exc}") from exc
-            if inspect.isawaitable(value):  # an awaiting twin (aput, areserve, ...): its faults come later
+            # An awaiting twin (aput, areserve, ...): its faults come later. A queued write's
+            # future (asubmit_*, like submit_*'s) is handed over as it is: the charge lifecycle
+            # reports its fault, and wrapping it would cost a task per write.
+            if inspect.isawaitable(value) and not isinstance(value, asyncio.Future):
                 return _translating(value, what, action)  # type: ignore[return-value]
             return value
         return call
