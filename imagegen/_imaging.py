@@ -44,12 +44,8 @@ def probe_image(data: bytes, *, what: str = "image", verify: bool = False) -> Im
         raise InvalidImageError(f"{what} is empty (0 bytes); pass the bytes of a PNG, JPEG or WebP file")
     if not verify:
         info = _read_header(data)
-        if info is not None:
-            if info.width * info.height > MAX_PIXELS:
-                raise InvalidImageError(
-                    f"{what} claims {info.width}x{info.height} pixels, more than the {MAX_PIXELS} allowed; "
-                    "pass a smaller image")
-            return info
+        if info is not None and info.width * info.height <= MAX_PIXELS:
+            return info  # (a huge one goes on to Pillow, whose refusal says why)
     from PIL import Image as PILImage  # deferred: keeps `import imagegen` light
 
     try:
