@@ -68,8 +68,10 @@ def _intact(shas: list[str], blobs: list[bytes]) -> bool:
 
 
 def _pack(result: ImageResult) -> tuple[str, list[Image]]:
-    meta = result.model_dump(mode="json", exclude={"images": {"__all__": {"data"}}, "attempts": True})
-    return json.dumps(meta), list(result.images)
+    # pydantic's own JSON writer: a quarter of the time of model_dump + json.dumps, on the writer
+    # thread, which holds the GIL while it serializes.
+    meta = result.model_dump_json(exclude={"images": {"__all__": {"data"}}, "attempts": True})
+    return meta, list(result.images)
 
 
 def _unpack(meta: str, images: list[bytes]) -> ImageResult:

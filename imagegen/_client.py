@@ -5,7 +5,6 @@ cancel and estimate. ``Client`` (in ``_sync``) is a thin facade over it.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import time
@@ -29,6 +28,7 @@ from ._errors import (
     StorageError,
     UnknownProviderError,
 )
+from ._gc import freeze_startup_objects
 from ._http import CallScope, call_scope, guarded_transport, keep_cookies_cheaply, shared_ssl_context
 from ._jobstore import JobStore
 from ._journal import journal_for
@@ -64,21 +64,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["AsyncClient"]
 
 log = logging.getLogger("imagegen")
-
-_frozen = False
-
-
-def _freeze_startup_objects() -> None:
-    """Once per process, when the first provider exists (its SDK imported: ~110k objects with
-    google-genai), move every object alive out of the cyclic collector's reach with
-    ``gc.freeze()``: they are modules, classes and tables that live as long as the process, and
-    a full collection walking them took 60-390 ms on a loaded machine, 0 ms frozen
-    (benchmarks/results/gc_pauses.md). ``IMAGEGEN_GC_FREEZE=0`` leaves the collector alone."""
-    global _frozen
-    if not _frozen and os.environ.get("IMAGEGEN_GC_FREEZE", "1") != "0":
-        gc.freeze()
-    _frozen = True
-
 
 
 class AsyncClient(VendorBatchCalls, CallPipeline):
@@ -190,7 +175,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
             # An unused httpx client holds no connections, so a failing constructor leaks nothing.
             self._instances[name] = cls(instance_name=name, settings=settings, http=http)
             self._http.append(http)
-            _freeze_startup_objects()
+            freeze_startup_objects()
         return self._instances[name]
 
     def _plan(self, request: ImageRequest) -> Plan:

@@ -205,11 +205,13 @@ class SqliteJobStore(SqliteClaims):
             if not inline:
                 self.blobs.put(image.sha256, image.data)
             rows.append((job.id, i, image.sha256, image.data if inline else None))
-        body = job.model_dump(mode="json", exclude={"result": {"images": {"__all__": {"data"}}}})
+        # pydantic's own JSON writer: a quarter of the time of model_dump + json.dumps (this thread
+        # holds the GIL while it serializes, and the event loop waits for it).
+        body = job.model_dump_json(exclude={"result": {"images": {"__all__": {"data"}}}})
         conn.execute(
             "INSERT OR REPLACE INTO jobs (id, provider, native_id, status, idem_key, body, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (job.id, job.provider, job.native_id, job.status, _key_of(job), json.dumps(body),
+            (job.id, job.provider, job.native_id, job.status, _key_of(job), body,
              job.updated_at.isoformat()),
         )
         conn.execute("DELETE FROM job_files WHERE job_id = ?", (job.id,))

@@ -29,6 +29,7 @@ from ._errors import (
     RateLimitError,
     StorageError,
 )
+from ._gc import freeze_after_first_call
 from ._http import CallScope, call_scope
 from ._jobstore import put_job
 from ._models import Attempt, Cost, ImageRequest, ImageResult, Job
@@ -277,14 +278,14 @@ class CallPipeline(ChargeLifecycle):
                       deadline: float, attempts: list[Attempt]) -> ImageResult:
         """One provider, one model: split ``n`` into calls it accepts, run them (with retries), merge."""
         counts = _split_n(request.n, spec.max_images_per_call)
+        if len(counts) == 1:  # the usual case: no copy of the request, no task for a gather of one
+            return await self._call_with_retries(provider, spec, request, deadline, attempts)
         parts = [request.model_copy(update={"n": k, "idempotency_key": f"{request.idempotency_key}.{i}"
                                             if i else request.idempotency_key})
                  for i, k in enumerate(counts)]
         results = await asyncio.gather(*(self._call_with_retries(provider, spec, p, deadline, attempts)
                                          for p in parts))
         first = results[0]
-        if len(results) == 1:
-            return first
         cost = sum((r.cost for r in results[1:]), first.cost)
         return first.model_copy(update={
             "images": [img for r in results for img in r.images],
@@ -312,6 +313,7 @@ class CallPipeline(ChargeLifecycle):
                 async with self.limiter.slot(name, requests_per_minute=limits.calls_per_minute,
                                              max_concurrency=limits.max_concurrency, deadline=deadline):
                     result = await self._call(provider, spec, request, deadline, retry=tries[0] > 1)
+                freeze_after_first_call()  # the provider's SDK is loaded now
             except ImageGenError as exc:
                 self.circuits.record_failure(name, exc)
                 if isinstance(exc, RateLimitError) and exc.retry_after:

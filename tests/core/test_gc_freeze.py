@@ -29,3 +29,32 @@ def test_the_first_provider_freezes_start_up_objects_unless_told_not_to(setting)
     before, after = json.loads(out.stdout)
     assert before == 0
     assert (after > 10_000) if setting is None else (after == 0)
+
+
+AFTER_A_CALL = """
+import gc, json, sys
+from imagegen import Client
+from imagegen.testing import LatencyModel, serve
+from imagegen_gemini.emulator import create_emulator
+
+with serve(create_emulator(latency=LatencyModel.none(), image_scale=0.02)) as server:
+    with Client({"providers": {"gemini": {"base_url": server.base_url, "api_key": "k"}}, "jobs": {"backend": "memory"},
+                 "cache": {"backend": "off"}, "ledger": {"backend": "off"}}) as client:
+        client.provider("gemini")
+        made = gc.get_freeze_count()
+        sdk_before = "google.genai" in sys.modules
+        client.generate("a fox", provider="gemini")
+        print(json.dumps([sdk_before, made, gc.get_freeze_count()]))
+"""
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_the_first_call_freezes_what_the_provider_imported_for_it(setting):
+    env = {k: v for k, v in os.environ.items() if k != "IMAGEGEN_GC_FREEZE"}
+    if setting is not None:
+        env["IMAGEGEN_GC_FREEZE"] = setting
+    out = subprocess.run([sys.executable, "-c", AFTER_A_CALL], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    sdk_before, made, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not sdk_before  # google-genai is imported by the first call, after the first freeze
+    assert (after > made + 10_000) if setting is None else (after == made == 0)
