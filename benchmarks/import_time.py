@@ -1,7 +1,8 @@
 """Cold start-up: ``import imagegen`` and the ``imagegen`` command, against their references.
 
 Each round starts a fresh interpreter for every subject, in a shuffled order, so machine noise
-hits all subjects alike; medians over the rounds are reported, as ratios to ``python -c pass``
+hits all subjects alike (after one unmeasured run of each, which also writes the .pyc files a
+user's install has); medians over the rounds are reported, as ratios to ``python -c pass``
 and to the subject's reference, with the peak RSS of the interpreter next to them:
 
 - the library (``import imagegen``, ``from imagegen import Client``, which loads every public
@@ -72,7 +73,11 @@ def subjects(others: list[str]) -> dict[str, tuple[list[str], str | None]]:
 
 def cold_run(argv: list[str]) -> tuple[float, float]:
     """Seconds for a fresh interpreter to run ``argv``, and its peak RSS in MB."""
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "80"}
+    # Bytecode is written and read as on a user's machine (pip compiles what it installs): with
+    # PYTHONDONTWRITEBYTECODE set, imagegen's own modules (an editable install) would be compiled
+    # from source on every start while httpx's and pydantic's come from .pyc files.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "80"})
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
@@ -86,7 +91,7 @@ def measure(table: dict[str, tuple[list[str], str | None]], rounds: int) -> tupl
     samples: dict[str, list[float]] = {name: [] for name in table}
     rss: dict[str, list[float]] = {name: [] for name in table}
     names = list(table)
-    for name in names:  # warm the file cache (and .pyc files) once, unmeasured
+    for name in names:  # warm the file cache and write the .pyc files once, unmeasured
         cold_run(table[name][0])
     for _ in range(rounds):
         random.shuffle(names)

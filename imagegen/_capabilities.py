@@ -8,7 +8,6 @@ before anything is sent, and every error names what the model does support.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Callable
 from datetime import date
 from importlib.resources.abc import Traversable
@@ -175,6 +174,8 @@ def read_data_file(path: str | Path | Traversable) -> dict[str, Any]:
     where = path if isinstance(path, Traversable) else Path(path)
     try:
         raw = where.read_bytes()
+        import tomllib  # a data file is read when its plugin loads, not with imagegen
+
         data = json.loads(raw) if where.name.endswith(".json") else tomllib.loads(raw.decode())
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"data file {where} is unreadable: {exc}") from exc

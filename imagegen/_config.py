@@ -12,7 +12,6 @@ Environment overrides use ``__`` for nesting, e.g.
 from __future__ import annotations
 
 import os
-import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -199,6 +198,8 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | N
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a file: keeps ``import imagegen`` light
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -8,8 +8,6 @@ one positional argument.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,6 +74,9 @@ def worker(fleet: FleetOpt = None,
                "--exit-when-idle", help="Stop once no batch is left instead of waiting for more.")] = False,
            as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Run prompts from the fleet's batches until stopped (SIGTERM/Ctrl-C finish what was started)."""
+    import asyncio  # here, not at the top: every imagegen command imports this module
+    import signal
+
     from .. import AsyncClient
 
     async def run() -> int:

@@ -19,7 +19,7 @@ from imagegen.cli import COMMAND_MODULES
 #: What a start-up must not load: the client and everything heavy it stands on. (pydantic is not
 #: here: typer >= 0.20 converts option values with it, so an argument error loads it whatever we do.)
 HEAVY = ("imagegen._client", "imagegen._models", "imagegen._config", "imagegen._plugins", "imagegen.testing",
-         "imagegen.recording", "httpx", "pydantic_settings", "pluggy", "rich", "PIL", "tenacity",
+         "imagegen.recording", "asyncio", "httpx", "pydantic_settings", "pluggy", "rich", "PIL", "tenacity",
          "starlette", "uvicorn", "vcr", "google.genai")
 
 _PROBE = """
