@@ -1,9 +1,10 @@
 """The ``gemini`` provider: Gemini's ``generateContent`` for the "Nano Banana" image models,
 through the google-genai SDK, on the provider's own httpx clients.
 
-The SDK's API client sends each call (URL and API version, API key or Google credentials,
-timeout, its ``APIError`` for error answers); the request JSON is built in ``_wire`` and the raw
-answer read there too, which saves the SDK's request and response models (over a millisecond a
+The SDK's API client makes each call (URL and API version, API key or Google credentials,
+timeout, its ``APIError`` for error answers; with an API key it builds URL and headers once per
+model and the provider's httpx client sends them); the request JSON is built in ``_wire`` and
+the raw answer read there too, which saves the SDK's request and response models (over a millisecond a
 call, and they drop ``finishMessage``). ``generate_content`` is the fallback for an SDK release
 without that client.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import sys
 import time
 import uuid
@@ -147,6 +149,8 @@ class GeminiProvider(Provider):
         self._genai: dict[float, genai.Client] = {}
         #: Each SDK client's API client, when the fast path can use it (None: it cannot).
         self._api_clients: dict[int, Any] = {}
+        #: (API client, path) -> the URL, headers and timeout the SDK builds for it.
+        self._prepared: dict[tuple[int, str], tuple[httpx.URL, dict[str, str], float | None]] = {}
         self._sync_http: httpx.Client | None = None
 
     @functools.cached_property
@@ -311,7 +315,28 @@ class GeminiProvider(Provider):
             http_response, response.sdk_http_response = response.sdk_http_response, None
             return http_response
         model = f"publishers/google/models/{spec.id}" if api.vertexai else f"models/{spec.id}"
-        return await api.async_request("post", f"{model}:generateContent", body)
+        path = f"{model}:generateContent"
+        if not _signs_each_request(api):
+            return await self._send_prepared(api, path, body)
+        return await api.async_request("post", path, body)
+
+    async def _send_prepared(self, api: Any, path: str, body: dict[str, Any]) -> Any:
+        """What ``api.async_request`` does for a key-authenticated call, with the URL, headers
+        and timeout the SDK built once for this path and client: its per-call wrapper (tenacity
+        with one attempt, which inspects the callable's signature on every call, and a fresh
+        request and header dict) cost as much as httpx's whole client layer. The wire bytes
+        are the SDK's (``json.dumps`` of the body, its headers: tests compare both paths) and
+        an error answer goes through the SDK's own ``APIError``."""
+        prepared = self._prepared.get((id(api), path))
+        if prepared is None:
+            built = api._build_request("post", path, {}, None)
+            url = httpx.URL(api._httpx_url(built.url, is_async=True))
+            prepared = self._prepared[(id(api), path)] = (url, built.headers, built.timeout)
+        url, headers, timeout = prepared
+        response = await self.http.request("POST", url, headers=headers, timeout=timeout,
+                                           content=json.dumps(body).encode("utf-8"))
+        await _sdk_errors().APIError.raise_for_async_response(response)
+        return _Answer(response.content)
 
     async def _input_image(self, image: Any, index: int) -> tuple[bytes, str]:
         """Bytes and MIME type of one reference image; URLs are downloaded under the safe policy."""
@@ -410,7 +435,33 @@ class GeminiProvider(Provider):
         if self._sync_http is not None:
             self._sync_http.close()
         self._genai = {}
+        self._api_clients = {}
+        self._prepared = {}
         self._sync_http = None
+
+
+class _Answer:
+    """A 200's raw body, as the SDK's ``SdkHttpResponse`` carries it."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+
+@functools.cache
+def _sdk_errors() -> Any:
+    from google.genai import errors
+
+    return errors
+
+
+def _signs_each_request(api: Any) -> bool:
+    """Vertex AI with Google credentials adds a fresh access token to every request (the SDK's
+    own path does that); so does an SDK release without the request builder used here."""
+    if not (hasattr(api, "_build_request") and hasattr(api, "_httpx_url")):
+        return True
+    return bool(api.vertexai and (api.project or api.location) and not api.api_key)
 
 
 def _api_client_of(client: genai.Client) -> Any:

@@ -20,7 +20,7 @@ from imagegen.testing import LoopbackServer
 from imagegen_gemini import _provider as gemini_provider
 from imagegen_gemini._provider import GeminiProvider
 
-from .conftest import config, png_bytes
+from .conftest import API_KEY, config, png_bytes
 
 
 class Capture(httpx.AsyncBaseTransport):
@@ -161,3 +161,20 @@ async def test_clients_share_one_tls_context(server, monkeypatch):
     async with AsyncClient(config(server.base_url)) as client:
         result = await client.generate("a lighthouse", provider="gemini", model="gemini-3-pro-image")
     assert result.images
+
+
+async def test_a_key_authenticated_call_skips_the_sdks_per_call_wrapper(server, monkeypatch):
+    """URL and headers are built by the SDK once; each call is sent by the provider's httpx
+    client, not through the SDK's tenacity wrapper (a third of a call's client-side CPU)."""
+    from google.genai import _api_client
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the SDK's per-call request wrapper was used")
+
+    monkeypatch.setattr(_api_client.BaseApiClient, "_async_request", refuse)
+    capture = Capture()
+    async with AsyncClient(config(server.base_url), transports={"gemini": capture}) as client:
+        for _ in range(2):
+            result = await client.generate("a lighthouse", provider="gemini", model="gemini-3-pro-image")
+    assert result.images
+    assert [r.headers["x-goog-api-key"] for r in capture.requests] == [API_KEY] * 2
