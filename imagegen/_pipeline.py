@@ -359,47 +359,6 @@ class CallPipeline(ChargeLifecycle):
                 result = await self._recovering(money, exc, deadline)
             return await self._succeeded(money, result, deadline)
 
-    # The two helpers below serve the vendor batches (``_vendor_batch_calls``), which settle each
-    # member at the batch price themselves; every other call goes through ``imagegen._charges``.
-
-    def _reserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
-        """Hold the estimate against the budgets before any network call (raises BudgetExceededError).
-        Waits for the ledger's writer; the call path awaits ``_areserve`` instead."""
-        if self.ledger is None or not self._limits.windows(time.time()):
-            return None
-        return self.ledger.reserve(provider=provider.instance_name, model=spec.id, usd=estimate.usd or 0.0,
-                                   limits=self._limits)
-
-    async def _areserve(self, provider: Provider, spec: ModelSpec, estimate: Cost) -> str | None:
-        if self.ledger is None or not self._limits.windows(time.time()):
-            return None
-        return await self.ledger.areserve(provider=provider.instance_name, model=spec.id, usd=estimate.usd or 0.0,
-                                          limits=self._limits)
-
-    def _settle(self, provider: Provider, spec: ModelSpec, reservation: str | None, cost: Cost,
-                job_id: str | None) -> None:
-        """Waits for the ledger's writer; the call path awaits ``_asettle`` instead."""
-        if self.ledger is None:
-            return
-        if reservation is not None:
-            self.ledger.settle(reservation, **_charge(cost, job_id))
-        else:
-            self.ledger.record(provider=provider.instance_name, model=spec.id, **_charge(cost, job_id))
-
-    async def _asettle(self, provider: Provider, spec: ModelSpec, reservation: str | None, cost: Cost,
-                       job_id: str | None) -> None:
-        if self.ledger is None:
-            return
-        if reservation is not None:
-            await self.ledger.asettle(reservation, **_charge(cost, job_id))
-        else:
-            await self.ledger.arecord(provider=provider.instance_name, model=spec.id, **_charge(cost, job_id))
-
-
-def _charge(cost: Cost, job_id: str | None) -> dict[str, Any]:
-    return {"usd": cost.usd or 0.0, "credits": cost.credits, "job_id": job_id, "cached": False,
-            "estimated": cost.estimated}
-
 
 def _names_inputs_by_url(request: ImageRequest) -> bool:
     """An input given as a URL may change behind it: such requests are not cached (nor shared),

@@ -83,9 +83,11 @@ class BatchMember(BaseModel):
     status: JobStatus = "queued"
     #: ``ImageGenError.to_dict()`` of a member that failed; `BatchResult.errors` makes it typed again.
     error: dict[str, Any] | None = None
-    #: What this member cost (the batch price), once the batch has ended.
+    #: What this member costs at the batch price: the estimate charged when the vendor accepted
+    #: the batch, then what the vendor reported once it has ended (0 for a member that failed).
     cost: Cost | None = None
-    #: Ledger reservation held for this member until the batch ends (internal bookkeeping).
+    #: A budget reservation left by a batch sent before charges were recorded at acceptance
+    #: (settled or released when the batch ends); None for batches sent since.
     reservation: str | None = Field(default=None, repr=False)
     #: The member's result, filled in by ``wait`` (not kept in the batch record: its own job holds it).
     result: ImageResult | None = Field(default=None, repr=False)
@@ -101,10 +103,13 @@ class BatchJob(Job):
     display_name: str | None = None
     members: list[BatchMember] = Field(default_factory=list)
     estimate: BatchEstimate | None = None
-    #: True once every member's charge was settled (or released) in the ledger.
+    #: True once every member's outcome is recorded and its charge settled to what the vendor
+    #: reported (or voided, for a member that failed).
     settled: bool = False
     #: Why the last look at the vendor failed, when it did (e.g. 503/504 on ``batches.get``).
     last_error: str | None = None
+    #: Store faults met while recording the batch or its charges (not kept in the job store).
+    warnings: list[str] = Field(default_factory=list)
 
     def member(self, key_or_index: str | int) -> BatchMember:
         for member in self.members:

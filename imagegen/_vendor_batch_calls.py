@@ -1,11 +1,15 @@
 """``submit_batch`` and the vendor-batch side of ``status``, ``wait`` and ``cancel``.
 
-Money follows the one lifecycle: every member's batch-price estimate is reserved against the
-budgets before anything is sent (all or none); the batch and every member are in the job store
-as soon as the vendor has accepted them; once the batch has ended, each member that produced
-images is charged what the vendor reports (at the batch price) under its own job id, and the
-reservations of the others are released. Settling is keyed by job id, so two processes
-finishing the same batch charge it once. ``AsyncClient`` mixes this in.
+Money follows the core's one charge lifecycle (``imagegen._charges``), per member: every
+member's batch-price estimate is reserved against the budgets before anything is sent (all or
+none); the moment the vendor has accepted the batch, every member's job and its charge (the
+estimate, at the batch price) are queued on the stores, then the batch record, before the call
+returns -- so a batch nobody waits on is on the ledger and counts against the budgets like any
+other spending, and a store that fails then costs a warning (the charge goes to the journal),
+never the batch. When the batch ends, whoever looks first (``status``/``wait``, any process)
+settles each member's charge to what the vendor reported, or voids it for a member that
+failed (``_vendor_batch_follow``). Charges are identified by member job id and key, so two
+processes finishing one batch charge it once. ``AsyncClient`` mixes this in.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._charges import CallMoney
 from ._claims import holder_is_dead, new_owner, request_fingerprint
 from ._errors import (
     ImageGenError,
@@ -25,6 +31,8 @@ from ._errors import (
 )
 from ._jobstore import put_job
 from ._models import Cost, ImageRequest, ImageResult, Job, make_job_id
+from ._pipeline import DEFAULT_CALL_TIMEOUT_S
+from ._sqlite import waits_until
 from ._vendor_batch import (
     BatchEstimate,
     BatchJob,
@@ -84,25 +92,13 @@ class VendorBatchCalls(VendorBatchFollowing):
                 raise self._no_vendor_batch(target, spec)
             return await self._run_concurrently(items, target, spec, concurrency=concurrency)
         members = self._expand(items)
-        async with _claimed(self.jobs, members) as completed:
-            self._check_not_submitted(members)
-            estimate = self._estimate(target, spec, [r for _, r in members], api)
-            share = (estimate.batch.usd or 0.0) / max(1, len(members))
-            reservations = await self._reserve_all(target, spec, share, len(members))
-            name = display_name or f"imagegen-{uuid.uuid4().hex[:12]}"
-            try:
-                native_id, used = await self._guard(target, api.create(members, spec, display_name=name,
-                                                                       delivery=delivery))
-            except BaseException:
-                await self._release_all(reservations)
-                raise
-            batch = BatchJob(id=make_job_id(target.instance_name, native_id), provider=target.instance_name,
-                             native_id=native_id, status="queued", model=spec.id, delivery=used, display_name=name,
-                             estimate=estimate.model_copy(update={"delivery": used}))
-            batch.members = [BatchMember(index=i, key=key, job_id=member_job_id(target.instance_name, native_id, i),
-                                         reservation=reservations[i]) for i, (key, _) in enumerate(members)]
-            await self._record(batch, [r for _, r in members])
-            completed.update({m.key: [m.job_id] for m in batch.members})
+        deadline = time.monotonic() + DEFAULT_CALL_TIMEOUT_S
+        with waits_until(deadline):
+            async with _claimed(self.jobs, members) as completed:
+                self._check_not_submitted(members)
+                batch = await self._send(target, spec, api, members, deadline, display_name=display_name,
+                                         delivery=delivery)
+                completed.update({m.key: [m.job_id] for m in batch.members})
         return batch
 
     async def estimate_batch(self, requests: Iterable[ImageRequest | str], *,
@@ -237,31 +233,53 @@ class VendorBatchCalls(VendorBatchFollowing):
             provider.validate(request, spec)
             standard = standard + provider.estimate(request, spec)
         discount = spec.price.batch_discount if spec.price and spec.price.batch_discount else 1.0
-        batch = Cost(usd=None if standard.usd is None else round(standard.usd * discount, 9), estimated=True,
-                     breakdown={k: round(v * discount, 9) for k, v in standard.breakdown.items()})
         return BatchEstimate(provider=provider.instance_name, model=spec.id, members=len(requests), standard=standard,
-                             batch=batch, discount=discount,
+                             batch=_discounted(standard, discount), discount=discount,
                              delivery=api.delivery(requests, spec) if api is not None else "concurrent")
 
-    async def _reserve_all(self, provider: Provider, spec: ModelSpec, usd: float, count: int) -> list[str | None]:
-        """Reserve every member's share before anything is sent; all of them or none."""
-        held: list[str | None] = []
+    async def _send(self, provider: Provider, spec: ModelSpec, api: VendorBatchAPI,
+                    members: list[tuple[str, ImageRequest]], deadline: float, *, display_name: str | None,
+                    delivery: Delivery | Literal["auto"]) -> BatchJob:
+        """Reserve, send, and record the batch the moment the vendor has accepted it."""
+        estimate = self._estimate(provider, spec, [r for _, r in members], api)
+        monies = [CallMoney(provider, spec, request, _discounted(provider.estimate(request, spec), estimate.discount))
+                  for _, request in members]
+        await self._hold_budgets(monies, deadline)
+        name = display_name or f"imagegen-{uuid.uuid4().hex[:12]}"
         try:
-            for _ in range(count):
-                held.append(await self._areserve(provider, spec, Cost(usd=usd, estimated=True)))
+            native_id, used = await self._guard(provider, api.create(members, spec, display_name=name,
+                                                                     delivery=delivery))
         except BaseException:
-            await self._release_all(held)
+            await asyncio.gather(*(self._release(m) for m in monies))
             raise
-        return held
+        batch = BatchJob(id=make_job_id(provider.instance_name, native_id), provider=provider.instance_name,
+                         native_id=native_id, status="queued", model=spec.id, delivery=used, display_name=name,
+                         estimate=estimate.model_copy(update={"delivery": used}))
+        batch.members = [BatchMember(index=i, key=key, cost=money.estimate,
+                                     job_id=member_job_id(provider.instance_name, native_id, i))
+                         for i, ((key, _), money) in enumerate(zip(members, monies, strict=True))]
+        batch.warnings = await self._accepted(batch, monies)
+        return batch
 
-    async def _release_all(self, reservations: list[str | None]) -> None:
-        for reservation in reservations:
-            if reservation is not None and self.ledger is not None:
-                await self.ledger.arelease(reservation)
+    async def _hold_budgets(self, monies: list[CallMoney], deadline: float) -> None:
+        """Reserve every member's share before anything is sent: all of them or none."""
+        try:
+            for money in monies:
+                await self._hold_budget(money, deadline)
+        except BaseException:
+            await asyncio.gather(*(self._release(m) for m in monies))
+            raise
+
+    async def _accepted(self, batch: BatchJob, monies: list[CallMoney]) -> list[str]:
+        """The vendor has the batch: queue every member's job and charge (members first, the
+        writer keeps the order: a batch record never names a member the store lacks), then the
+        batch record, and wait for them; a store fault is a warning, never a lost batch."""
+        for member, money in zip(batch.members, monies, strict=True):
+            self._accept(money, member_record(batch, member, money.request))
+        self._store(monies[-1], batch.to_record())
+        return await self._flush_all(monies)
 
     async def _record(self, batch: BatchJob, requests: list[ImageRequest]) -> None:
-        # Members first (the writer keeps the order): a batch record never names a member the
-        # store does not have.
         writes = [put_job(self.jobs, member_record(batch, member, request))
                   for member, request in zip(batch.members, requests, strict=True)]
         writes.append(put_job(self.jobs, batch.to_record()))
@@ -310,6 +328,12 @@ class VendorBatchCalls(VendorBatchFollowing):
         if record is None or record.request is None:
             raise InvalidRequestError(f"member {member.key!r}: its request is not in the job store")
         return record.request
+
+def _discounted(standard: Cost, discount: float) -> Cost:
+    """The batch price of what costs ``standard`` as standard calls (an estimate)."""
+    return Cost(usd=None if standard.usd is None else round(standard.usd * discount, 9), estimated=True,
+                breakdown={k: round(v * discount, 9) for k, v in standard.breakdown.items()})
+
 
 #: How long a batch holds its members' idempotency keys while it is sent: an upload and the create
 #: call of a large batch can take minutes.

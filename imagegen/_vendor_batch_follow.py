@@ -3,9 +3,12 @@ member's outcome when it ends and settling its charge, and waiting for it (``Asy
 mixes this in through ``VendorBatchCalls``).
 
 A batch is asked about only while it is not over and settled; after that the job store answers.
-Each member's outcome is written to its own job before its charge is settled (or its reservation
-released), and the batch record last, so a process that dies half-way leaves work the next one
-redoes without charging twice: settling is keyed by the member's job id.
+Every member's charge has been on the ledger (at its batch-price estimate) since the vendor
+accepted the batch; when the batch ends, each member's outcome is queued for its own job and its
+charge settled to what the vendor reported, or voided for a member that failed -- through the
+core's charge lifecycle, so a ledger that cannot take it sends it to the journal -- and the
+batch record comes last. A process that dies half-way leaves work the next one redoes without
+charging twice: a charge's identity is the member's job id and key.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import time
 
 from ._capabilities import ModelSpec
+from ._charges import CallMoney
 from ._errors import (
     ImageGenError,
     JobFailedError,
@@ -42,6 +46,8 @@ __all__ = ["BATCH_POLL_SCHEDULE", "VendorBatchFollowing"]
 #: Looks at a vendor batch: soon at first (a small batch can be over in seconds), then at most a
 #: minute apart (the target turnaround is 24 h).
 BATCH_POLL_SCHEDULE = PollSchedule(initial=1.0, factor=1.5, cap=60.0)
+#: Store-fault warnings a batch shows in full (a fault usually hits every member alike).
+_WARNINGS_SHOWN = 3
 
 
 class VendorBatchFollowing(CallPipeline):
@@ -93,33 +99,60 @@ class VendorBatchFollowing(CallPipeline):
         batch = batch.model_copy(update={"state": snapshot.state, "vendor_state": snapshot.vendor_state,
                                          "status": batch_status(snapshot.state), "last_error": None})
         if batch.done:
-            batch = await self._finish(provider, spec, batch, snapshot)
+            return await self._finish(provider, spec, batch, snapshot)
+        batch.members = [m.model_copy(update={"status": batch.status}) for m in batch.members]  # under way
         await put_job(self.jobs, batch.to_record())
         return batch
 
     async def _finish(self, provider: Provider, spec: ModelSpec, batch: BatchJob,
                       snapshot: VendorBatchSnapshot) -> BatchJob:
-        """Record every member's outcome, then settle its charge (or release it): once, by job id."""
+        """Record every member's outcome and settle its charge to the reported cost (or void it),
+        then the batch record; a store fault is a warning on the batch (charges: journalled)."""
         outcomes = snapshot.outcomes or {}
-        members = []
+        members, monies = [], []
         for member in batch.members:
             outcome = outcomes.get(member.key) or self._unanswered(batch, member, snapshot)
-            record = self.jobs.get(member.job_id)
-            request = record.request if record is not None else None
+            money = self._member_money(provider, spec, member)
             if isinstance(outcome, ImageResult):
                 result = outcome.model_copy(update={"job_id": member.job_id})
-                member = member.model_copy(update={"status": "succeeded", "cost": result.cost, "error": None})
-                await put_job(self.jobs, member_record(batch, member, request).model_copy(update={"result": result}))
-                await self._asettle(provider, spec, member.reservation, result.cost, member.job_id)
+                member = member.model_copy(update={"status": "succeeded", "cost": result.cost, "error": None,
+                                                   "result": result})
+                self._store(money, member_record(batch, member, money.request).model_copy(update={"result": result}))
+                self._charge(money, member.job_id, result.cost)
             else:
                 cancelled = snapshot.state == "cancelled" and member.key not in outcomes
                 member = member.model_copy(update={"status": "cancelled" if cancelled else "failed",
                                                    "error": outcome.to_dict(), "cost": Cost(usd=0.0, estimated=False)})
-                await put_job(self.jobs, member_record(batch, member, request))
-                if member.reservation is not None and self.ledger is not None:
-                    await self.ledger.arelease(member.reservation)
+                self._store(money, member_record(batch, member, money.request))
+                self._void(money, member.job_id)
+                await self._release(money)
             members.append(member.model_copy(update={"reservation": None}))
-        return batch.model_copy(update={"members": members, "settled": True})
+            monies.append(money)
+        batch = batch.model_copy(update={"members": members, "settled": True})
+        self._store(monies[-1], batch.to_record())
+        return batch.model_copy(update={"warnings": await self._flush_all(monies)})
+
+    def _member_money(self, provider: Provider, spec: ModelSpec, member: BatchMember) -> CallMoney:
+        """A member's charge lifecycle, resumed: its request from the store (its key is the
+        charge's identity, with its job id)."""
+        record = self.jobs.get(member.job_id)
+        request = record.request if record is not None and record.request is not None else None
+        if request is None:  # the member's record is gone (pruned): its key still names the charge
+            request = ImageRequest.build(prompt="a batch member this job store no longer has",
+                                         idempotency_key=member.key)
+        estimate = member.cost if member.cost is not None and member.cost.estimated else Cost(estimated=True)
+        money = CallMoney(provider, spec, request, estimate)
+        money.reservation = member.reservation  # only batches sent before charges were recorded at acceptance
+        return money
+
+    async def _flush_all(self, monies: list[CallMoney]) -> list[str]:
+        """Wait for the writes queued for every member (together: one store's wait, not one per
+        member); the warnings of those that failed, said once each."""
+        await asyncio.gather(*(self._flush(money) for money in monies))
+        warnings = list(dict.fromkeys(w for money in monies for w in money.warnings))
+        if len(warnings) > _WARNINGS_SHOWN:
+            warnings = [*warnings[:_WARNINGS_SHOWN], f"... and {len(warnings) - _WARNINGS_SHOWN} more like them"]
+        return warnings
 
     @staticmethod
     def _unanswered(batch: BatchJob, member: BatchMember, snapshot: VendorBatchSnapshot) -> ImageGenError:
@@ -133,15 +166,17 @@ class VendorBatchFollowing(CallPipeline):
     def _result_of(self, batch: BatchJob) -> BatchResult:
         members = []
         for member in batch.members:
-            record = self.jobs.get(member.job_id)
-            members.append(member.model_copy(update={"result": record.result if record is not None else None}))
+            if member.result is None:  # finished earlier: its own job holds its result
+                record = self.jobs.get(member.job_id)
+                member = member.model_copy(update={"result": record.result if record is not None else None})
+            members.append(member)
         results = [m.result for m in members if m.result is not None]
         cost = sum((r.cost for r in results), Cost(usd=0.0, estimated=False))
         failed = [m for m in members if m.status != "succeeded"]
         warnings = [f"{len(failed)} of {len(members)} member(s) did not succeed: "
                     + ", ".join(m.key for m in failed[:10])] if failed else []
         return BatchResult(images=[image for r in results for image in r.images], provider=batch.provider,
-                           model=batch.model or "", job_id=batch.id, cost=cost, warnings=warnings,
+                           model=batch.model or "", job_id=batch.id, cost=cost, warnings=[*warnings, *batch.warnings],
                            batch_id=batch.id, state=batch.state, members=members)
 
     def _stored_batch(self, batch_id: str) -> BatchJob:

@@ -196,6 +196,10 @@ def status(job_id: JobArg, out: OutOpt = Path("."), as_json: JsonOpt = False, co
     try:
         with make_client(config) as client:
             job = client.status(job_id)
+        if hasattr(job, "members"):  # a vendor batch: every member's state, cost and error too
+            from ._vendor_batch import batch_payload, print_batch
+
+            return emit(batch_payload(job, out)) if as_json else print_batch(job)
         if as_json:
             emit(job_payload(job, out))
         else:
@@ -280,11 +284,16 @@ def _show_result(result: Any, out: Path, as_json: bool) -> None:
         if as_json:
             payload = result_payload(result, out)
             if isinstance(result, BatchResult):  # a vendor batch's wait: every member's outcome too
-                payload["members"] = [m.model_dump(mode="json", exclude={"result", "reservation"})
-                                      for m in result.members]
+                from ._vendor_batch import member_payloads
+
+                payload["members"] = member_payloads(result.members)
             emit(payload)
         else:
             print_result(result, out)
+            if isinstance(result, BatchResult):
+                from ._vendor_batch import print_members
+
+                print_members(result.members)
     except StorageError as exc:  # the images could not be written: the paid job is named in the error
         raise fail(exc, as_json) from None
 

@@ -19,10 +19,11 @@ import typer
 
 from .._errors import ImageGenError
 from . import EXIT_PROVIDER, fail, make_client
-from ._output import emit, save_images
+from ._output import cost_payload, emit, job_payload, save_images, usd_text
 from ._prompts import PromptLine, read_prompt_file
 
-__all__ = ["estimate_vendor_batch", "run_vendor_batch", "vendor_batch_key"]
+__all__ = ["batch_payload", "estimate_vendor_batch", "member_payloads", "print_batch", "print_members",
+           "run_vendor_batch", "vendor_batch_key"]
 
 
 def vendor_batch_key(prompts_file: Path, index: int, prompt: str) -> str:
@@ -128,3 +129,47 @@ def estimate_vendor_batch(prompt: str | None, prompts: Path | None, fields: dict
               "provider": estimate.provider, "model": estimate.model})
     else:
         typer.echo(_estimate_line(estimate))
+
+
+# -- status / wait of a batch ----------------------------------------------------------------
+
+def member_payloads(members: list[Any]) -> list[dict[str, Any]]:
+    """Every member of a batch: its job id, key, state, cost (estimated until the batch ends)
+    and error."""
+    return [{"job_id": m.job_id, "key": m.key, "index": m.index, "status": m.status,
+             "cost": cost_payload(m.cost) if m.cost is not None else None, "error": m.error} for m in members]
+
+
+def batch_payload(batch: Any, out: Path) -> dict[str, Any]:
+    """``imagegen status BATCH_ID --json``: the job, the batch's state, and its members."""
+    estimate = batch.estimate
+    return {**job_payload(batch, out),
+            "batch": {"state": batch.state, "vendor_state": batch.vendor_state, "delivery": batch.delivery,
+                      "settled": batch.settled, "last_error": batch.last_error,
+                      "estimate": None if estimate is None else {"batch_usd": estimate.batch.usd,
+                                                                 "standard_usd": estimate.standard.usd}},
+            "members": member_payloads(batch.members), "warnings": batch.warnings}
+
+
+def print_batch(batch: Any) -> None:
+    counts = {status: sum(1 for m in batch.members if m.status == status)
+              for status in ("succeeded", "failed", "cancelled")}
+    under_way = len(batch.members) - sum(counts.values())
+    typer.echo(f"batch {batch.id}  state {batch.state} ({batch.vendor_state or '-'})  {batch.delivery}  "
+               f"{len(batch.members)} member(s): {counts['succeeded']} succeeded, {counts['failed']} failed, "
+               f"{counts['cancelled']} cancelled, {under_way} under way")
+    if batch.last_error:
+        typer.echo(f"last look at the vendor failed: {batch.last_error}")
+    print_members(batch.members)
+    for warning in batch.warnings:
+        typer.echo(f"warning: {warning}")
+
+
+def print_members(members: list[Any]) -> None:
+    """One line per member: id, state, cost, and the error of one that failed."""
+    for row in member_payloads(members):
+        cost = row["cost"]
+        price = "-" if cost is None else usd_text(cost["usd"]) + (" (estimated)" if cost["estimated"] else "")
+        error = row["error"] or {}
+        why = f"  {error.get('type', 'error')}: {error.get('message', '')}" if error else ""
+        typer.echo(f"  {row['job_id']}  {row['status']}  {price}{why}")

@@ -56,7 +56,8 @@ SUBMIT_AND_WAIT = """\
     from imagegen import Client
     client = Client("imagegen.toml")
     batch = client.submit_batch({prompts!r}, provider="gemini")
-    print(json.dumps({{"id": batch.id, "delivery": batch.delivery}}), flush=True)
+    print(json.dumps({{"id": batch.id, "delivery": batch.delivery, "estimate": batch.estimate.batch.usd}}),
+          flush=True)
     client.wait(batch.id, timeout=600)
     print("finished", flush=True)
 """
@@ -92,6 +93,11 @@ def test_a_killed_waiter_is_replaced_by_another_process(tmp_path: Path) -> None:
         first.send_signal(signal.SIGKILL)  # mid-wait: the batch is accepted and still pending
         first.wait(timeout=30)
         assert first.returncode == -signal.SIGKILL
+        # Charged when the vendor accepted it, before anyone waited: every member at its estimate.
+        with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+            held = db.execute("SELECT COUNT(*), SUM(usd), MIN(estimated) FROM ledger "
+                              "WHERE state = 'settled'").fetchone()
+        assert held[0] == MEMBERS and held[1] == pytest.approx(submitted["estimate"]) and held[2] == 1
         clock.advance(3600.0)  # the batch ends while no process is following it
         emulator.batches.turnaround_s = 0.0  # and later batches end at once
 
@@ -108,6 +114,7 @@ def test_a_killed_waiter_is_replaced_by_another_process(tmp_path: Path) -> None:
 
         with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
             charges = dict(db.execute("SELECT job_id, usd FROM ledger WHERE state = 'settled'").fetchall())
+            assert db.execute("SELECT COUNT(*) FROM ledger WHERE state = 'settled' AND estimated").fetchone()[0] == 0
         members = report["members"]
         assert members[FAILING] not in charges and set(charges) == set(members) - {members[FAILING]} | set(
             report["retried"])

@@ -72,6 +72,11 @@ def test_a_vendor_batch_from_a_prompts_file(server, emulator, tmp_path: Path) ->
     submitted = cli("batch", str(prompts), "--vendor-batch", "--no-wait", "--out", str(out), cfg=cfg)
     assert submitted["pending"] == 6 and len(submitted["batches"]) == 1
     assert submitted["estimate"]["batch_usd"] == estimate["cost"]["usd"]
+    shown = cli("status", submitted["batches"][0], cfg=cfg)  # one JSON object, every member in it
+    assert shown["job_id"] == submitted["batches"][0] and shown["batch"]["state"] == "succeeded"
+    assert [m["index"] for m in shown["members"]] == list(range(6))
+    assert all(m["status"] == "succeeded" and m["error"] is None and m["cost"]["usd"] > 0
+               and not m["cost"]["estimated"] for m in shown["members"])
     # Run again: the batch already sent is followed, nothing is sent twice.
     collected = cli("batch", str(prompts), "--vendor-batch", "--out", str(out), cfg=cfg)
     assert collected["succeeded"] == 6 and collected["batches"] == submitted["batches"]
@@ -84,3 +89,29 @@ def test_a_vendor_batch_from_a_prompts_file(server, emulator, tmp_path: Path) ->
     waited = cli("wait", submitted["batches"][0], "--out", str(tmp_path / "w"), cfg=cfg)
     assert len(waited["members"]) == 6 and len(waited["images"]) == 6
     assert API_KEY not in (out / "batch.jsonl").read_text()
+
+
+def test_status_of_a_batch_lists_its_members(server, emulator, tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from imagegen.cli import _register_more, app
+    from imagegen.testing import Fault, FaultPlan
+
+    _register_more()
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    monkeypatch.setattr(emulator.batches, "member_faults", FaultPlan.script("ok", Fault("rate_limit")))
+    cfg = str(_config(tmp_path, server.base_url))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a fox\na hare\n", encoding="utf-8")
+    submitted = CliRunner().invoke(app, ["batch", str(prompts), "--vendor-batch", "--no-wait", "--json",
+                                         "--config", cfg])
+    batch_id = json.loads(submitted.output)["batches"][0]
+    shown = CliRunner().invoke(app, ["status", batch_id, "--config", cfg])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0].startswith(f"batch {batch_id}  state succeeded") and "1 succeeded, 1 failed" in lines[0]
+    assert lines[1].startswith(f"  {batch_id}#0  succeeded  $0.0")
+    assert lines[2].startswith(f"  {batch_id}#1  failed  $0.0000  RateLimitError: ")
+    as_json = json.loads(CliRunner().invoke(app, ["status", batch_id, "--json", "--config", cfg]).output)
+    assert [(m["status"], m["error"] and m["error"]["type"]) for m in as_json["members"]] == [
+        ("succeeded", None), ("failed", "RateLimitError")]
