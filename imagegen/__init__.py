@@ -7,8 +7,10 @@
 ``import imagegen`` itself loads nothing else: the public names below load together on first
 use (``from imagegen import Client`` loads them all), so the ``imagegen`` command starts
 without importing the client, and plugins, provider SDKs, Pillow, the emulator kit and the
-CLI load only when they are used. A new public name goes in the ``TYPE_CHECKING`` imports
-(for type checkers) and in ``__all__``; its module in ``_MODULES`` if it is a new one.
+CLI load only when they are used; every pydantic model is ``defer_build``, so its validator
+is built on first use (benchmarks/import_time.py). A new public name goes in the
+``TYPE_CHECKING`` imports (for type checkers) and in ``__all__``; its module in ``_MODULES``
+if it is a new one.
 
 Provider plugins are written with ``imagegen.provider``; emulators and the contract suite
 live in ``imagegen.testing``.

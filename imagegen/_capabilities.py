@@ -25,7 +25,7 @@ __all__ = ["ModelSpec", "Price", "check_request", "load_models", "read_data_file
 class Price(BaseModel):
     """What one model costs; every entry carries its source and as-of date."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     source: str
     as_of: date
@@ -55,7 +55,7 @@ class Price(BaseModel):
 class ModelSpec(BaseModel):
     """One model of one provider: what it accepts and what it costs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     id: str
     aliases: list[str] = Field(default_factory=list)

@@ -33,7 +33,7 @@ _SECRET_KEYS = ("api_key",)
 class RouteConfig(BaseModel):
     """An ordered fallback chain of configured providers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     chain: list[str] = Field(min_length=1)
     #: Extra error classes (beyond retryable ones) that move on to the next provider.
@@ -43,7 +43,7 @@ class RouteConfig(BaseModel):
 class CacheConfig(BaseModel):
     """``[cache]``: where results are kept so identical requests are not paid for twice."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     backend: Literal["memory", "disk", "redis", "off"] = "disk"
     url: str | None = None
@@ -57,7 +57,7 @@ class CacheConfig(BaseModel):
 class LedgerConfig(BaseModel):
     """``[ledger]``: where every charged call is recorded (and budgets are checked)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     backend: Literal["sqlite", "memory", "redis", "off"] = "sqlite"
     path: str | None = None
@@ -68,7 +68,7 @@ class LedgerConfig(BaseModel):
 class PriceOverride(BaseModel):
     """``[prices."provider/model"]`` (or ``[prices.provider]``): your negotiated prices, in USD."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     currency: Literal["USD"] = "USD"
     per_image_usd: dict[str, float] | None = None
@@ -80,7 +80,7 @@ class PriceOverride(BaseModel):
 
 
 class BudgetConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     daily_usd: float | None = Field(default=None, ge=0)
     monthly_usd: float | None = Field(default=None, ge=0)
@@ -90,7 +90,7 @@ class BudgetConfig(BaseModel):
 class JobsConfig(BaseModel):
     """Where submitted jobs are recorded so status/wait work from any process."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     backend: Literal["sqlite", "memory", "redis"] = "sqlite"
     path: str | None = None
@@ -100,7 +100,7 @@ class JobsConfig(BaseModel):
 class FleetConfig(BaseModel):
     """``[fleet]``: the Redis a fleet of workers shares (see ``imagegen.fleet``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     url: str | None = None
     key_prefix: str = "imagegen:fleet:"
@@ -121,7 +121,7 @@ class FleetConfig(BaseModel):
 class Config(BaseModel):
     """The whole configuration. ``providers`` tables are checked by each provider's own settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     default: str | None = None
     providers: dict[str, dict[str, Any]] = Field(default_factory=dict)

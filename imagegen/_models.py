@@ -52,7 +52,9 @@ class Image(BaseModel):
     # not copied; the job store and the cache both name files by it).
     __slots__ = ("_sha256",)
 
-    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+    # defer_build, on every model the client imports: pydantic builds a model's validator when it is
+    # first used, not at import - most of what `from imagegen import Client` used to cost.
+    model_config = ConfigDict(defer_build=True, frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     data: bytes = Field(repr=False)
     mime_type: str
@@ -111,7 +113,7 @@ class Image(BaseModel):
 class InputImage(BaseModel):
     """An input (reference, edit source or mask) image: bytes, or a URL the provider fetches."""
 
-    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+    model_config = ConfigDict(defer_build=True, frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     data: bytes | None = Field(default=None, repr=False)
     url: str | None = None
@@ -171,7 +173,7 @@ class InputImage(BaseModel):
 class ImageRequest(BaseModel):
     """One generation or edit request. ``None`` means "the provider's default"."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     prompt: str
     operation: Literal["generate", "edit"] = "generate"
@@ -272,6 +274,8 @@ def _request_error(exc: ValidationError) -> InvalidRequestError:
 class Usage(BaseModel):
     """What a call consumed, as the provider reported it."""
 
+    model_config = ConfigDict(defer_build=True)
+
     input_tokens: int | None = None
     output_tokens: int | None = None
     image_tokens: int | None = None
@@ -283,6 +287,8 @@ class Usage(BaseModel):
 
 class Cost(BaseModel):
     """Money spent (or expected to be spent) on a call, in USD and provider credits."""
+
+    model_config = ConfigDict(defer_build=True)
 
     usd: float | None = None
     credits: float | None = None
@@ -303,6 +309,8 @@ class Cost(BaseModel):
 class Attempt(BaseModel):
     """One provider tried while serving a call, with what happened."""
 
+    model_config = ConfigDict(defer_build=True)
+
     provider: str
     model: str | None = None
     outcome: Literal["succeeded", "failed", "skipped"]
@@ -317,6 +325,8 @@ class Attempt(BaseModel):
 
 class ImageResult(BaseModel):
     """The outcome of a generate or edit call."""
+
+    model_config = ConfigDict(defer_build=True)
 
     images: list[Image]
     provider: str
@@ -336,6 +346,8 @@ class ImageResult(BaseModel):
 
 class Job(BaseModel):
     """A submitted request: ask for its status later, from any process."""
+
+    model_config = ConfigDict(defer_build=True)
 
     id: str
     provider: str

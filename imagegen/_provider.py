@@ -78,7 +78,7 @@ class ProviderSettings(BaseModel):
     Unknown keys are errors, so a typo in the config never goes unnoticed.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     plugin: str | None = None
     model: str | None = None

@@ -35,7 +35,7 @@ DEFAULT_MAX_CONCURRENCY = 100
 class RateLimitConfig(BaseModel):
     """``[rate_limits]``: where the request windows are kept."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     backend: Literal["local", "redis"] = "local"
     url: str | None = None

@@ -41,7 +41,7 @@ T = TypeVar("T")
 class RetryConfig(BaseModel):
     """``[retry]``: how often and how patiently one provider is retried before moving on."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     max_attempts: int = Field(default=3, ge=1, le=20)
     initial_backoff_s: float = Field(default=0.5, ge=0)
@@ -53,7 +53,7 @@ class RetryConfig(BaseModel):
 class CircuitConfig(BaseModel):
     """``[circuit]``: when a failing provider is skipped, and for how long."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     failure_threshold: int = Field(default=5, ge=1)
     cooldown_s: float = Field(default=30.0, ge=0)

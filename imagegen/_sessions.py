@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import ImageGenError, InvalidRequestError, JobNotFoundError, UnsupportedFeatureError
 from ._jobstore import put_job
@@ -50,6 +50,8 @@ def _utcnow() -> datetime:
 class SessionTurn(BaseModel):
     """One turn of a session: what was asked, and what it produced or why it failed."""
 
+    model_config = ConfigDict(defer_build=True)
+
     index: int
     operation: Literal["generate", "edit"]
     prompt: str
@@ -63,6 +65,8 @@ class SessionTurn(BaseModel):
 
 
 class _SessionState(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     provider: str
     model: str
     mode: SessionMode

@@ -15,7 +15,7 @@ import contextvars
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from ._errors import InvalidRequestError
 from ._models import Image, ImageResult
@@ -25,6 +25,8 @@ __all__ = ["PartialImage", "PartialSink", "partial_sink", "stream_results"]
 
 class PartialImage(BaseModel):
     """One preview of an image still being generated; ``index`` counts from 0."""
+
+    model_config = ConfigDict(defer_build=True)
 
     index: int
     image: Image

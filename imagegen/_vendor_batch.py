@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import _errors
 from ._errors import ImageGenError, ProviderError
@@ -54,6 +54,8 @@ class BatchEstimate(BaseModel):
     """What a set of requests is expected to cost through a vendor batch, next to sending them one
     by one. No network call is made to compute it."""
 
+    model_config = ConfigDict(defer_build=True)
+
     provider: str
     model: str
     members: int
@@ -75,6 +77,8 @@ class BatchEstimate(BaseModel):
 
 class BatchMember(BaseModel):
     """One request of a batch: its key, its own job id, and how it ended."""
+
+    model_config = ConfigDict(defer_build=True)
 
     index: int
     #: The member's key in the vendor batch: its request's ``idempotency_key``.

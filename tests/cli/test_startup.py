@@ -93,3 +93,22 @@ def test_argument_errors_are_short_and_exit_2() -> None:
     assert proc.returncode == 2
     assert "Invalid value for '--n' / '-n'" in proc.stderr or "Invalid value for '-n' / '--n'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+_MODELS_BUILT = """
+import sys
+import pydantic
+from imagegen import Client
+built = sorted(f"{name}.{value.__qualname__}" for name, module in list(sys.modules.items())
+               if name.startswith("imagegen") for value in vars(module).values()
+               if isinstance(value, type) and issubclass(value, pydantic.BaseModel) and value.__pydantic_complete__)
+print(",".join(built))
+"""
+
+
+def test_importing_the_client_builds_no_model_validator() -> None:
+    """Every model is ``defer_build``: a model built at import (one without it, or an instance
+    made at module level) costs its schema build on every start of every program."""
+    proc = subprocess.run([sys.executable, "-c", _MODELS_BUILT], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"built at import: {proc.stdout.strip()}"
