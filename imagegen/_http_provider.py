@@ -57,14 +57,17 @@ class HTTPProvider(Provider):
 
     async def request(self, method: str, path: str, *, json: Any = None, data: Any = None, files: Any = None,
                       params: Any = None, headers: dict[str, str] | None = None, auth: bool = True,
-                      ) -> httpx.Response:
-        """Send one call; return its 2xx response, or raise the error its status and body stand for."""
+                      timeout: float | None = None) -> httpx.Response:
+        """Send one call; return its 2xx response, or raise the error its status and body stand for.
+
+        ``timeout`` (seconds) replaces the client's for this call, redirects included."""
         url = self.url(path)
         credentials = self.auth_headers() if auth else {}
         sent = {**credentials, **(headers or {})}
+        per_call: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         for _ in range(self.max_redirects + 1):
             response = await self._send(method, url, json=json, data=data, files=files, params=params,
-                                        headers=sent)
+                                        headers=sent, **per_call)
             location = response.headers.get("location")
             if not response.is_redirect or not location:
                 break

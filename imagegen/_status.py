@@ -92,7 +92,9 @@ class ErrorDetails:
     message: str | None = None
     #: The vendor's own error code (``"insufficient_credits"``, ``"INVALID_ARGUMENT"``...).
     code: str | None = None
-    #: A wait hint found in the body (headers are read by the builder).
+    #: The vendor's wait hint as its reader found it (in the body, or in headers of its own such
+    #: as ``retry-after-ms``); it wins over the standard ``Retry-After``/``X-RateLimit-Reset``
+    #: headers, which the builder reads when the reader found none.
     retry_after: float | None = None
     #: Another class than the status table's, for an answer whose status misleads.
     error: type[ProviderError] | None = None
@@ -137,8 +139,7 @@ def build_status_error(provider: str, reply: ErrorReply, details: ErrorDetails, 
     said = details.message or details.code or reply.text or "no message"
     if details.code and details.message and details.code not in details.message:
         said = f"{said} [{details.code}]"
-    wait = retry_after_from_headers(reply.headers)
-    wait = wait if wait is not None else details.retry_after
+    wait = details.retry_after if details.retry_after is not None else retry_after_from_headers(reply.headers)
     advice = rule.advice if details.advice is None else details.advice
     if issubclass(cls, RateLimitError) and wait is not None and details.advice is None:
         advice = f"wait {wait:g} s and retry"

@@ -20,8 +20,9 @@ use this module and nothing private.
 
 What the kit holds:
 
-- ``Provider`` (any API, an SDK included) and ``HTTPProvider`` (a REST API: sending,
-  authentication, redirects, JSON) with ``ProviderSettings``, ``RateLimits``, ``OnSubmit``;
+- ``Provider`` (any API, an SDK included), ``HTTPProvider`` (a REST API: sending,
+  authentication, redirects, JSON) and ``SynchronousProvider`` (an API that answers in the
+  call and keeps no jobs: write ``call``), with ``ProviderSettings``, ``RateLimits``, ``OnSubmit``;
 - errors: ``StatusRule`` tables over ``DEFAULT_STATUS_ERRORS``, ``ErrorReply`` and
   ``ErrorDetails`` for reading a vendor's error body, and ``parsing()``, the one source of
   ``InvalidResponseError``;
@@ -52,6 +53,7 @@ from ._polling import AdaptivePollSchedule, PollSchedule, Schedule
 from ._provider import OnSubmit, Provider, ProviderSettings, RateLimits, parsing
 from ._status import DEFAULT_STATUS_ERRORS, ErrorDetails, ErrorReply, StatusRule
 from ._streaming import PartialImage, PartialSink, partial_sink
+from ._synchronous import SynchronousProvider
 from ._vendor_batch import MEMBER_SEPARATOR, Delivery, VendorBatchAPI, VendorBatchSnapshot
 from ._vendor_batch_follow import BATCH_POLL_SCHEDULE
 
@@ -76,6 +78,7 @@ __all__ = [
     "RateLimits",
     "Schedule",
     "StatusRule",
+    "SynchronousProvider",
     "VendorBatchAPI",
     "VendorBatchSnapshot",
     "default_data_dir",

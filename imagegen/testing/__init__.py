@@ -37,12 +37,14 @@ from ._images import synth_image
 from ._isolated import isolated_client, isolated_config
 from ._latency import LatencyModel
 from ._lifecycle import JobTimeline
+from ._middleware import ConnectionDropped
 from ._reject import Reject
 from ._server import LoopbackServer, asgi_transport, run_forever, serve
 
 __all__ = [
     "ApiKeys",
     "Clock",
+    "ConnectionDropped",
     "Counters",
     "Credential",
     "Emulator",

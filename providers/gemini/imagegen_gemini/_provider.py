@@ -8,9 +8,9 @@ the raw answer read there too, which saves the SDK's request and response models
 call, and they drop ``finishMessage``). ``generate_content`` is the fallback for an SDK release
 without that client.
 
-Gemini answers synchronously, so ``generate``/``edit`` make one call and report the finished
-job through ``on_submit``, and ``submit`` returns an already-succeeded job. The core's job
-store keeps that job, which is how ``status()`` answers later, from any process.
+Gemini answers synchronously (a ``SynchronousProvider``): ``generate``/``edit`` make one call and
+report the finished job through ``on_submit``, and ``submit`` returns an already-succeeded job.
+The core's job store keeps that job, which is how ``status()`` answers later, from any process.
 
 Configuration (``[providers.gemini]``)::
 
@@ -49,7 +49,6 @@ from imagegen import (
     InvalidImageError,
     InvalidRequestError,
     Job,
-    JobNotFoundError,
     MissingCredentialsError,
     ModelSpec,
     PermissionDeniedError,
@@ -62,10 +61,9 @@ from imagegen import (
 from imagegen.provider import (
     ErrorDetails,
     ErrorReply,
-    OnSubmit,
-    Provider,
     ProviderSettings,
     StatusRule,
+    SynchronousProvider,
     shared_ssl_context,
 )
 
@@ -109,7 +107,7 @@ class GeminiSettings(ProviderSettings):
     api_version: str | None = None
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(SynchronousProvider):
     """Google Gemini image generation (``generateContent``) through google-genai."""
 
     name = "gemini"
@@ -227,38 +225,12 @@ class GeminiProvider(Provider):
 
     # -- I/O ---------------------------------------------------------------------------------
 
-    async def generate(self, request: ImageRequest, spec: ModelSpec, *, deadline: float,
-                       on_submit: OnSubmit | None = None) -> ImageResult:
-        result = await self._call(request, spec, deadline=deadline)
-        if on_submit is not None:
-            on_submit(self._finished_job(result, spec))
-        return result
-
-    async def edit(self, request: ImageRequest, spec: ModelSpec, *, deadline: float,
-                   on_submit: OnSubmit | None = None) -> ImageResult:
-        return await self.generate(request, spec, deadline=deadline, on_submit=on_submit)
-
-    async def submit(self, request: ImageRequest, spec: ModelSpec) -> Job:
-        """Gemini has no job queue: the call runs now and the job comes back finished."""
-        deadline = time.monotonic() + (request.timeout or self.request_timeout(request, spec))
-        return self._finished_job(await self._call(request, spec, deadline=deadline), spec)
-
     async def wait(self, job: Job, *, deadline: float) -> ImageResult:
         if "#" in job.native_id:  # a vendor batch member, resumed by a call that carries its key
             return await self.vendor_batches.wait_member(job, self.model_spec(job.model), deadline=deadline)
         return await super().wait(job, deadline=deadline)
 
-    async def status(self, native_id: str) -> Job:
-        raise JobNotFoundError(
-            f"{self.instance_name} answers synchronously and keeps no jobs: job "
-            f"{self.job_id(native_id)!r} is known only to the job store that recorded "
-            "it, and it is not there; check jobs.backend / jobs.path in the config")
-
-    def _finished_job(self, result: ImageResult, spec: ModelSpec) -> Job:
-        native_id = (result.job_id or "").partition(":")[2]
-        return self.job(native_id, "succeeded", result=result, model=spec.id)
-
-    async def _call(self, request: ImageRequest, spec: ModelSpec, *, deadline: float) -> ImageResult:
+    async def call(self, request: ImageRequest, spec: ModelSpec, *, deadline: float) -> ImageResult:
         from . import _wire  # google-genai loads here, on the first call
 
         if request.n != 1:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from imagegen import ModelSpec
+from imagegen.testing import ConnectionDropped
 
 from ._catalog import load_catalog, output_tokens
 from ._emulator_shapes import Reject
@@ -112,8 +113,6 @@ class AnswerParts:
         return {"created": int(time.time()), "data": items}, usd
 
     def _dropped(self, body: dict[str, Any], usd: float, request_id: str) -> Response:
-        from imagegen.testing._middleware import ConnectionDropped
-
         text = json.dumps(body).encode()
 
         async def cut() -> AsyncIterator[bytes]:

@@ -11,8 +11,10 @@ envelope). ``benchmarks/openai_overhead.py`` measured both against the emulator:
 within a few percent of each other (``benchmarks/results/openai_overhead.md``). The tests drive
 the emulator with the real SDK.
 
-The API is synchronous: ``generate``/``edit`` make one call and report the finished job through
-``on_submit``; ``submit`` returns an already-succeeded job, and the job store answers ``status``.
+The API is synchronous (a ``SynchronousProvider``): ``generate``/``edit`` make one call and report
+the finished job through ``on_submit``; ``submit`` returns an already-succeeded job, and the job
+store answers ``status``. Sending and error answers are the kit's (``HTTPProvider``, the status
+table in ``_vendor_errors``); only the event stream of previews is read here.
 There is no idempotency key: a 2xx whose body is lost was billed and cannot be fetched again
 (``bills_unreadable_answers``), and a retry after a client-side timeout may bill twice (spec 2).
 
@@ -32,8 +34,8 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -46,16 +48,17 @@ from imagegen import (
     ImageResult,
     InvalidRequestError,
     InvalidResponseError,
-    Job,
-    JobNotFoundError,
     ModelSpec,
     NoImageReturnedError,
 )
 from imagegen.provider import (
-    OnSubmit,
+    ErrorDetails,
+    ErrorReply,
+    HTTPProvider,
     PartialImage,
-    Provider,
     ProviderSettings,
+    StatusRule,
+    SynchronousProvider,
     fetch_image,
     partial_sink,
 )
@@ -63,7 +66,7 @@ from imagegen.provider import (
 from ._catalog import check_lifecycle, family, load_catalog
 from ._params import MAX_PARTIAL_IMAGES, check, edit_call, generation_body, wire_format
 from ._pricing import cost_of, estimate_cost, flat_cost
-from ._vendor_errors import error_from_body, error_from_response, rate_limit_headers
+from ._vendor_errors import STATUS_ERRORS, rate_limit_headers, read_openai_error
 from ._wire import Parsed, SseDecoder, parse_images, usage_of
 
 __all__ = ["OpenAIProvider", "OpenAISettings"]
@@ -79,7 +82,7 @@ class OpenAISettings(ProviderSettings):
     project: str | None = None
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(SynchronousProvider, HTTPProvider):
     """OpenAI Images (GPT Image 2 / 2.5 / 2.6): generations, edits with masks, streamed previews."""
 
     name = "openai"
@@ -89,6 +92,7 @@ class OpenAIProvider(Provider):
     default_base_url = "https://api.openai.com/v1"
     default_timeout = DEFAULT_TIMEOUT_S
     bills_unreadable_answers = True
+    status_errors: ClassVar[Mapping[int, StatusRule]] = STATUS_ERRORS
     emulator = "imagegen_openai.emulator:create_emulator"
 
     settings: OpenAISettings
@@ -133,34 +137,8 @@ class OpenAIProvider(Provider):
 
     # -- I/O -------------------------------------------------------------------------------------
 
-    async def generate(self, request: ImageRequest, spec: ModelSpec, *, deadline: float,
-                       on_submit: OnSubmit | None = None) -> ImageResult:
-        result = await self._call(request, spec, deadline=deadline)
-        if on_submit is not None:
-            on_submit(self._finished_job(result, spec))
-        return result
-
-    async def edit(self, request: ImageRequest, spec: ModelSpec, *, deadline: float,
-                   on_submit: OnSubmit | None = None) -> ImageResult:
-        return await self.generate(request, spec, deadline=deadline, on_submit=on_submit)
-
-    async def submit(self, request: ImageRequest, spec: ModelSpec) -> Job:
-        """The Images API has no job queue: the call runs now and the job comes back finished."""
-        deadline = time.monotonic() + (request.timeout or self.settings.timeout or DEFAULT_TIMEOUT_S)
-        return self._finished_job(await self._call(request, spec, deadline=deadline), spec)
-
-    async def status(self, native_id: str) -> Job:
-        raise JobNotFoundError(
-            f"{self.instance_name} answers synchronously and keeps no jobs: job "
-            f"{self.job_id(native_id)!r} is known only to the job store that recorded it")
-
-    def _finished_job(self, result: ImageResult, spec: ModelSpec) -> Job:
-        return self.job((result.job_id or "").partition(":")[2], "succeeded", result=result, model=spec.id)
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self.api_key is not None:
-            headers["Authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+    def auth_headers(self) -> dict[str, str]:
+        headers = super().auth_headers()
         organization = self.settings.organization or os.environ.get("OPENAI_ORG_ID")
         project = self.settings.project or os.environ.get("OPENAI_PROJECT_ID")
         if organization:
@@ -173,62 +151,45 @@ class OpenAIProvider(Provider):
         if request.operation == "edit":
             call = edit_call(request, spec, size, stream=partials)
             if call.json is not None:
-                return {"url": f"{self.base_url}/images/edits", "json": call.json}
-            return {"url": f"{self.base_url}/images/edits", "data": call.data, "files": call.files}
-        return {"url": f"{self.base_url}/images/generations", "json": generation_body(request, spec, size,
-                                                                                       stream=partials)}
+                return {"path": "/images/edits", "json": call.json}
+            return {"path": "/images/edits", "data": call.data, "files": call.files}
+        return {"path": "/images/generations", "json": generation_body(request, spec, size, stream=partials)}
 
-    async def _call(self, request: ImageRequest, spec: ModelSpec, *, deadline: float) -> ImageResult:
+    async def call(self, request: ImageRequest, spec: ModelSpec, *, deadline: float) -> ImageResult:
         size = check(request, spec, provider=self.instance_name)
         partials = self._partials(request, spec) if partial_sink() is not None else 0
         warnings: list[str] = []
         if partial_sink() is not None and not partials:
             warnings.append(f"{self.instance_name}/{spec.id} streams previews only for n=1; none were sent")
-        timeout = max(1.0, min(deadline - time.monotonic(), self.settings.timeout or DEFAULT_TIMEOUT_S))
-        try:
-            if partials:
-                try:
-                    return await self._streamed(request, spec, size, partials, timeout, warnings)
-                except InvalidRequestError as exc:
-                    if exc.to_dict()["status_code"] != 400 or "stream" not in exc.message.lower():
-                        raise
-                    # The model page of gpt-image-2 says "Streaming: not supported" while the reference
-                    # documents it [NOTE-0905]: a 400 about streaming falls back to one plain call.
-                    warnings.append(f"{self.instance_name}/{spec.id} refused streaming; the image came in one piece")
-            response = await self.http.post(**self._send_args(request, spec, size, None), headers=self._headers(),
-                                            timeout=timeout)
-            if not response.is_success:
-                raise error_from_response(response, provider=self.instance_name, scrub=self._scrub)
-            parsed = self._parse(response)
-            return await self._result(parsed, request, spec, size, response.headers, warnings)
-        except ImageGenError:
-            raise
-        except Exception as exc:
-            error = self.translate_error(exc)
-            if error is None:
-                raise
-            raise error from exc
+        timeout = max(1.0, min(deadline - time.monotonic(), self.request_timeout(request, spec)))
+        if partials:
+            try:
+                return await self._streamed(request, spec, size, partials, timeout, warnings)
+            except InvalidRequestError as exc:
+                if exc.to_dict()["status_code"] != 400 or "stream" not in exc.message.lower():
+                    raise
+                # The model page of gpt-image-2 says "Streaming: not supported" while the reference
+                # documents it: a 400 about streaming falls back to one plain call.
+                warnings.append(f"{self.instance_name}/{spec.id} refused streaming; the image came in one piece")
+        response = await self.request("POST", **self._send_args(request, spec, size, None),
+                                      headers={"Accept": "application/json"}, timeout=timeout)
+        return await self._result(self._parse(response), request, spec, size, response.headers, warnings)
 
     def _parse(self, response: httpx.Response) -> Parsed:
-        try:
+        # A 2xx this provider cannot read was billed all the same (bills_unreadable_answers).
+        with self.parsing("answer", status_code=response.status_code):
             return parse_images(response.content)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidResponseError(
-                f"{self.instance_name} answered HTTP {response.status_code} with a body imagegen cannot read "
-                f"({type(exc).__name__}: {str(exc)[:200]}); it was billed if it was a success",
-                provider=self.instance_name, status_code=response.status_code,
-                request_id=response.headers.get("x-request-id")) from exc
 
     async def _streamed(self, request: ImageRequest, spec: ModelSpec, size: str, partials: int, timeout: float,
                         warnings: list[str]) -> ImageResult:
         sink = partial_sink()
         assert sink is not None
-        async with self.http.stream("POST", **self._send_args(request, spec, size, partials),
-                                    headers={**self._headers(), "Accept": "text/event-stream"},
-                                    timeout=timeout) as response:
+        args = self._send_args(request, spec, size, partials)
+        async with self.http.stream("POST", self.url(args.pop("path")), **args, timeout=timeout,
+                                    headers={**self.auth_headers(), "Accept": "text/event-stream"}) as response:
             if not response.is_success:
                 await response.aread()
-                raise error_from_response(response, provider=self.instance_name, scrub=self._scrub)
+                raise self.status_error(ErrorReply.from_response(response))
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 await response.aread()  # a relay that ignored `stream`: an ordinary answer
                 return await self._result(self._parse(response), request, spec, size, response.headers, warnings)
@@ -249,8 +210,8 @@ class OpenAIProvider(Provider):
                 elif event.type == "error" or "error" in event.data:
                     found = event.data.get("error")
                     body: dict[str, Any] = found if isinstance(found, dict) else event.data
-                    raise error_from_body(body, status=500 if not body.get("code") else 400,
-                                          headers=response.headers, provider=self.instance_name, scrub=self._scrub)
+                    raise self.status_error(ErrorReply(status_code=500 if not body.get("code") else 400,
+                                                       headers=response.headers, body={"error": body}))
             if final is None:
                 raise InvalidResponseError(
                     f"{self.instance_name}'s stream ended without a completed event; it was probably cut short",
@@ -305,12 +266,5 @@ class OpenAIProvider(Provider):
 
     # -- errors ------------------------------------------------------------------------------------
 
-    def translate_error(self, exc: BaseException) -> ImageGenError | None:
-        if isinstance(exc, httpx.HTTPStatusError):
-            return error_from_response(exc.response, provider=self.instance_name, scrub=self._scrub)
-        return super().translate_error(exc)
-
-    def _scrub(self, text: str) -> str:
-        if self.api_key is not None and self.api_key.get_secret_value():
-            text = text.replace(self.api_key.get_secret_value(), "***")
-        return text
+    def read_error(self, reply: ErrorReply) -> ErrorDetails:
+        return read_openai_error(reply, scrub=self.scrub)

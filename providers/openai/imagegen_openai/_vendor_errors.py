@@ -1,5 +1,6 @@
-"""OpenAI error answers as imagegen errors: classified by ``error.code`` and ``error.type``
-first, HTTP status second (spec section 9), with the server's wait hints (section 2, 10).
+"""OpenAI error answers, read for the kit's status table: ``error.code`` and ``error.type`` pick
+the class first (a quota failure, a refusal, an unreadable image), the HTTP status second
+(``STATUS_ERRORS``), with the server's wait hints.
 
 Wait hints, in the official SDK's order: ``retry-after-ms``, then ``retry-after`` (seconds or an
 HTTP date), then, on a 429 only, the ``x-ratelimit-reset-requests``/``-tokens`` durations
@@ -11,8 +12,8 @@ overrides whether the error is retryable. Retryable, as the SDK: 408, 409, 429 (
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,19 +21,23 @@ import httpx
 from imagegen import (
     AuthenticationError,
     ContentPolicyError,
-    ImageGenError,
     InsufficientCreditsError,
     NotFoundError,
     PermissionDeniedError,
-    ProviderError,
     ProviderInvalidImageError,
-    ProviderInvalidRequestError,
     ProviderUnavailableError,
-    RateLimitError,
 )
-from imagegen.provider import describe_body, parse_wait_hint
+from imagegen.provider import ErrorDetails, ErrorReply, StatusRule, parse_wait_hint
 
-__all__ = ["error_from_body", "error_from_response", "rate_limit_headers", "retry_hint"]
+__all__ = ["STATUS_ERRORS", "rate_limit_headers", "read_openai_error", "retry_hint"]
+
+#: Over the kit's defaults (400/413/415/422 are request errors, 429 a rate limit, 5xx unavailable).
+STATUS_ERRORS: dict[int, StatusRule] = {
+    401: StatusRule(AuthenticationError, "check OPENAI_API_KEY"),
+    403: StatusRule(PermissionDeniedError, "the key (or its organisation/project) may not do this"),
+    404: StatusRule(NotFoundError, "check the model id and base_url"),
+    409: StatusRule(ProviderUnavailableError, "retry later"),  # retried by OpenAI's own SDK
+}
 
 REFUSAL_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 QUOTA_CODES = frozenset({"insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"})
@@ -76,67 +81,37 @@ def rate_limit_headers(headers: httpx.Headers) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
 
 
-def error_from_response(response: httpx.Response, *, provider: str, scrub: Any = str) -> ImageGenError:
-    try:
-        body = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
-        said = describe_body(response)
-        body = {"error": {"message": said, "type": None, "code": None, "param": None}}
-    return error_from_body(body["error"], status=response.status_code, headers=response.headers,
-                           provider=provider, scrub=scrub)
-
-
-def error_from_body(error: dict[str, Any], *, status: int, headers: httpx.Headers, provider: str,
-                    scrub: Any = str) -> ImageGenError:
-    """The typed error for one ``{"error": {...}}`` object (an HTTP answer or a stream's error event)."""
+def read_openai_error(reply: ErrorReply, *, scrub: Callable[[str], str] = str) -> ErrorDetails:
+    """What one ``{"error": {...}}`` answer (an HTTP error or a stream's error event) says."""
+    error: dict[str, Any] = {}
+    if isinstance(reply.body, dict) and isinstance(reply.body.get("error"), dict):
+        error = reply.body["error"]
     code = str(error.get("code") or "").lower()
     kind = str(error.get("type") or "").lower()
     param = error.get("param")
-    said = scrub(str(error.get("message") or "no message"))[:600]
-    hint = retry_hint(headers, status=status, message=said)
-    # The router honours the hint on any retryable error; x-should-retry overrides retryability.
-    common: dict[str, Any] = {"provider": provider, "status_code": status, "request_id": headers.get("x-request-id"),
-                              "body": {"error": error}, "code": code or None, "retry_after": hint}
-    should = (headers.get("x-should-retry") or "").lower()
+    said = scrub(str(error.get("message") or reply.text or "no message"))[:600]
+    details = ErrorDetails(message=said, code=code or None,
+                           retry_after=retry_hint(reply.headers, status=reply.status_code, message=said))
+    should = (reply.headers.get("x-should-retry") or "").lower()
     if should in ("true", "false"):
-        common["retryable"] = should == "true"
-    return _classify(code, kind, param, said, status, hint, provider, common)
-
-
-def _classify(code: str, kind: str, param: Any, said: str, status: int, hint: float | None, provider: str,
-              common: dict[str, Any]) -> ImageGenError:
-    name = provider
+        details.fields["retryable"] = should == "true"
     if code in REFUSAL_CODES:
-        details = (common["body"]["error"].get("moderation_details") or {}) if isinstance(
-            common["body"]["error"].get("moderation_details"), dict) else {}
-        stage = details.get("moderation_stage")
-        where = f" at the {stage} stage" if stage else ""
-        return ContentPolicyError(f"{name} refused the request{where}: {said}; rephrase the prompt or change the "
-                                  "image", reason=code, provider_message=said, **common)
-    if code in QUOTA_CODES or kind == "insufficient_quota":
-        return InsufficientCreditsError(
-            f"{name} has no quota or credit left ({code or kind}): {said}; add credit or raise the limit at "
-            "platform.openai.com (settings, billing)", **common)
-    if status == 401:
-        return AuthenticationError(f"{name} rejected the API key: {said}; check OPENAI_API_KEY", **common)
-    if status == 403:
-        return PermissionDeniedError(f"{name} refused the call: {said}", **common)
-    if code == "model_not_found" or status == 404:
-        return NotFoundError(f"{name} does not know this model or path: {said}; check the model id and base_url",
-                             **common)
-    if status == 429:
-        wait = f"wait {hint:g} s and retry" if hint is not None else "slow down and retry"
-        return RateLimitError(f"{name} is rate limiting ({code or 'rate_limit_exceeded'}): {said}; {wait}",
-                              **common)
-    if status >= 500 or status in (408, 409):
-        return ProviderUnavailableError(f"{name} is unavailable (HTTP {status}): {said}; retry later", **common)
-    if status in (400, 413, 415, 422):
-        image = code in IMAGE_CODES or param == "url" or (
-            isinstance(param, str) and param.startswith(("image", "mask")))
-        cls = ProviderInvalidImageError if image else ProviderInvalidRequestError
-        # The same request is refused again, whatever x-should-retry says.
-        return cls(f"{name} rejected the request (HTTP {status}, {code or kind or 'invalid'}"
-                   f"{f', param {param}' if param else ''}): {said}", **{**common, "retryable": False})
-    return ProviderError(f"{name} answered HTTP {status}: {said}", **{"retryable": False, **common})
+        moderation = error.get("moderation_details")
+        stage = moderation.get("moderation_stage") if isinstance(moderation, dict) else None
+        details.message = f"refused at the {stage} stage: {said}" if stage else f"refused: {said}"
+        details.error, details.advice = ContentPolicyError, "rephrase the prompt or change the image"
+        details.fields.update(reason=code, provider_message=said)
+    elif code in QUOTA_CODES or kind == "insufficient_quota":
+        details.error = InsufficientCreditsError
+        details.advice = "add credit or raise the limit at platform.openai.com (settings, billing)"
+    elif code == "model_not_found":
+        details.error = NotFoundError
+    elif reply.status_code in (400, 413, 415, 422):
+        if code in IMAGE_CODES or param == "url" or (isinstance(param, str) and param.startswith(("image", "mask"))):
+            details.error = ProviderInvalidImageError
+        if param:
+            details.message = f"{said} (param {param})"
+        details.fields["retryable"] = False  # the same request is refused again, whatever x-should-retry says
+    if details.error in (ContentPolicyError, InsufficientCreditsError, NotFoundError):
+        details.fields["retryable"] = False
+    return details

@@ -51,19 +51,10 @@ from ._emulator_state import Account, EmulatorOptions, Execution, Workflow
 
 __all__ = ["WireflowEmulator", "create_emulator", "default_latency"]
 
-#: Plan -> (requests per minute, executions per minute), from Wireflow's pricing page
-#: (docs/providers/wireflow.md). The "Team" plan publishes no numbers; it is given Pro's.
-#: Executions are capped at 10 per minute on every plan.
-PLAN_LIMITS: dict[str, tuple[float, float]] = {
-    "free": (10, 10),
-    "starter": (20, 10),
-    "pro": (60, 10),
-    "team": (60, 10),
-    "enterprise": (200, 10),
-}
-
 IDEMPOTENCY_TTL_S = 24 * 3600
-#: Plan -> requests per minute (P8, seeds 000/001/002); P11's "Team" publishes none: Pro's.
+#: Plan -> requests per minute, from Wireflow's pricing page (docs/providers/wireflow.md); the
+#: "Team" plan publishes no number and is given Pro's. Executions are capped separately, at
+#: ``EmulatorOptions.executions_per_minute`` (10 on every plan).
 PLAN_REQUESTS_PER_MINUTE = {"free": 10.0, "starter": 20.0, "pro": 60.0, "team": 60.0, "enterprise": 200.0}
 _PROBLEMS = {"missing": (401, "Missing Authorization header", "missing_authorization"),
              "malformed": (401, "Invalid API key format. Expected: Bearer sk-...", "invalid_api_key_format"),

@@ -21,7 +21,9 @@ from imagegen import (
 from imagegen.testing import synth_image
 from imagegen_openai._catalog import load_catalog
 from imagegen_openai._pricing import cost_of, flat_cost
-from imagegen_openai._vendor_errors import error_from_body, parse_duration, retry_hint
+from imagegen.provider import ErrorReply
+from imagegen_openai import OpenAIProvider, OpenAISettings
+from imagegen_openai._vendor_errors import parse_duration, retry_hint
 from imagegen_openai._wire import parse_images, read_sse, usage_of
 
 SPECS = {spec.id: spec for spec in load_catalog()}
@@ -98,7 +100,9 @@ def error(status: int, code: str | None, type_: str = "invalid_request_error", p
           **head: str):
     body = {"message": f"m {code}", "type": type_, "param": param, "code": code,
             "moderation_details": {"moderation_stage": "output", "categories": ["other"]}}
-    return error_from_body(body, status=status, headers=headers(x_request_id="req_1", **head), provider="openai")
+    provider = OpenAIProvider(instance_name="openai", settings=OpenAISettings(api_key="sk-test"), http=httpx.AsyncClient())
+    reply = ErrorReply(status_code=status, headers=headers(x_request_id="req_1", **head), body={"error": body})
+    return provider.status_error(reply)
 
 
 @pytest.mark.parametrize(("status", "code", "type_", "param", "cls", "retryable"), [
@@ -131,3 +135,5 @@ def test_x_should_retry_overrides_and_hints_ride_on_5xx():
     assert error(400, "whatever", x_should_retry="true").retryable is False  # request errors are never retried
     assert error(503, None, "server_error", retry_after="2").retry_after == 2.0
     assert error(429, "rate_limit_exceeded", "requests", retry_after_ms="250").retry_after == 0.25
+    # The SDK's order: retry-after-ms before the standard Retry-After the kit reads by default.
+    assert error(429, "rate_limit_exceeded", "requests", retry_after_ms="250", retry_after="9").retry_after == 0.25
