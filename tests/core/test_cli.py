@@ -44,7 +44,7 @@ def test_generate_json_has_every_field(config, tmp_path):
     (["generate", "x", "--size", "XL"], 2, "UnsupportedFeatureError"),
     (["generate", "   "], 2, "InvalidRequestError"),
     (["generate", "x", "--provider", "ghost"], 2, "UnknownProviderError"),
-    (["generate", "[[rate_limit]]"], 3, "RateLimitError"),
+    (["generate", "[[rate_limit]]", "--timeout", "1"], 3, "RateLimitError"),  # its 2 s hint is past the deadline
     (["generate", "[[refuse]]"], 3, "ContentPolicyError"),
     (["status", "tinyplug:none"], 2, "JobNotFoundError"),
     (["generate", "x", "--option", "novalue"], 2, "InvalidRequestError"),
@@ -59,7 +59,8 @@ def test_failures_print_one_error_object_and_exit_code(config, args, code, error
 
 
 def test_rate_limit_error_carries_its_hint(config):
-    error = json.loads(run("generate", "[[rate_limit]]", "--json", config=config).stdout)["error"]
+    # A 2 s hint past a 1 s deadline ends the call at once (the retry loop does not wait it out).
+    error = json.loads(run("generate", "[[rate_limit]]", "--timeout", "1", "--json", config=config).stdout)["error"]
     assert error["retryable"] is True and error["retry_after"] == 2.0 and error["status_code"] == 429
 
 

@@ -1,5 +1,7 @@
 """The client's own logic, through a real installed plugin (tinyplug) — sync and async alike."""
 
+import time
+
 import pytest
 
 from imagegen import (
@@ -168,8 +170,10 @@ def test_route_fallback_on_is_configurable(tinyplug):
 
 
 def test_rate_limit_keeps_the_hint(client):
-    with pytest.raises(RateLimitError) as info:
-        client.generate("[[rate_limit]]", provider="tinyplug")
+    started = time.monotonic()
+    with pytest.raises(RateLimitError) as info:  # a 2 s hint past the 1 s deadline: no wait, no retry
+        client.generate("[[rate_limit]]", provider="tinyplug", timeout=1)
+    assert time.monotonic() - started < 2.0  # the hint was not waited out
     assert info.value.retry_after == 2.0 and info.value.retryable
     assert info.value.to_dict()["retry_after"] == 2.0
 

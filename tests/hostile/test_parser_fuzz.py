@@ -2,9 +2,13 @@
 (and arbitrary bytes), either read it or raise what their provider turns into a typed error.
 
 The parsers are pure (no I/O), so hypothesis can throw thousands of shapes at them quickly.
+Each test builds its provider once (an httpx client's TLS context costs tens of milliseconds,
+which times 300 examples was most of these tests' time).
 """
 
 from __future__ import annotations
+
+import functools
 
 import httpx
 from hypothesis import HealthCheck, example, given, settings
@@ -31,6 +35,7 @@ JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dict
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@functools.cache
 def _gemini_spec():
     from imagegen_gemini._provider import GeminiProvider
 
@@ -65,6 +70,7 @@ def test_gemini_parse_body_raises_only_what_the_provider_translates(raw):
         pass
 
 
+@functools.cache
 def _nb2_provider():
     from imagegen_nanobanana2._provider import NanoBanana2Provider
 
@@ -97,6 +103,14 @@ def test_nb2_salvaged_job_ids_are_clean_or_absent(raw):
                              .replace(":", "").isalnum() and found.isascii())
 
 
+@functools.cache
+def _wireflow_provider():
+    from imagegen_wireflow import WireflowProvider, WireflowSettings
+
+    return WireflowProvider(instance_name="wireflow", http=httpx.AsyncClient(),
+                            settings=WireflowSettings(api_key="k", persist_workflows=False))
+
+
 @FUZZ
 @example(body={"executionRuns": ["not an object"]}, status=200, headers={})  # found: AttributeError
 @example(body={"status": "COMPLETED", "executionRuns": [{"nodeRuns": 5}]}, status=200, headers={})  # TypeError
@@ -105,11 +119,9 @@ def test_nb2_salvaged_job_ids_are_clean_or_absent(raw):
                                st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12), max_size=3))
 def test_wireflow_parsers_raise_only_typed_errors(body, status, headers):
     from imagegen.provider import ErrorReply
-    from imagegen_wireflow import WireflowProvider, WireflowSettings
     from imagegen_wireflow._protocol import execution_id_from, parse_poll
 
-    provider = WireflowProvider(instance_name="wireflow", http=httpx.AsyncClient(),
-                                settings=WireflowSettings(api_key="k", persist_workflows=False))
+    provider = _wireflow_provider()
     for parse in (parse_poll, execution_id_from):
         try:
             with provider.parsing("fuzzed answer"):

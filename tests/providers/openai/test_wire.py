@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 
 import httpx
 import pytest
@@ -18,11 +19,11 @@ from imagegen import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from imagegen.provider import ErrorReply
 from imagegen.testing import synth_image
+from imagegen_openai import OpenAIProvider, OpenAISettings
 from imagegen_openai._catalog import load_catalog
 from imagegen_openai._pricing import cost_of, flat_cost
-from imagegen.provider import ErrorReply
-from imagegen_openai import OpenAIProvider, OpenAISettings
 from imagegen_openai._vendor_errors import parse_duration, retry_hint
 from imagegen_openai._wire import parse_images, read_sse, usage_of
 
@@ -96,13 +97,17 @@ def test_wait_hints_in_the_sdk_order():
     assert parse_duration("1h2m3.5s") == 3723.5
 
 
+@functools.cache
+def _provider() -> OpenAIProvider:
+    return OpenAIProvider(instance_name="openai", settings=OpenAISettings(api_key="sk-test"), http=httpx.AsyncClient())
+
+
 def error(status: int, code: str | None, type_: str = "invalid_request_error", param: str | None = None,
           **head: str):
     body = {"message": f"m {code}", "type": type_, "param": param, "code": code,
             "moderation_details": {"moderation_stage": "output", "categories": ["other"]}}
-    provider = OpenAIProvider(instance_name="openai", settings=OpenAISettings(api_key="sk-test"), http=httpx.AsyncClient())
     reply = ErrorReply(status_code=status, headers=headers(x_request_id="req_1", **head), body={"error": body})
-    return provider.status_error(reply)
+    return _provider().status_error(reply)
 
 
 @pytest.mark.parametrize(("status", "code", "type_", "param", "cls", "retryable"), [
