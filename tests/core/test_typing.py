@@ -1,4 +1,5 @@
-"""The public surface as a type checker sees it: a user's script, checked with ``mypy --strict``.
+"""The public surface as a type checker sees it: a user's script, checked with ``mypy --strict``
+and with pyright in strict mode (what editors built on it, such as Pylance, show).
 
 mypy runs in-process with the project's own configuration, so it shares the cache that
 ``scripts/test`` warmed a moment earlier (a cold run takes ~20 s, a warm one ~1 s).
@@ -6,10 +7,16 @@ mypy runs in-process with the project's own configuration, so it shares the cach
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import pytest
 from mypy import api as mypy_api
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,8 +33,12 @@ GOOD = """
             reveal_type(client.edit("bluer", images=[b"..."], mask=None, seed=3))
             job: Job = client.submit("a fox", n=1)
             done: ImageResult = client.wait(job.id, timeout=30)
+            previews: list[PartialImage] = []
             for item in client.stream("a fox", partial_images=2):
                 reveal_type(item)
+                if isinstance(item, PartialImage):
+                    previews.append(item)
+            print(done.cost, len(previews))
             return client.generate("a fox").images[0].save(path)
 """
 
@@ -76,3 +87,40 @@ def test_packages_ship_py_typed() -> None:
     assert len(built_in) >= 3
     for package in ("imagegen", *built_in):
         assert resources.files(package).joinpath("py.typed").is_file(), package
+
+
+def _pyright(tmp_path: Path, **scripts: str) -> dict[str, list[dict[str, Any]]]:
+    """Diagnostics per script from ``pyright --outputjson`` in strict mode (the PyPI wheel
+    bundles pyright; it runs on the machine's node, which ``scripts/test`` installs)."""
+    files = {}
+    for name, text in scripts.items():
+        path = tmp_path / f"{name}.py"
+        path.write_text(textwrap.dedent(text))
+        files[str(path)] = name
+    (tmp_path / "pyrightconfig.json").write_text(json.dumps({"typeCheckingMode": "strict"}))
+    env = {**os.environ, "PYRIGHT_PYTHON_IGNORE_WARNINGS": "1"}  # no look-up of the latest release
+    run = subprocess.run([sys.executable, "-m", "pyright", "--outputjson", "--pythonpath", sys.executable,
+                          "-p", str(tmp_path), *files], capture_output=True, text=True, env=env, timeout=300)
+    report = json.loads(run.stdout)
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in scripts}
+    for diagnostic in report["generalDiagnostics"]:
+        found[files[diagnostic["file"]]].append(diagnostic)
+    assert report["summary"]["filesAnalyzed"] == len(scripts), run.stdout[-2000:] + run.stderr[-2000:]
+    return found
+
+
+@pytest.mark.slow
+def test_pyright_strict_sees_the_same_types_and_the_same_mistakes(tmp_path: Path) -> None:
+    found = _pyright(tmp_path, good=GOOD, bad=BAD)
+    good = found["good"]
+    assert [d["message"] for d in good if d["severity"] == "error"] == []
+    revealed = [d["message"] for d in good if d["severity"] == "information"]
+    assert revealed == ['Type of "result" is "ImageResult"',
+                        'Type of "client.edit("bluer", images=[b"..."], mask=None, seed=3)" is "ImageResult"',
+                        'Type of "item" is "PartialImage | ImageResult"'], revealed
+    errors = [(d["range"]["start"]["line"], d["message"]) for d in found["bad"] if d["severity"] == "error"]
+    lines = textwrap.dedent(BAD).splitlines()
+    assert sorted({lines[line].strip() for line, _ in errors}) == sorted(
+        ['client.generate("a villa", n="two")', 'client.generate("a villa", sizee="1K")', "client.wait(42)",
+         "Client(confg=None)"]), errors
+    assert any('"sizee"' in message for _, message in errors)
