@@ -23,7 +23,7 @@ from ._emulator_state import Account, Workflow, lint, node_kind
 if TYPE_CHECKING:
     from .emulator import WireflowEmulator
 
-__all__ = ["duplicate", "layout", "lint_graph", "patch_node", "set_visibility"]
+__all__ = ["duplicate", "json_body", "layout", "lint_graph", "owned_workflow", "patch_node", "set_visibility"]
 
 MAX_PATCH_BYTES = 256 * 1024
 _PATCHABLE = {"config", "params", "label", "position", "baseUpdatedAt"}
@@ -34,7 +34,8 @@ _STRUCTURAL = {"output", "result", "nodeType", "isExecuting", "id", "type", "cat
 _VISIBILITY = {"view", "private"}
 
 
-async def _body(request: Request, limit: int | None = None) -> dict[str, Any]:
+async def json_body(request: Request, limit: int | None = None) -> dict[str, Any]:
+    """The request's JSON object ({} when empty); 413 past ``limit`` bytes, 400 for anything else."""
     raw = await request.body()
     if limit is not None and len(raw) > limit:
         raise Reject(413, f"Body too large ({len(raw)} bytes; the limit is {limit})", code="payload_too_large")
@@ -49,7 +50,8 @@ async def _body(request: Request, limit: int | None = None) -> dict[str, Any]:
     return body
 
 
-def _owned(emu: WireflowEmulator, request: Request, account: Account | None) -> Workflow:
+def owned_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Workflow:
+    """The workflow in the path, if the caller's user owns it; 404 otherwise (as for a missing one)."""
     workflow = emu.workflows.get(request.path_params["wid"])
     if workflow is None or not emu.owns(account, workflow.owner):
         raise Reject(404, "Workflow not found", code="not_found")
@@ -58,7 +60,7 @@ def _owned(emu: WireflowEmulator, request: Request, account: Account | None) -> 
 
 async def lint_graph(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
     """``POST /workflows/lint``: ``{nodes, edges}`` or a whole workflow -> ``{data: {ok, ...}}``."""
-    body = await _body(request)
+    body = await json_body(request)
     nodes, edges = body.get("nodes"), body.get("edges", [])
     if not isinstance(nodes, list) or not isinstance(edges, list):
         raise Reject(400, "Expected {nodes, edges} or a workflow", code="missing_fields")
@@ -73,8 +75,8 @@ async def lint_graph(emu: WireflowEmulator, request: Request, account: Account |
 
 async def patch_node(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
     """``PATCH /workflows/{id}/nodes/{nodeId}``: merge config/params, replace label/position."""
-    workflow = _owned(emu, request, account)
-    body = await _body(request, limit=MAX_PATCH_BYTES)
+    workflow = owned_workflow(emu, request, account)
+    body = await json_body(request, limit=MAX_PATCH_BYTES)
     forbidden = sorted(set(body) & _STRUCTURAL) or sorted(set(body) - _PATCHABLE)
     if forbidden:
         raise Reject(400, f"Cannot patch {', '.join(forbidden)}; send config, params, label or position",
@@ -110,8 +112,8 @@ async def patch_node(emu: WireflowEmulator, request: Request, account: Account |
 async def duplicate(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
     """``POST /workflows/{id}/duplicate``: a copy the caller owns, without run results."""
     assert account is not None
-    original = _owned(emu, request, account)
-    body = await _body(request)
+    original = owned_workflow(emu, request, account)
+    body = await json_body(request)
     name = body.get("name") or f"{original.name} (copy)"
     copied = Workflow(id=emu.new_id("cm"), owner=account.key, name=str(name), nodes=copy.deepcopy(original.nodes),
                       edges=copy.deepcopy(original.edges), description=original.description,
@@ -128,8 +130,8 @@ async def set_visibility(emu: WireflowEmulator, request: Request, account: Accou
     """``POST /workflows/{id}/visibility`` ``{"visibility": "view"|"private"}``: publish or not.
 
     Going public "re-sanitizes nodes": values whose keys look like secrets are wiped (G3)."""
-    workflow = _owned(emu, request, account)
-    visibility = (await _body(request)).get("visibility")
+    workflow = owned_workflow(emu, request, account)
+    visibility = (await json_body(request)).get("visibility")
     if visibility not in _VISIBILITY:
         raise Reject(400, "visibility must be \"view\" or \"private\"", code="invalid_field")
     workflow.link_permission = str(visibility)
@@ -146,8 +148,8 @@ async def set_visibility(emu: WireflowEmulator, request: Request, account: Accou
 
 
 async def layout(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
-    workflow = _owned(emu, request, account)
-    body = await _body(request)
+    workflow = owned_workflow(emu, request, account)
+    body = await json_body(request)
     gap_x, gap_y = float(body.get("gapX") or 400), float(body.get("gapY") or 250)
     scope = body.get("scope", "all")
     chosen = {str(n.get("id")) for n in workflow.nodes} if scope == "all" else {str(i) for i in scope or []}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,10 +41,6 @@ _CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GE
          "Access-Control-Allow-Headers": "Content-Type, Idempotency-Key"}
 
 
-def _reject(*args: Any, **kwargs: Any) -> Exception:
-    return Reject(*args, **kwargs)
-
-
 def endpoint(emu: WireflowEmulator, handler: Handler, *, scopes: tuple[str, ...] = (),
              kind: str = "request", auth: bool = True) -> Callable[[Request], Awaitable[Response]]:
     """Authenticate, count against the rate window, run, and stamp the common headers."""
@@ -69,40 +64,20 @@ def endpoint(emu: WireflowEmulator, handler: Handler, *, scopes: tuple[str, ...]
     return run
 
 
-async def _json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise _reject(400, "Invalid JSON body", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise _reject(400, "The body must be a JSON object", code="invalid_json")
-    return body
-
-
-def _owned(emu: WireflowEmulator, request: Request, account: Account | None) -> Workflow:
-    workflow = emu.workflows.get(request.path_params["wid"])
-    if workflow is None or not emu.owns(account, workflow.owner):
-        raise _reject(404, "Workflow not found", code="not_found")
-    return workflow
-
-
 def _checked_graph(request: Request, nodes: Any, edges: Any) -> tuple[list[Any], list[Any]]:
     if not isinstance(nodes, list) or not isinstance(edges, list):
-        raise _reject(400, "Missing required fields: name, nodes, edges", code="missing_fields")
+        raise Reject(400, "Missing required fields: name, nodes, edges", code="missing_fields")
     if not nodes and not edges:
-        raise _reject(400, "Cannot save workflow with 0 nodes and 0 edges. This appears to be a "
+        raise Reject(400, "Cannot save workflow with 0 nodes and 0 edges. This appears to be a "
                            "frontend bug. Reload the page.", code="empty_workflow")
     if not nodes:
-        raise _reject(400, "At least one node must be provided", code="missing_fields")
+        raise Reject(400, "At least one node must be provided", code="missing_fields")
     if not all(isinstance(n, dict) and n.get("id") for n in nodes):
-        raise _reject(400, "All nodes must have an id", code="missing_fields")
+        raise Reject(400, "All nodes must have an id", code="missing_fields")
     if request.query_params.get("strict") != "false":
         violations = lint(nodes, edges)
         if violations:
-            raise _reject(422, f"Workflow graph failed validation ({len(violations)} errors). "
+            raise Reject(422, f"Workflow graph failed validation ({len(violations)} errors). "
                                f"{violations[0].message}", code="invalid_graph",
                           violations=[v.as_dict() for v in violations], warnings=[], migrations=[])
     return copy.deepcopy(nodes), [dict(e, id=e.get("id") or f"edge-{i}") for i, e in enumerate(edges)]
@@ -166,9 +141,9 @@ async def list_workflows(emu: WireflowEmulator, request: Request, account: Accou
 
 async def create_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
     assert account is not None
-    body = await _json(request)
+    body = await edits.json_body(request)
     if not body.get("name") or "nodes" not in body or "edges" not in body:
-        raise _reject(400, "Missing required fields: name, nodes, edges", code="missing_fields")
+        raise Reject(400, "Missing required fields: name, nodes, edges", code="missing_fields")
     nodes, edges = _checked_graph(request, body["nodes"], body["edges"])
     nodes = _sanitized(nodes)
     existing = emu.workflows.get(str(body.get("id"))) if body.get("id") else None
@@ -200,19 +175,19 @@ def _absolute(request: Request) -> Any:
 
 
 async def get_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
-    body = workflow_body(_owned(emu, request, account), absolute=_absolute(request))
+    body = workflow_body(edits.owned_workflow(emu, request, account), absolute=_absolute(request))
     shape = emu.options.workflow_envelope
     return JSONResponse(body if shape == "bare" else {shape: body})
 
 
 async def put_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
-    workflow = _owned(emu, request, account)
-    body = await _json(request)
+    workflow = edits.owned_workflow(emu, request, account)
+    body = await edits.json_body(request)
     if "linkPermission" in body:
-        raise _reject(400, "linkPermission cannot be written here; use POST /visibility", code="invalid_field")
+        raise Reject(400, "linkPermission cannot be written here; use POST /visibility", code="invalid_field")
     base = body.get("baseUpdatedAt")
     if base is not None and base != workflow.updated_at:
-        raise _reject(409, "The workflow changed since baseUpdatedAt", code="stale_write",
+        raise Reject(409, "The workflow changed since baseUpdatedAt", code="stale_write",
                       currentUpdatedAt=workflow.updated_at, yourBaseUpdatedAt=base)
     nodes, edges = _checked_graph(request, body.get("nodes", workflow.nodes), body.get("edges", workflow.edges))
     workflow.nodes, workflow.edges = _sanitized(nodes), edges
@@ -225,14 +200,14 @@ async def put_workflow(emu: WireflowEmulator, request: Request, account: Account
 
 
 async def delete_workflow(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
-    workflow = _owned(emu, request, account)
+    workflow = edits.owned_workflow(emu, request, account)
     del emu.workflows[workflow.id]
     return JSONResponse(envelope(emu.options, {"id": workflow.id, "deleted": True}))
 
 
 async def estimate(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
     assert account is not None
-    workflow = _owned(emu, request, account)
+    workflow = edits.owned_workflow(emu, request, account)
     breakdown = credit_needs(workflow.nodes)
     total = sum(e["credits"] for e in breakdown)
     return JSONResponse({"data": {
@@ -248,7 +223,7 @@ async def estimate(emu: WireflowEmulator, request: Request, account: Account | N
 def _start_response(emu: WireflowEmulator, workflow: Workflow, account: Account, nodes: list[Any],
                     edges: list[Any], *, run: bool, plan: RunPlan | None = None) -> Response:
     if not workflow.is_active:
-        raise _reject(400, "Workflow is not active", code="workflow_inactive")
+        raise Reject(400, "Workflow is not active", code="workflow_inactive")
     plan = plan or emu.plan(workflow, nodes, edges)
     emu.precheck(account, nodes, plan)
     execution = emu.start(workflow, account.key, nodes, edges, plan)
@@ -264,11 +239,11 @@ def _start_response(emu: WireflowEmulator, workflow: Workflow, account: Account,
 
 async def execute(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
     assert account is not None
-    workflow = _owned(emu, request, account)
+    workflow = edits.owned_workflow(emu, request, account)
     key = request.headers.get("idempotency-key")
     if (replayed := emu.replay(account.key, key)) is not None:
         return replayed
-    body = await _json(request)
+    body = await edits.json_body(request)
     if isinstance(body.get("nodes"), list) and body["nodes"]:
         nodes, edges = _checked_graph(request, body["nodes"], body.get("edges") or [])
     else:  # {"nodes": [], "edges": []} (seed 000) or {"inputs": ...} (P1): the saved graph
@@ -285,11 +260,11 @@ async def execute(emu: WireflowEmulator, request: Request, account: Account | No
 
 async def run(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
     assert account is not None
-    workflow = _owned(emu, request, account)
+    workflow = edits.owned_workflow(emu, request, account)
     key = request.headers.get("idempotency-key")
     if (replayed := emu.replay(account.key, key)) is not None:
         return replayed
-    body = await _json(request)
+    body = await edits.json_body(request)
     nodes, edges = copy.deepcopy(workflow.nodes), copy.deepcopy(workflow.edges)
     if isinstance(body.get("inputs"), dict):
         _inject(nodes, body["inputs"])
@@ -297,7 +272,7 @@ async def run(emu: WireflowEmulator, request: Request, account: Account | None) 
 
 
 async def describe_run(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
-    workflow = _owned(emu, request, account)
+    workflow = edits.owned_workflow(emu, request, account)
     inputs = []
     for node in executable(workflow.nodes):
         kind = node_kind(node)
@@ -315,7 +290,7 @@ def poll_route(variant: str) -> Handler:
         only = emu.options.only_poll_path
         execution = emu.executions.get(request.path_params["eid"])
         if (only is not None and only != variant) or execution is None or not emu.owns(account, execution.owner):
-            raise _reject(404, "Execution not found", code="not_found")
+            raise Reject(404, "Execution not found", code="not_found")
         return emu.poll_response(request, execution)
 
     return poll
@@ -327,7 +302,7 @@ def _hooked(emu: WireflowEmulator, hook: str) -> Workflow:
     for workflow in emu.workflows.values():
         if hook in (workflow.webhook_id, workflow.id):  # "use the workflow's regular id" (P7)
             return workflow
-    raise _reject(404, "Webhook not found", code="not_found", headers=dict(_CORS))
+    raise Reject(404, "Webhook not found", code="not_found", headers=dict(_CORS))
 
 
 async def trigger(emu: WireflowEmulator, request: Request, account: Account | None) -> Response:
@@ -341,9 +316,9 @@ async def trigger(emu: WireflowEmulator, request: Request, account: Account | No
     if (replayed := emu.replay(scope, key)) is not None:
         return replayed
     if not workflow.is_active:
-        raise _reject(400, "Workflow is not active", code="workflow_inactive", headers=dict(_CORS))
+        raise Reject(400, "Workflow is not active", code="workflow_inactive", headers=dict(_CORS))
     nodes, edges = copy.deepcopy(workflow.nodes), copy.deepcopy(workflow.edges)
-    _inject(nodes, await _json(request))
+    _inject(nodes, await edits.json_body(request))
     plan = emu.plan(workflow, nodes, edges)
     emu.precheck(emu.account(workflow.owner), nodes, plan)
     execution = emu.start(workflow, workflow.owner, nodes, edges, plan, initial_status="queued")
