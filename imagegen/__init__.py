@@ -26,6 +26,7 @@ if typing.TYPE_CHECKING:
     from ._config import Config, load_config
     from ._errors import (
         AllProvidersFailedError,
+        AnswerLostError,
         AuthenticationError,
         BudgetExceededError,
         ConfigurationError,
@@ -63,6 +64,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "AllProvidersFailedError",
+    "AnswerLostError",
     "AsyncClient",
     "AsyncSession",
     "Attempt",

@@ -15,6 +15,10 @@
 5. **settled**: the charge becomes the cost the vendor reported, and the finished job (with its
    images) is stored.
 
+A billed request answered 2xx counts as step 3 even when the answer never arrives whole
+(``imagegen._answers``): its charge is recorded at the estimate and the caller gets
+``AnswerLostError``, never a second, paid send.
+
 After step 3 nothing is ever submitted again: a failure to fetch or decode the outputs is
 ``OutputUnavailableError`` (the job stays in the store, finished, with its output URLs, and
 ``wait(job_id)`` fetches them later), a job the vendor failed has its charge voided, and any
@@ -35,7 +39,9 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._answers import AnswerWatch
 from ._errors import (
+    AnswerLostError,
     ImageGenError,
     InvalidResponseError,
     JobFailedError,
@@ -97,6 +103,8 @@ class CallMoney:
     #: The last ledger write queued, for stores without a writer thread (their writes run in order).
     last_ledger_write: asyncio.Future[Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    #: The 2xx answers to billed requests this call has had (``imagegen._answers``).
+    answers: AnswerWatch = field(default_factory=AnswerWatch)
 
     @property
     def key(self) -> str | None:
@@ -134,6 +142,11 @@ class ChargeLifecycle:
 
     def _money(self, provider: Provider, spec: ModelSpec, request: ImageRequest) -> CallMoney:
         return CallMoney(provider, spec, request, provider.estimate(request, spec))
+
+    def _paid_scope(self, money: CallMoney, deadline: float) -> CallScope:
+        """The HTTP context of a call that can spend money: its deadline, the outputs it announces,
+        the billed answers it gets."""
+        return CallScope(deadline, self._outputs_announced(money), money.answers)
 
     async def _hold_budget(self, money: CallMoney, deadline: float) -> None:
         """Hold the estimate against the budgets before anything is sent (``BudgetExceededError``;
@@ -290,10 +303,12 @@ class ChargeLifecycle:
     async def _failed(self, money: CallMoney, exc: BaseException) -> BaseException:
         """What a failure leaves on record; returns the exception to raise (with its job id filled in)."""
         if not money.accepted:
-            if _billed_without_answer(money.provider, exc):
-                self._charge(money, None, money.estimate)  # the vendor kept the money and the answer
-            else:
+            lost = self._answer_lost(money, exc)
+            if lost is None:
                 await self._release(money)
+            elif isinstance(exc, Exception):  # (a cancelled call stays cancelled, its charge recorded)
+                lost.__cause__ = exc
+                exc = lost
         else:
             job = list(money.accepted.values())[-1]
             if isinstance(exc, JobFailedError):
@@ -312,6 +327,33 @@ class ChargeLifecycle:
         if isinstance(exc, ImageGenError) and money.warnings:
             exc.warnings = list(money.warnings)  # type: ignore[attr-defined]
         return exc
+
+    def _answer_lost(self, money: CallMoney, exc: BaseException) -> AnswerLostError | None:
+        """A billed answer the failed call lost (``imagegen._answers``), for a provider that cannot
+        resend for free: its charge and a failed job are recorded; returns the error to raise."""
+        provider = money.provider
+        if not provider.bills_unreadable_answers:
+            return None
+        answer = money.answers.lost(exc)
+        if answer is None and not _billed_without_answer(provider, exc):
+            return None
+        request_id = (answer.headers.get(getattr(provider, "request_id_header", "x-request-id")) if answer is not None
+                      else getattr(exc, "request_id", None))
+        native = request_id or f"lost-{uuid.uuid4().hex[:20]}"
+        job_id = provider.job(native, "failed").id
+        status = answer.status if answer is not None else getattr(exc, "status_code", None)
+        why = exc.message if isinstance(exc, ImageGenError) else type(exc).__name__
+        where = "was cut before it arrived whole" if answer is not None and answer.body == "cut" else "cannot be read"
+        message = (f"{provider.instance_name} answered HTTP {status}, so it billed this call, but its answer {where} "
+                   f"({why}). imagegen did not send it again, which would pay twice: the charge is in the ledger at "
+                   f"its estimate under job {job_id}, and the vendor keeps no copy to fetch. Sending the request "
+                   "again is a new, paid call.")
+        self._store(money, provider.job(native, "failed", request=money.request, model=money.spec.id,
+                                        error={"code": "answer_lost", "message": message},
+                                        metadata={"billed": True, "answer_lost": True}))
+        self._charge(money, job_id, money.estimate)
+        return AnswerLostError(message, provider=provider.instance_name, status_code=status, request_id=request_id,
+                               job_id=job_id)
 
     # -- 4 and 5: outputs, settlement --------------------------------------------------------
 

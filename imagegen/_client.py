@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any, Unpack
 import httpx
 from pydantic import ValidationError
 
+from ._answers import watch_answer
 from ._cache import Coalescer
 from ._capabilities import ModelSpec
 from ._charges import AFTER_PAYMENT_WAIT_S
 from ._claims import held_claim
 from ._config import Config, config_from_mapping, load_config, resolve_secret
 from ._errors import (
+    AnswerLostError,
     ConfigurationError,
     ImageGenError,
     InvalidRequestError,
@@ -29,7 +31,7 @@ from ._errors import (
     UnknownProviderError,
 )
 from ._gc import freeze_startup_objects
-from ._http import CallScope, call_scope, guarded_transport, keep_cookies_cheaply, shared_ssl_context
+from ._http import call_scope, guarded_transport, keep_cookies_cheaply, shared_ssl_context
 from ._jobstore import JobStore
 from ._journal import journal_for
 from ._ledger import BudgetLimits, Ledger, RedisLedger
@@ -171,6 +173,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
                 transport=self._transports.get(name) or guarded_transport(limits),
                 verify=shared_ssl_context(),
                 headers={"User-Agent": f"imagegen/{__version__}"},
+                event_hooks={"response": [watch_answer]},  # a 2xx to a billed call is paid (_answers)
             ))
             # An unused httpx client holds no connections, so a failing constructor leaks nothing.
             self._instances[name] = cls(instance_name=name, settings=settings, http=http)
@@ -320,7 +323,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         """Submit through the charge lifecycle: reserved, and stored and charged once accepted."""
         money = self._money(provider, spec, request)
         await self._hold_budget(money, deadline)
-        with call_scope(CallScope(deadline, self._outputs_announced(money))):
+        with call_scope(self._paid_scope(money, deadline)):
             try:
                 limits = provider.rate_limits()  # a submit is a call: the provider's declared limits hold
                 async with self.limiter.slot(provider.instance_name, requests_per_minute=limits.calls_per_minute,
@@ -388,6 +391,9 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         provider = self._provider_of(name, job_id)
         job = stored or provider.job(native_id, "running")
         if job.done and job.status != "succeeded":
+            if job.metadata.get("answer_lost"):  # billed, and nothing to fetch: the call's own error
+                raise AnswerLostError((job.error or {}).get("message") or f"job {job_id}'s answer was lost",
+                                      provider=name, job_id=job_id)
             provider.result_of(job)  # raises what the job ended in
         spec = self._model(provider, Target(name, job.model), _request_of(job))
         with waits_until(deadline):

@@ -33,6 +33,7 @@ Every field an error carries is a constructor argument.
     │   ├── JobFailedError
     │   ├── JobTimeoutError
     │   └── OutputUnavailableError
+    │       └── AnswerLostError
     ├── StorageError
     └── AllProvidersFailedError
 """
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "AllProvidersFailedError",
+    "AnswerLostError",
     "AuthenticationError",
     "BudgetExceededError",
     "ConfigurationError",
@@ -292,6 +294,17 @@ class OutputUnavailableError(ProviderError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "job_id": self.job_id, "urls": self.urls}
+
+
+class AnswerLostError(OutputUnavailableError):
+    """The provider answered 2xx -- so it billed the call -- but the answer was lost before it
+    could be read (the connection cut mid-body, a read timeout, a body that cannot be read).
+
+    Never sent again by imagegen, nor moved to another provider (unless a route lists this error
+    or ``OutputUnavailableError`` in ``fallback_on``): the charge is in the ledger at its estimate
+    under ``job_id``, and the vendor keeps no copy to fetch. Sending the request again is a new,
+    paid call. ``request_id`` is the vendor's id for the lost answer, when its headers gave one.
+    """
 
 
 class StorageError(ImageGenError):

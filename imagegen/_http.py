@@ -209,6 +209,8 @@ class _RefusedAddress(Exception):
 if TYPE_CHECKING:  # pragma: no cover
     import httpcore
 
+    from ._answers import AnswerWatch
+
     _NetworkBackend = httpcore.AsyncNetworkBackend
 else:
     # httpcore takes any object with the backend's methods; deriving from its class at import
@@ -327,11 +329,13 @@ class CallScope:
     ``deadline`` (a ``time.monotonic()`` value) bounds every download in total, redirects and
     slow bodies included. ``on_outputs(job_id, urls)`` is told, before anything is downloaded,
     that the vendor finished job ``job_id`` with these outputs: the job is billed from then on,
-    and the pipeline records the charge and the job before a download can fail.
+    and the pipeline records the charge and the job before a download can fail. ``answers``
+    notes the 2xx answers to billed requests the call has had (``imagegen._answers``).
     """
 
     deadline: float | None = None
     on_outputs: Callable[[str, list[str]], None] | None = None
+    answers: AnswerWatch | None = None
 
 
 _CALL_SCOPE: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar("imagegen_call_scope", default=None)

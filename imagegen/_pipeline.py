@@ -30,7 +30,7 @@ from ._errors import (
     StorageError,
 )
 from ._gc import freeze_after_first_call
-from ._http import CallScope, call_scope
+from ._http import call_scope
 from ._jobstore import put_job
 from ._models import Attempt, Cost, ImageRequest, ImageResult, Job
 from ._resilience import RetryRecord, call_with_retries
@@ -351,7 +351,7 @@ class CallPipeline(ChargeLifecycle):
         money = self._money(provider, spec, request)
         await self._hold_budget(money, deadline)
         method = provider.edit if request.operation == "edit" else provider.generate
-        with call_scope(CallScope(deadline, self._outputs_announced(money))):
+        with call_scope(self._paid_scope(money, deadline)):
             try:
                 result = await self._guard(provider, method(request, spec, deadline=deadline,
                                                             on_submit=lambda job: self._accept(money, job)))

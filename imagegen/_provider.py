@@ -150,9 +150,11 @@ class Provider:
     status_errors: ClassVar[Mapping[int, StatusRule]] = {}
     #: The response header carrying the vendor's request id (kept on every error).
     request_id_header: ClassVar[str] = "x-request-id"
-    #: True for a synchronous API that bills a 2xx answer even when its body cannot be read
-    #: (there is no job to fetch again): the ledger then records the estimate as spent.
-    bills_unreadable_answers: ClassVar[bool] = False
+    #: Whether a billed call answered 2xx counts as paid even when its answer is then lost (cut
+    #: mid-body, timed out, unreadable): the core records the estimate, never sends the call
+    #: again and raises ``AnswerLostError`` (``imagegen._answers``). True unless resending is
+    #: free: set it False only for a vendor whose billed calls carry an idempotency key.
+    bills_unreadable_answers: ClassVar[bool] = True
     #: ``"module:factory"`` returning an ``imagegen.testing.Emulator`` for ``imagegen emulate``.
     emulator: ClassVar[str | None] = None
 

@@ -9,7 +9,7 @@ update, and it never sleeps.
 from __future__ import annotations
 
 import http
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -109,10 +109,17 @@ class EmulatorMiddleware:
     async def render_drop(
         self, fault: Fault, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        # Closing a socket with unread request bytes makes the kernel send RST, and the client
-        # might then fail before it sees the partial response; read the request first.
-        await _read_body(receive)
-        await _drop(send)
+        """The real handler answers (and bills, as the vendor would: its answer was made), then
+        the connection is cut after the status line and part of the body.
+
+        A vendor bills the call it answered, whether or not the answer reaches the client: the
+        emulator's charges then say what the vendor's bill would, and a client that sends the
+        call again is seen paying twice.
+        """
+        start, body = await _answer_of(self.app, scope, receive)
+        if start is None:
+            raise RuntimeError("the handler returned without starting a response")
+        await _drop(send, start, body)
 
     async def render_mid_stream(
         self, fault: Fault, scope: Scope, receive: Receive, send: Send
@@ -127,6 +134,7 @@ class EmulatorMiddleware:
         limit = fault.after_chunks
         sent = 0
         started: Message | None = None
+        whole: list[bytes] = []
 
         async def forward(message: Message) -> None:
             nonlocal sent, started
@@ -139,6 +147,7 @@ class EmulatorMiddleware:
             more = message.get("more_body", False)
             if started is not None:
                 if not more:  # the whole answer in one chunk: not a stream
+                    whole.append(message.get("body", b""))
                     raise _NotStreamed
                 await send(started)
                 started = None
@@ -156,27 +165,20 @@ class EmulatorMiddleware:
         try:
             await self.app(scope, receive, forward)
         except _NotStreamed:
-            if fault.kind == "drop":
-                await _drop(send)  # the handler already read the request body
-            await self.render_timeout(fault, scope, receive, send)
+            # Answered (and billed) in one piece: its status line and half its body go out, then
+            # the connection stalls (``timeout``: the client's read timeout fires) or is cut.
+            assert started is not None
+            if fault.kind == "timeout":
+                delay = fault.delay if fault.delay is not None else DEFAULT_TIMEOUT_DELAY
+                await _drop(send, started, b"".join(whole), stall=lambda: _sleep_unless_disconnected(delay, receive))
+            await _drop(send, started, b"".join(whole))
 
     async def render_truncate(
         self, fault: Fault, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        start: Message | None = None
-        chunks: list[bytes] = []
-
-        async def capture(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
+        start, body = await _answer_of(self.app, scope, receive)
         if start is None:
             raise RuntimeError("the handler returned without starting a response")
-        body = b"".join(chunks)
         half = body[: len(body) // 2]
         # A consistent Content-Length makes this a complete HTTP message with a broken payload,
         # unlike `drop`, which breaks the transport.
@@ -188,9 +190,16 @@ class EmulatorMiddleware:
     async def render_malformed(
         self, fault: Fault, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        """The real handler answers (and bills: the vendor made its answer), then its body is
+        replaced by valid JSON of a shape the client does not expect, under the same status."""
+        start, _ = await _answer_of(self.app, scope, receive)
         body = fault.body if fault.body is not None else MALFORMED_BODY
-        response = Response(body, status_code=200, media_type="application/json")
-        await response(scope, receive, send)
+        kept = [(k, v) for k, v in (start or {}).get("headers", [])
+                if k.lower() not in (b"content-length", b"content-type", b"transfer-encoding")]
+        await send({"type": "http.response.start", "status": start["status"] if start is not None else 200,
+                    "headers": [*kept, (b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
     async def render_html(
         self, fault: Fault, scope: Scope, receive: Receive, send: Send
@@ -201,25 +210,40 @@ class EmulatorMiddleware:
         await response(scope, receive, send)
 
 
-async def _drop(send: Send) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(_DROP_PROMISED_LENGTH).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": _DROP_PREFIX, "more_body": True})
+async def _answer_of(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[Message | None, bytes]:
+    """Run the real handler to the end: its response start and its whole body."""
+    start: Message | None = None
+    chunks: list[bytes] = []
+
+    async def capture(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, capture)
+    return start, b"".join(chunks)
+
+
+async def _drop(send: Send, start: Message, body: bytes,
+                stall: Callable[[], Awaitable[object]] | None = None) -> None:
+    """Send ``start`` (its status and headers, with a length promising more than comes), then
+    the first half of ``body`` (or a JSON prefix), then (after ``stall``) cut the connection."""
+    prefix = body[: len(body) // 2] or _DROP_PREFIX
+    promised = max(len(body), len(prefix) + 1, _DROP_PROMISED_LENGTH if not body else 0)
+    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length",
+                                                                                b"transfer-encoding")]
+    headers.append((b"content-length", str(promised).encode()))
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": prefix, "more_body": True})
+    if stall is not None:
+        await stall()
     raise ConnectionDropped("connection dropped mid-response (injected fault)")
 
 
 class _NotStreamed(Exception):
     """The handler answered in one piece, so a mid-stream fault falls back to the plain one."""
-
-
-async def _read_body(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            return
 
 
 async def _sleep_unless_disconnected(delay: float, receive: Receive) -> bool:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
 from types import TracebackType
 
 import anyio.to_thread
 import httpx
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._emulator import Emulator
 from ._middleware import ConnectionDropped
@@ -229,13 +231,71 @@ def asgi_transport(target: Emulator | ASGIApp) -> httpx.ASGITransport:
     """An httpx transport that calls the emulator in-process, without a socket.
 
     Use it as ``httpx.AsyncClient(transport=asgi_transport(emu), base_url="http://emu")``.
-    Faults behave as over HTTP, with two differences: ``drop`` raises the same
-    ``httpx.RemoteProtocolError`` but before any response reaches the client (the transport
-    buffers whole responses), and ``timeout`` stalls for its full delay since in-process
-    calls have no read timeout. Exceptions from handlers propagate to the caller.
+    Faults behave as over HTTP: a ``drop`` after the status line reaches the client as its
+    status and headers, then a body that breaks with ``httpx.RemoteProtocolError`` (the
+    answer was made, and billed, before the cut). One difference: ``timeout`` stalls for its
+    full delay, since in-process calls have no read timeout. Other exceptions from handlers
+    propagate to the caller.
     """
     app = target.app if isinstance(target, Emulator) else target
-    return httpx.ASGITransport(app=app)
+    return _InProcessTransport(app)
+
+
+#: The cut (if any) of the request ``_InProcessTransport`` is serving in this task.
+_CUT: contextvars.ContextVar[list[ConnectionDropped] | None] = contextvars.ContextVar("emulator_cut", default=None)
+
+
+class _InProcessTransport(httpx.ASGITransport):
+    """httpx's in-process transport, which buffers whole answers, but a connection the emulator
+    cuts after its status line is seen by the client as over HTTP: status first, body broken."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app=self._noting_cuts(app))
+
+    @staticmethod
+    def _noting_cuts(app: ASGIApp) -> ASGIApp:
+        async def noting(scope: Scope, receive: Receive, send: Send) -> None:
+            started = False
+
+            async def watched(message: Message) -> None:
+                nonlocal started
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
+            try:
+                await app(scope, receive, watched)
+            except ConnectionDropped as cut:
+                cuts = _CUT.get()
+                if not started or cuts is None:
+                    raise
+                cuts.append(cut)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        return noting
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        cuts: list[ConnectionDropped] = []
+        token = _CUT.set(cuts)
+        try:
+            response = await super().handle_async_request(request)
+        finally:
+            _CUT.reset(token)
+        if cuts:
+            assert isinstance(response.stream, httpx.AsyncByteStream)
+            response.stream = _BrokenBody(response.stream, cuts[0])
+        return response
+
+
+class _BrokenBody(httpx.AsyncByteStream):
+    """The part of a body sent before the cut, then the cut."""
+
+    def __init__(self, sent: httpx.AsyncByteStream, cut: ConnectionDropped) -> None:
+        self._sent, self._cut = sent, cut
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._sent:
+            yield chunk
+        raise self._cut
 
 
 class _DroppedConnectionFilter(logging.Filter):

@@ -8,7 +8,8 @@ import pytest
 
 from imagegen.testing import LatencyModel
 
-PLUGINS = {"gemini": "gemini", "nb2": "nanobanana2", "nb2async": "nanobanana2", "wireflow": "wireflow"}
+PLUGINS = {"gemini": "gemini", "nb2": "nanobanana2", "nb2async": "nanobanana2", "wireflow": "wireflow",
+           "openai": "openai"}
 FAST_RETRY = {"initial_backoff_s": 0.01, "max_backoff_s": 0.02}
 
 
@@ -24,6 +25,10 @@ def make_emulator(name: str, *, latency: float = 0.0, **options: Any) -> Any:
 
         mode = "async" if name == "nb2async" else "sync"
         return create_emulator(latency=model, image_scale=0.02, mode=mode, ticks=1, **options)
+    if name == "openai":
+        from imagegen_openai.emulator import create_emulator
+
+        return create_emulator(latency=model, image_scale=0.02, **options)
     from imagegen_wireflow.emulator import create_emulator
 
     return create_emulator(latency=model, output_max_side=32, executions_per_minute=1e9,

@@ -126,6 +126,10 @@ class AnswerParts:
                       settings: dict[str, Any], width: int, height: int) -> AsyncIterator[bytes]:
         echo = {"background": settings["background"], "output_format": settings["output_format"],
                 "quality": settings["quality"], "size": settings["size"]}
+        if settings.get("stream_fault") != "error":
+            # Billed as the 200 goes out: a stream cut after it (STREAM_CUT, or a drop fault
+            # mid-stream) was paid for. An in-band error event is the vendor failing the call.
+            self.counters.charge(usd=usd, ref=request_id)
         for index in range(settings["partials"]):
             preview = self._render(width, height, settings["output_format"], transparent=False,
                                    label=f"partial {index}")
@@ -139,7 +143,6 @@ class AnswerParts:
             return
         if settings.get("stream_fault") == "cut":
             return  # the stream ends before its completed event, as a cut connection would
-        self.counters.charge(usd=usd, ref=request_id)
         final = {k: body[k] for k in ("background", "output_format", "quality", "size")}
         for item in body["data"]:
             yield _sse(f"{event}.completed", {"type": f"{event}.completed", "created_at": body["created"],

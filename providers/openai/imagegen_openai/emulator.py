@@ -40,7 +40,8 @@ Prompt markers script the answer (anywhere in the prompt):
                                         request with that prompt only, so a retry can succeed)
 ``[[SLOW:S]]``                          answers after S more seconds
 ``[[STREAM_ERROR]]`` / ``[[STREAM_CUT]]`` a stream sends its previews, then an ``error`` event (an
-                                        invented shape) / ends without ``completed``; neither is charged
+                                        invented shape; not charged) / ends without ``completed``
+                                        (charged: a stream is billed as its 200 goes out)
 ======================================= ===========================================================
 
 The kit's fault plan works too, in OpenAI's envelope: ``rate_limit`` is a 429 with

@@ -124,6 +124,9 @@ class WireflowProvider(HTTPProvider):
         413: StatusRule(ProviderInvalidRequestError, "the request body is too large"),
     }
     emulator: ClassVar[str | None] = "imagegen_wireflow.emulator:create_emulator"
+    #: Every execution is sent with an Idempotency-Key: one whose answer was lost is sent again
+    #: for free (Wireflow answers with the same execution), so it need not fail as billed.
+    bills_unreadable_answers: ClassVar[bool] = False
 
     settings: WireflowSettings
 

@@ -7,9 +7,11 @@ import datetime as dt
 import pytest
 
 from imagegen import (
+    AnswerLostError,
     AsyncClient,
     Client,
     ContentPolicyError,
+    ImageRequest,
     InsufficientCreditsError,
     InvalidImageError,
     PartialImage,
@@ -145,36 +147,42 @@ def test_a_provider_that_cannot_stream_yields_the_result_alone(emulator_and_serv
     assert "previews only for n=1" in items[0].warnings[0]
 
 
-@pytest.mark.parametrize(("marker", "error_type"), [("[[STREAM_ERROR]]", "ProviderUnavailableError"),
-                                                    ("[[STREAM_CUT]]", "InvalidResponseError")])
-def test_a_stream_that_fails_after_its_previews_is_retried(emulator_and_server, marker, error_type):
-    """The previews already delivered stay delivered; the retry streams afresh and its result counts."""
+@pytest.mark.parametrize(("marker", "error_type", "charged"), [("[[STREAM_ERROR]]", "ProviderUnavailableError", 0),
+                                                               ("[[STREAM_CUT]]", "AnswerLostError", 1)])
+def test_a_stream_that_fails_after_its_previews(emulator_and_server, marker, error_type, charged):
+    """The previews already delivered stay delivered. An error event is the vendor failing the call
+    (not billed: retried); a stream cut after its 200 was billed, so it is recorded, not sent again."""
     emulator, server = emulator_and_server
     emulator.faults = FaultPlan()
     cfg = config(server)
-    cfg["retry"] = {**cfg["retry"], "max_attempts": 1}
+    cfg["retry"] = {**cfg["retry"], "max_attempts": 2}
     with Client(cfg) as client:
         items: list[object] = []
         with pytest.raises(Exception) as info:
             items.extend(client.stream(f"a fox {marker}", provider="openai", partial_images=2))
     assert type(info.value).__name__ == error_type
-    assert [type(i).__name__ for i in items] == ["PartialImage", "PartialImage"]
-    assert emulator.counters.charges == []
+    assert [type(i).__name__ for i in items][:2] == ["PartialImage", "PartialImage"]
+    assert len(emulator.counters.charges) == charged
+    assert emulator.counters.calls["POST /v1/images/generations"] == 2 - charged  # the billed one: once
 
 
-def test_a_connection_cut_after_billing_is_paid_twice_by_the_vendor(tmp_path, emulator_and_server):
-    """No idempotency key exists: a retry after an answer lost in transit is billed again (spec 2).
-    imagegen returns one result and records its cost; the lost answer's charge (the vendor billed
-    it, the connection died mid-body) is not in the ledger. This test states the limitation."""
+def test_a_connection_cut_after_billing_is_paid_once_recorded_once_and_not_resent(tmp_path, emulator_and_server):
+    """No idempotency key exists: an answer lost in transit after its 200 was billed (spec 2), and
+    sending it again would be billed again. imagegen sends it once, records the charge (at the
+    estimate: the usage was in the lost answer) and raises AnswerLostError with the job id the
+    vendor billed it under."""
     emulator, server = emulator_and_server
     cfg = {**config(server), "ledger": {"backend": "sqlite", "path": str(tmp_path / "ledger.sqlite3")}}
     with Client(cfg) as client:
-        result = client.generate("a fox [[DROP_AFTER_BILLING]]", provider="openai")
-        ledger_usd = client.ledger.total_usd()
-    charges = emulator.counters.charges
-    assert len(charges) == 2 and result.job_id == f"openai:{charges[1]['ref']}"
-    assert [a.error_type for a in result.attempts] == ["ProviderUnavailableError", None]
-    assert ledger_usd == pytest.approx(result.cost.usd) and emulator.counters.total_usd == pytest.approx(2 * ledger_usd)
+        with pytest.raises(AnswerLostError) as info:
+            client.generate("a fox [[DROP_AFTER_BILLING]]", provider="openai")
+        entries = client.ledger.entries()
+        estimate = client.estimate(ImageRequest(prompt="a fox [[DROP_AFTER_BILLING]]", provider="openai"))
+    charges, error = emulator.counters.charges, info.value
+    assert len(charges) == 1 and emulator.counters.calls["POST /v1/images/generations"] == 1
+    assert error.job_id == f"openai:{charges[0]['ref']}" and error.request_id == charges[0]["ref"]
+    assert not error.retryable and error.job_id in error.message
+    assert [(e.job_id, e.estimated, e.usd) for e in entries] == [(error.job_id, True, estimate.usd)]
 
 
 def test_a_model_that_refuses_streaming_answers_in_one_piece(start):
