@@ -337,7 +337,7 @@ class ChargeLifecycle:
         answer = money.answers.lost(exc)
         if answer is None and not _billed_without_answer(provider, exc):
             return None
-        request_id = (answer.headers.get(getattr(provider, "request_id_header", "x-request-id")) if answer is not None
+        request_id = (answer.headers.get(provider.request_id_header) if answer is not None
                       else getattr(exc, "request_id", None))
         native = request_id or f"lost-{uuid.uuid4().hex[:20]}"
         job_id = provider.job(native, "failed").id

@@ -21,8 +21,10 @@ Every built-in provider passes it (``tests/contract``), and so does the worked e
 - declaration: name, settings, models with prices that name their source, entry point;
 - requests: ``generate`` returns decoded images routed back to the instance, ``estimate`` and
   an unsupported setting send nothing;
-- errors: the emulator's 429 (with a hint), 5xx, dropped connection, unreadable answer and a
-  wrong key become the typed errors the router acts on, and no error shows the key;
+- errors: the emulator's 429 (with a hint), 5xx and a wrong key become the typed errors the
+  router acts on, and no error shows the key; an answer cut or unreadable after its 2xx status
+  is paid once (``AnswerLostError``, or sent again for free where the vendor takes idempotency
+  keys);
 - job lifecycle: ``submit`` gives a job id that ``status``/``wait`` finish from, and a second
   client on the same job store finds the result.
 
@@ -39,10 +41,10 @@ from typing import Any, ClassVar
 import pytest
 
 from .. import (
+    AnswerLostError,
     AuthenticationError,
     Client,
     ImageResult,
-    InvalidResponseError,
     ProviderUnavailableError,
     RateLimitError,
     UnsupportedFeatureError,
@@ -154,19 +156,34 @@ class ProviderContract:
             self.generate(server, attempts=1)
         assert info.value.retryable and info.value.retry_after == pytest.approx(0.01, abs=1.0)
 
-    def test_server_errors_and_dropped_connections_are_unavailable(self, emulator: Emulator,
-                                                                  server: LoopbackServer) -> None:
-        for kind in ("server_error", "drop"):
-            emulator.faults = FaultPlan.random({kind: 1.0})
-            with pytest.raises(ProviderUnavailableError) as info:
-                self.generate(server, attempts=1)
-            assert info.value.retryable, kind
-
-    def test_an_unreadable_answer_is_an_invalid_response(self, emulator: Emulator, server: LoopbackServer) -> None:
-        emulator.faults = FaultPlan.random({"malformed": 1.0})
-        with pytest.raises(InvalidResponseError) as info:
+    def test_server_errors_are_unavailable(self, emulator: Emulator, server: LoopbackServer) -> None:
+        emulator.faults = FaultPlan.random({"server_error": 1.0})
+        with pytest.raises(ProviderUnavailableError) as info:
             self.generate(server, attempts=1)
         assert info.value.retryable and info.value.provider == self.provider.name
+
+    def test_an_answer_lost_after_its_2xx_is_paid_once(self, emulator: Emulator, server: LoopbackServer,
+                                                        tmp_path: Path) -> None:
+        """A connection cut after the 2xx status line, or a body that cannot be read: the vendor
+        made (and billed) the answer. A provider whose billed calls cannot be sent again for free
+        (``bills_unreadable_answers``, the default) raises ``AnswerLostError`` with a job id and
+        the charge is in the ledger once; one whose vendor takes idempotency keys sends it again,
+        and is billed once."""
+        for kind in ("drop", "malformed"):
+            emulator.faults = FaultPlan.script(kind)
+            emulator.counters.reset()
+            ledger = {"backend": "sqlite", "path": str(tmp_path / f"ledger-{kind}.sqlite3")}
+            with Client({**self.config(server), "ledger": ledger}) as client:
+                try:
+                    client.generate(self.prompt, provider=self.provider.name)
+                except AnswerLostError as exc:
+                    assert self.provider.bills_unreadable_answers, f"{kind}: resent for free, yet reported lost"
+                    assert not exc.retryable and exc.job_id and exc.job_id in exc.message
+                else:
+                    assert not self.provider.bills_unreadable_answers, f"a {kind} after the 2xx was sent again"
+                assert client.ledger is not None
+                recorded = [e for e in client.ledger.entries() if not e.cached]
+            assert len(emulator.counters.charges) == len(recorded) == 1, (kind, emulator.counters.charges, recorded)
 
     def test_a_wrong_key_is_an_authentication_error_that_does_not_show_it(self, emulator: Emulator,
                                                                          server: LoopbackServer) -> None:

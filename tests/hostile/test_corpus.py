@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from imagegen import (
-    AllProvidersFailedError,
+    AnswerLostError,
     Client,
     ConfigurationError,
     ImageGenError,
@@ -273,7 +273,8 @@ RESPONSES = [
          ("wireflow", WF, wireflow_poll("https://localhost/out.png"))),
     Case("wireflow: output that 404s", gen("wireflow"), OutputUnavailableError, "HTTP 404",
          ("wireflow", WF, b"")),  # body filled in with the emulator's own host below
-    Case("route: every provider answers garbage", gen("all"), AllProvidersFailedError, "every provider",
+    # The first provider's 200 was billed: the route stops there rather than pay the next one.
+    Case("route: every provider answers garbage", gen("all"), AnswerLostError, "billed this call",
          ("*", None, b"{}")),
 ]
 
@@ -302,6 +303,11 @@ def test_hostile_input_ends_in_a_typed_error(env: Env, case: Case) -> None:
         error = exc
     else:
         pytest.fail(f"{case.id}: no error was raised")
+    if type(error) is AnswerLostError and case.error is InvalidResponseError:
+        # A 2xx that cannot be read was billed (imagegen._answers): reported as an answer lost,
+        # never sent again, with the unreadable answer as its cause.
+        assert isinstance(error.__cause__, InvalidResponseError) and not error.retryable and error.job_id
+        error = error.__cause__
     assert type(error) is case.error, f"{case.id}: {type(error).__name__}: {error}"
     assert case.says in error.message, error.message
     assert len(error.message) > 15 and "Traceback" not in error.message

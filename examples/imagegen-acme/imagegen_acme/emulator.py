@@ -29,6 +29,7 @@ class AcmeEmulator(Emulator):
         self.running_s = running_s
         self.jobs: dict[str, tuple[JobTimeline, dict[str, Any]]] = {}
         self._ids = itertools.count(1)
+        self._refunded: set[str] = set()
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/v1/images", self.create, methods=["POST"]),
@@ -45,6 +46,9 @@ class AcmeEmulator(Emulator):
             raise Reject(400, "prompt is required", code="invalid_request")
         job_id = f"img_{next(self._ids)}"
         self.jobs[job_id] = (JobTimeline(self.clock, running_s=self.running_s), body)
+        # Billed when accepted, as the job will run whether or not this answer reaches the
+        # client; a job that fails is refunded (below).
+        self.counters.charge(usd=0.02 * _count(body), ref=job_id)
         return JSONResponse({"id": job_id, "status": "queued"}, status_code=202)
 
     async def get(self, request: Request) -> JSONResponse:
@@ -57,15 +61,21 @@ class AcmeEmulator(Emulator):
         if phase != "done":
             return JSONResponse({"id": job_id, "status": phase})
         if "[[fail]]" in str(body.get("prompt")):  # a prompt marker, for tests of failed jobs
+            if job_id not in self._refunded:
+                self._refunded.add(job_id)
+                self.counters.charge(usd=-0.02 * _count(body), ref=job_id)
             return JSONResponse({"id": job_id, "status": "failed",
                                  "error": {"code": "refused", "message": "the prompt was refused"}})
         side = _SIDES.get(str(body.get("size")), 128)
         outputs = []
-        for index in range(int(body.get("n") or 1)):
+        for index in range(_count(body)):
             path = self.store_file(self.image(side, side, label=f"{job_id}-{index}"), "image/png")
             outputs.append({"url": self.file_url(request, path)})
-        self.counters.charge(usd=0.02 * len(outputs), ref=job_id)
         return JSONResponse({"id": job_id, "status": "succeeded", "outputs": outputs})
+
+
+def _count(body: dict[str, Any]) -> int:
+    return int(body.get("n") or 1)
 
 
 def create_emulator(**options: Any) -> AcmeEmulator:

@@ -8,13 +8,13 @@ import httpx
 import pytest
 
 from imagegen import (
+    AnswerLostError,
     AuthenticationError,
     Client,
     ContentPolicyError,
     ImageRequest,
     InsufficientCreditsError,
     InvalidRequestError,
-    InvalidResponseError,
     NoImageReturnedError,
     NotFoundError,
     PermissionDeniedError,
@@ -123,10 +123,11 @@ def test_injected_rate_limit_speaks_googles_envelope(client: Client, emulator) -
     (Fault("server_error"), ProviderUnavailableError),
     (Fault("server_error", status=500), ProviderUnavailableError),
     (Fault("html"), ProviderUnavailableError),
-    (Fault("truncate"), InvalidResponseError),
-    (Fault("malformed"), InvalidResponseError),
-    (Fault("malformed", body=b"not json at all"), InvalidResponseError),
-    (Fault("drop"), ProviderError),
+    # A 200 whose body is cut or cannot be read was billed: recorded, never sent again.
+    (Fault("truncate"), AnswerLostError),
+    (Fault("malformed"), AnswerLostError),
+    (Fault("malformed", body=b"not json at all"), AnswerLostError),
+    (Fault("drop"), AnswerLostError),
 ])
 def test_transport_and_body_faults(client: Client, emulator, fault: Fault, error) -> None:
     emulator.faults = FaultPlan.script(fault)
@@ -136,6 +137,7 @@ def test_transport_and_body_faults(client: Client, emulator, fault: Fault, error
     assert "<html" not in text and "Traceback" not in text
     if fault.kind == "html":
         assert "502 Bad Gateway" in text
+    assert len(emulator.counters.charges) == (error is AnswerLostError)
 
 
 def test_timeout_is_provider_timeout(server, emulator) -> None:

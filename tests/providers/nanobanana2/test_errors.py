@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from imagegen import (
+    AnswerLostError,
     AuthenticationError,
     Client,
     ContentPolicyError,
@@ -147,23 +148,26 @@ def test_html_page_on_400_is_invalid_request(start):
     assert isinstance(exc, InvalidRequestError) and "HTML page" in exc.message
 
 
-def test_html_with_200_is_invalid_response(start):
+def test_html_with_200_counts_as_a_billed_answer_lost(start):
+    # A 200 is taken at its word: billed, so recorded and never sent again (imagegen._answers).
     _, _, exc = run(start, faults=script(Fault("html", status=200)))
-    assert isinstance(exc, InvalidResponseError) and "HTML page" in exc.message
+    assert isinstance(exc, AnswerLostError) and "HTML page" in exc.message
 
 
 # A truncated submit answer whose job id survived is followed by polling instead
 # (tests/soak/test_fault_recovery.py); a body cut before the id is still refused.
 @pytest.mark.parametrize("fault", [Fault("malformed"), Fault("malformed", body=b"[1, 2"),
                                    Fault("malformed", body=b'{"id": "gen_1')])
-def test_unparsable_or_unexpected_bodies_are_invalid_response(start, fault):
-    _, _, exc = run(start, faults=script(fault))
-    assert isinstance(exc, InvalidResponseError)
+def test_unparsable_or_unexpected_bodies_are_billed_answers_lost(start, fault):
+    emulator, _, exc = run(start, faults=script(fault))
+    assert isinstance(exc, AnswerLostError) and isinstance(exc.__cause__, InvalidResponseError)
+    assert len(emulator.counters.charges) == 1  # billed once, never sent again
 
 
-def test_dropped_connection_is_unavailable(start):
-    _, _, exc = run(start, faults=script(Fault("drop")))
-    assert isinstance(exc, ProviderUnavailableError)
+def test_a_connection_dropped_after_the_200_is_a_billed_answer_lost(start):
+    emulator, _, exc = run(start, faults=script(Fault("drop")))
+    assert isinstance(exc, AnswerLostError) and not exc.retryable and exc.job_id
+    assert len(emulator.counters.charges) == 1
 
 
 def test_read_timeout_is_provider_timeout(start):
