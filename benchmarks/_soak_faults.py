@@ -18,7 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from imagegen import Client, ImageGenError, ImageResult
+from imagegen import (
+    AnswerLostError,
+    Client,
+    ImageGenError,
+    ImageResult,
+    JobTimeoutError,
+    OutputUnavailableError,
+)
 from imagegen.testing import FaultPlan
 
 __all__ = ["OUTPUT_FAULT_RATES", "CountedFaults", "StoreLocks", "fetch_unreturned", "output_faults"]
@@ -90,19 +97,20 @@ class StoreLocks:
                 self._thread.join(timeout=30)
 
 
-def fetch_unreturned(client: Client, outcomes: list[Any], emulators: dict[str, Any]) -> list[ImageResult]:
-    """Every billed job whose images the run did not return, fetched now by ``wait(job_id)``
-    (faults over): nothing may be paid again, and only an answer cut in transit (Gemini's: it
-    has no job to fetch again) may stay without its images."""
-    returned = {o.job_id for o in outcomes if isinstance(o, ImageResult)}
+def fetch_unreturned(client: Client, outcomes: list[Any]) -> list[ImageResult]:
+    """Every billed job a caller was told of but did not get -- an ``OutputUnavailableError``'s or
+    ``JobTimeoutError``'s job, an ``AllProvidersFailedError``'s pending jobs -- fetched now by
+    ``wait(job_id)`` (faults over), as a user would: nothing may be paid again. An
+    ``AnswerLostError`` names a charge with nothing to fetch (the answer was lost after billing)."""
+    job_ids: list[str] = []
+    for outcome in outcomes:
+        if isinstance(outcome, (OutputUnavailableError, JobTimeoutError)) and not isinstance(outcome, AnswerLostError):
+            job_ids += [outcome.job_id] if outcome.job_id else []
+        job_ids += getattr(outcome, "pending_job_ids", None) or []
     fetched = []
-    for name, emulator in emulators.items():
-        for charge in emulator.counters.charges:
-            job_id = f"{name}:{charge['ref']}"
-            if charge["usd"] <= 0 or job_id in returned:
-                continue
-            try:
-                fetched.append(client.wait(job_id, timeout=30))
-            except ImageGenError:
-                continue  # counted by the reconciliation: cut in transit, or lost
+    for job_id in dict.fromkeys(job_ids):
+        try:
+            fetched.append(client.wait(job_id, timeout=30))
+        except ImageGenError:
+            continue  # counted by the reconciliation: a charge without a result
     return fetched

@@ -11,12 +11,13 @@ Afterwards the emulators' books are reconciled with what the client got back:
 
 - every charge is matched to the result whose job id it names (a charge matched twice, or
   a job id charged twice, is a **duplicate charge**);
-- a charge whose answer was truncated in transit after the vendor had billed it is
-  counted as **charged, answer cut in transit**: on a synchronous API (Gemini) nothing can
-  fetch that answer again, so it is the vendor's charge without a result;
+- a charge for an answer lost after its 2xx status (cut mid-body, stalled, unreadable: the
+  emulators bill those as the vendors do) is one the caller was told of by an
+  ``AnswerLostError``, and the ledger holds it, at its estimate, under that error's job id:
+  per provider, charges without a result == ``AnswerLostError`` count, exactly;
 - any other charge without a result is a **lost result** (must be zero);
-- the client's own total (the ledger when there is one, else the sum of ``result.cost``)
-  must equal the emulators' charges for the results.
+- the ledger has exactly one charge per emulator charge, and its total less what it holds (at
+  the estimate) for the answers lost equals the emulators' charges for the results.
 
     python -m benchmarks.soak --requests 1000 [--concurrency 20] [--seed 1] [--write]
 
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagegen import AllProvidersFailedError, Client, ImageGenError, ImageRequest, ImageResult
+from imagegen import AllProvidersFailedError, AnswerLostError, Client, ImageGenError, ImageRequest, ImageResult
 from imagegen._config import Config
 from imagegen.testing import FaultPlan, LatencyModel, LoopbackServer, serve
 
@@ -50,13 +51,14 @@ Reading it:
 
 - *Duplicate charges* (a job billed twice, or one result returned for two requests) and *results
   lost* (a billed job whose result could have been fetched but was not returned) must be 0.
-- *Charged, answer cut in transit*: Gemini is synchronous, so a 200 whose body is truncated
-  after Google billed it cannot be fetched again (there is no job to poll); the router retries
-  and the retry is billed too. These are reported, not hidden; they are exactly the truncated
-  Gemini answers. nano-banana2 (which bills at submit) follows a truncated submit answer by the
-  job id at its head, and Wireflow replays by Idempotency-Key, so neither loses one. The only
-  client-side mitigation for Gemini is accounting: record a truncated 2xx as an estimated charge
-  in the ledger so budgets see the money (the ledger total then matches "emulator charges, all").
+- *Billed answers lost after their 2xx*: a vendor bills a call it answered, even when the answer
+  is cut mid-body (drop), stalls past the read timeout or cannot be read (truncate), and the
+  emulators bill those too. Sending such a call again would pay twice (Gemini and nano-banana2
+  take no idempotency key), so imagegen records the charge at its estimate, never sends it
+  again (nor moves to the next provider of the route) and raises AnswerLostError with the job
+  id the ledger keeps it under. nano-banana2 follows a truncated submit answer by the job id at
+  its head instead; Wireflow sends a lost execution again with the same Idempotency-Key, which
+  the vendor answers with the execution it billed, so neither counts here.
 - The client total is the ledger's when the ledger is configured, else the sum of result.cost;
   both are shown and both equal the emulators' charges for the results.
 - *Output downloads* fail too (5xx, HTML pages, truncated images, stalls on the emulators'
@@ -64,11 +66,13 @@ Reading it:
   by the client's own retries; the rest end in OutputUnavailableError and are *fetched after
   the run by wait(job_id)*, without a new charge: they count as results for the books.
 - *Store write locks*: the ledger's and the job store's write locks are held away from the
-  client in turns (4 s on, 3 s off). A paid call waits 2 s for a store at most; past that its
+  client in turns (2.5 s on, 1 s off). A paid call waits 2 s for a store at most; past that its
   result comes back with a warning and its charge goes to the journal, which the next client
   replays into the ledger (the ledger total above is read after that replay).
-- *Ledger - emulator charges, all*: the only difference is the Gemini answers cut in transit,
-  which the ledger holds at their estimate (the vendor bills by tokens, counted in the lost answer).
+- *Ledger - emulator charges, all*: one ledger charge per vendor charge; the only difference in
+  dollars is the answers lost, which the ledger holds at their estimate while the vendor billed
+  what their lost usage said (Gemini bills by tokens; nano-banana2's price is per image, so its
+  estimate is exact).
 """
 
 #: The issue's mix; the rest of the requests pass. ``timeout`` stalls past the provider timeout.
@@ -95,15 +99,22 @@ class SoakReport:
     charges: dict[str, int]
     matched: dict[str, int]
     duplicate_charges: list[str]
-    cut_in_transit: dict[str, int]
+    #: Per provider: answers lost after their 2xx (AnswerLostError), and the charges without a
+    #: result they explain.
+    answers_lost: dict[str, int]
     lost_results: list[str]
     client_usd: float
     charged_usd_for_results: float
     charged_usd_total: float
     cost_source: str
     results_usd: float = 0.0
-    #: What the ledger recorded, at the estimate, for billed answers cut in transit (Gemini).
+    #: What the ledger recorded, at the estimate, for the answers lost after billing.
     lost_in_transit_usd: float = 0.0
+    #: What the emulators billed for those answers (their charges without a result).
+    billed_for_lost_usd: float = 0.0
+    #: Charges in the ledger (journal replayed) and in the emulators' books.
+    ledger_charges: int = 0
+    vendor_charges: int = 0
     by_provider: dict[str, int] = field(default_factory=dict)
     attempts: int = 0
     #: Billed jobs whose images the run could not fetch, fetched afterwards by wait(job_id).
@@ -122,13 +133,14 @@ class SoakReport:
         lost in transit, equals the vendors' charges for the results it returned."""
         return (math.isclose(self.client_usd - self.lost_in_transit_usd, self.charged_usd_for_results,
                              abs_tol=1e-6)
-                and math.isclose(self.results_usd, self.charged_usd_for_results, abs_tol=1e-6))
+                and math.isclose(self.results_usd, self.charged_usd_for_results, abs_tol=1e-6)
+                and (self.cost_source != "ledger" or self.ledger_charges == self.vendor_charges))
 
     def rows(self) -> list[tuple[str, str]]:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         faults = "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in sorted(f.items()))
                            for p, f in self.fault_counts.items())
-        cut = ", ".join(f"{p} {n}" for p, n in self.cut_in_transit.items() if n) or "0"
+        cut = ", ".join(f"{p} {n}" for p, n in self.answers_lost.items() if n) or "0"
         return [
             ("requests", str(self.requests)),
             ("ended in a result", f"{self.results} ({self.results / self.requests:.1%})"),
@@ -141,22 +153,27 @@ class SoakReport:
             ("charges (emulators)", ", ".join(f"{p} {n}" for p, n in self.charges.items())),
             ("charges matched to a result", ", ".join(f"{p} {n}" for p, n in self.matched.items())),
             ("duplicate charges", str(len(self.duplicate_charges))),
-            ("charged, answer cut in transit (vendor billed, no result possible)", cut),
+            ("billed answers lost after their 2xx (AnswerLostError: recorded, never sent again)", cut),
+            ("charges without a result, explained by those errors", "all" if not self.lost_results else "NO"),
             ("billed jobs fetched after the run by wait(job_id), without paying again", str(self.fetched_later)),
             ("results lost (charged, recoverable, not returned)", str(len(self.lost_results))),
             ("store write locks held away from the client (ledger, job store)",
              ", ".join(f"{k.split('.')[0]} {v}" for k, v in self.store_locks.items()) or "none"),
             ("results whose charge went to the journal (ledger locked), replayed at the next start",
              str(self.journalled)),
+            ("charges: ledger (journal replayed) / emulators",
+             f"{self.ledger_charges} / {self.vendor_charges}" if self.cost_source == "ledger" else "-"),
             (f"client total ({self.cost_source})", f"${self.client_usd:.6f}"),
-            ("of which: billed answers lost in transit, at their estimate", f"${self.lost_in_transit_usd:.6f}"),
+            ("of which: billed answers lost, at their estimate", f"${self.lost_in_transit_usd:.6f}"),
+            ("emulator charges for those answers", f"${self.billed_for_lost_usd:.6f}"),
             ("sum of result.cost", f"${self.results_usd:.6f}"),
             ("emulator charges for those results", f"${self.charged_usd_for_results:.6f}"),
             ("emulator charges, all", f"${self.charged_usd_total:.6f}"),
-            ("client total - lost in transit == charges for results", "yes" if self.totals_match else "NO"),
+            ("client total - answers lost == charges for results; one ledger charge per vendor charge",
+             "yes" if self.totals_match else "NO"),
             ("ledger (journal replayed) - emulator charges, all",
-             f"${self.ledger_usd - self.charged_usd_total:+.6f} (Gemini answers cut in transit: recorded at "
-             "their estimate, billed by tokens)" if self.cost_source == "ledger" else "-"),
+             f"${self.ledger_usd - self.charged_usd_total:+.6f} (= estimate - billed for the answers lost: "
+             f"${self.lost_in_transit_usd - self.billed_for_lost_usd:+.6f})" if self.cost_source == "ledger" else "-"),
             ("wall time", f"{self.seconds:.1f} s"),
         ]
 
@@ -220,13 +237,17 @@ def running(emulators: dict[str, Any]) -> Iterator[dict[str, LoopbackServer]]:
         yield {name: stack.enter_context(serve(emulator)) for name, emulator in emulators.items()}
 
 
-def _client_total(client: Client, results: list[ImageResult]) -> tuple[float, float, str]:
-    """(total spend the client knows of, the part of it for billed answers lost in transit, source)."""
+def _client_total(client: Client, results: list[ImageResult],
+                  outcomes: list[Any]) -> tuple[float, float, int, str]:
+    """(total spend the client knows of, the part of it for the answers lost after billing, its
+    number of charges, source)."""
     ledger = client.ledger
+    lost_ids = {o.job_id for o in outcomes if isinstance(o, AnswerLostError)}
     if ledger is not None:
-        lost = math.fsum(e.usd for e in ledger.entries() if e.estimated and e.job_id is None)
-        return float(ledger.total_usd()), round(lost, 9), "ledger"
-    return round(math.fsum(r.cost.usd or 0.0 for r in results), 9), 0.0, "sum of result.cost"
+        entries = [e for e in ledger.entries() if not e.cached]
+        lost = math.fsum(e.usd for e in entries if e.job_id in lost_ids)
+        return float(ledger.total_usd()), round(lost, 9), len(entries), "ledger"
+    return round(math.fsum(r.cost.usd or 0.0 for r in results), 9), 0.0, 0, "sum of result.cost"
 
 
 def run_soak(requests: int, *, concurrency: int = 20, seed: int = 1, rates: dict[str, float] | None = None,
@@ -248,9 +269,9 @@ def run_soak(requests: int, *, concurrency: int = 20, seed: int = 1, rates: dict
         for emulator in emulators.values():
             emulator.faults = FaultPlan()
         with Client(config) as client:  # a new start: replays the charges the locked ledger journalled
-            fetched = fetch_unreturned(client, outcomes, emulators)
+            fetched = fetch_unreturned(client, outcomes)
             results = [o for o in outcomes if isinstance(o, ImageResult)] + fetched
-            client_usd, lost_usd, source = _client_total(client, results)
+            client_usd, lost_usd, ledger_charges, source = _client_total(client, results, outcomes)
         report = reconcile(requests, seconds, outcomes, emulators, client_usd, source, lost_usd, later=fetched)
     report.fetched_later = len(fetched)
     report.output_faults = {name: dict(getattr(plan, "outputs", {})) for name, plan in planned.items()}
@@ -258,6 +279,7 @@ def run_soak(requests: int, *, concurrency: int = 20, seed: int = 1, rates: dict
     report.journalled = sum(1 for o in outcomes if isinstance(o, ImageResult)
                             and any("charge journal" in w for w in o.warnings))
     report.ledger_usd = client_usd
+    report.ledger_charges = ledger_charges
     return report
 
 
@@ -273,7 +295,8 @@ def reconcile(requests: int, seconds: float, outcomes: list[Any], emulators: dic
         raise AssertionError(f"{len(stray)} outcomes are neither results nor ImageGenErrors: {stray[:3]!r}")
     result_refs = collections.Counter(r.job_id.partition(":")[2] for r in results if r.job_id)
     charges, matched, cut, lost, duplicates = {}, {}, {}, [], []
-    usd_for_results = usd_total = 0.0
+    usd_for_results = usd_total = usd_for_lost = 0.0
+    answers_lost = collections.Counter(o.provider for o in outcomes if isinstance(o, AnswerLostError))
     for name, emulator in emulators.items():
         records = emulator.counters.charges
         refs = collections.Counter(c["ref"] for c in records)
@@ -289,21 +312,25 @@ def reconcile(requests: int, seconds: float, outcomes: list[Any], emulators: dic
         if not math.isclose(mine, theirs, abs_tol=1e-6):
             print(f"{name}: client {mine} vs emulator {theirs}", file=sys.stderr)
         usd_total += emulator.counters.total_usd
-        # A truncated answer to a billed synchronous call: the vendor charged and the answer
-        # (with the id that names the charge) never arrived. Only these are excused.
-        cut_possible = emulator.counters.faults.get("truncate", 0) if name == "gemini" else 0
-        cut[name] = min(len(unmatched), cut_possible)
+        # An answer lost after its 2xx: the vendor charged, the answer (with the id that names
+        # the charge) never arrived whole, and the caller holds an AnswerLostError for it. Only
+        # these are excused, one charge per error.
+        cut[name] = answers_lost.get(name, 0)
         lost += [f"{name}:{c['ref']}" for c in unmatched[cut[name]:]]
+        if len(unmatched) < cut[name]:
+            lost += [f"{name}: {cut[name] - len(unmatched)} AnswerLostError(s) without a vendor charge"]
+        usd_for_lost += math.fsum(c["usd"] for c in unmatched[:cut[name]])
     by_provider = collections.Counter(r.provider for r in returned)
     attempts = sum(len(r.attempts) for r in returned) + sum(
         len(getattr(o, "attempts", []) or []) for o in outcomes if isinstance(o, ImageGenError))
     return SoakReport(
         requests=requests, seconds=seconds, results=len(returned), errors=dict(errors),
         fault_counts={n: e.counters.faults for n, e in emulators.items()}, charges=charges, matched=matched,
-        duplicate_charges=duplicates, cut_in_transit=cut, lost_results=lost, client_usd=client_usd,
+        duplicate_charges=duplicates, answers_lost=cut, lost_results=lost, client_usd=client_usd,
         charged_usd_for_results=round(usd_for_results, 9), charged_usd_total=round(usd_total, 9),
         cost_source=cost_source, results_usd=round(math.fsum(r.cost.usd or 0.0 for r in results), 9),
-        lost_in_transit_usd=lost_in_transit_usd,
+        lost_in_transit_usd=lost_in_transit_usd, billed_for_lost_usd=round(usd_for_lost, 9),
+        vendor_charges=sum(charges.values()),
         by_provider=dict(sorted(by_provider.items())), attempts=attempts)
 
 
@@ -346,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.requests} requests at concurrency {args.concurrency} through three-provider routes taking "
             "turns (gemini -> nb2 -> wireflow and its two rotations; nb2 is nanobanana2 with async jobs), "
             f"every emulator on loopback injecting per call: {mix} (output downloads: {out_mix}; the ledger and "
-            "the job store write-locked in turns, 4 s on, 3 s off) "
+            "the job store write-locked in turns, 2.5 s on, 1 s off) "
             f"(429s hint {RETRY_AFTER_S} s; timeouts stall {STALL_S} s past provider timeouts of "
             f"{', '.join(f'{k} {v} s' for k, v in TIMEOUTS.items())}). Baseline: the same run with no faults.\n\n"
             f"Command: `{command.strip()}`\n\n{text}\n{NOTES}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagegen import Client, ProviderUnavailableError
+from imagegen import AnswerLostError, Client, ProviderUnavailableError
 from imagegen.testing import Fault, FaultPlan, LatencyModel, serve
 
 FAST = {"initial_backoff_s": 0.01, "max_backoff_s": 0.02}
@@ -61,18 +61,17 @@ def test_a_status_endpoint_that_keeps_failing_ends_the_wait():
     assert emulator.counters.faults == {"server_error": 2 * Provider.max_poll_errors}
 
 
-def test_a_truncated_gemini_answer_is_billed_without_a_result():
-    """Gemini has no job to fetch again: the truncated answer's charge is lost, the retry pays again.
-
-    This test states the limitation rather than hiding it; the soak reports these charges apart.
-    """
+def test_a_truncated_gemini_answer_is_billed_once_and_not_paid_again(tmp_path):
+    """Gemini has no job to fetch again: a truncated 200 was billed, so it is recorded (at the
+    estimate) and reported as lost, never sent again (which would be billed again)."""
     from imagegen_gemini.emulator import create_emulator
 
     emulator = create_emulator(latency=LatencyModel.none(), image_scale=0.02,
                                faults=FaultPlan.script(Fault("truncate")))
-    with serve(emulator) as server, Client(_config("gemini", "gemini", server)) as client:
-        result = client.generate("a fox", provider="gemini")
-    charges = emulator.counters.charges
-    assert len(charges) == 2
-    assert result.job_id == f"gemini:{charges[1]['ref']}" and charges[0]["ref"] != charges[1]["ref"]
-    assert [a.error_type for a in result.attempts] == ["InvalidResponseError", None]
+    ledger = {"backend": "sqlite", "path": str(tmp_path / "ledger.sqlite3")}
+    with serve(emulator) as server, Client({**_config("gemini", "gemini", server), "ledger": ledger}) as client:
+        with pytest.raises(AnswerLostError) as info:
+            client.generate("a fox", provider="gemini")
+        entries = client.ledger.entries()
+    assert len(emulator.counters.charges) == 1
+    assert [(e.job_id, e.estimated) for e in entries] == [(info.value.job_id, True)]

@@ -33,6 +33,15 @@ async def test_drop_raises_the_same_transport_error_in_process() -> None:
             await http.post("/generate", json={})
         assert caught.value.request.url.path == "/generate"
         assert (await http.post("/generate", json={})).status_code == 200
+    assert emulator.counters.total_credits == 2  # the dropped answer was made, so billed
+
+
+async def test_drop_reaches_the_client_after_its_status_line_in_process() -> None:
+    emulator = EchoEmulator(faults=FaultPlan.script("drop"))
+    async with _client(emulator) as http, http.stream("POST", "/generate", json={}) as response:
+        assert response.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            await response.aread()
 
 
 async def test_other_faults_in_process() -> None:
@@ -51,4 +60,4 @@ async def test_other_faults_in_process() -> None:
     with pytest.raises(json.JSONDecodeError):
         responses[1].json()
     assert responses[3].json() == {"unexpected": "shape"}
-    assert emulator.counters.total_credits == 1  # only truncate ran the handler
+    assert emulator.counters.total_credits == 2  # truncate and malformed answered (and billed) first
