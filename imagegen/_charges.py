@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._ledger import BudgetLimits, Ledger, RedisLedger
     from ._provider import Provider
 
-__all__ = ["AFTER_PAYMENT_WAIT_S", "CallMoney", "ChargeLifecycle"]
+__all__ = ["AFTER_PAYMENT_WAIT_S", "CallMoney", "ChargeLifecycle", "answer_lost_again"]
 
 log = logging.getLogger("imagegen")
 
@@ -449,6 +449,14 @@ def _now() -> Any:
     from datetime import datetime
 
     return datetime.now(UTC)
+
+
+def answer_lost_again(job: Job) -> AnswerLostError:
+    """The outcome of a call whose billed answer was lost (its job, stored failed), told again to
+    ``wait(job_id)`` or to a call with the same idempotency key: nothing is sent, nothing is paid."""
+    told = (job.error or {}).get("message") or f"{job.provider} billed job {job.id}, but its answer was lost"
+    return AnswerLostError(f"{told} (told again: a call with another idempotency key, or none, sends a new, "
+                           "paid request)", provider=job.provider, job_id=job.id)
 
 
 def _billed_without_answer(provider: Provider, exc: BaseException) -> bool:

@@ -18,11 +18,10 @@ from pydantic import ValidationError
 from ._answers import watch_answer
 from ._cache import Coalescer
 from ._capabilities import ModelSpec
-from ._charges import AFTER_PAYMENT_WAIT_S
+from ._charges import AFTER_PAYMENT_WAIT_S, answer_lost_again
 from ._claims import held_claim
 from ._config import Config, config_from_mapping, load_config, resolve_secret
 from ._errors import (
-    AnswerLostError,
     ConfigurationError,
     ImageGenError,
     InvalidRequestError,
@@ -392,8 +391,7 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         job = stored or provider.job(native_id, "running")
         if job.done and job.status != "succeeded":
             if job.metadata.get("answer_lost"):  # billed, and nothing to fetch: the call's own error
-                raise AnswerLostError((job.error or {}).get("message") or f"job {job_id}'s answer was lost",
-                                      provider=name, job_id=job_id)
+                raise answer_lost_again(job)
             provider.result_of(job)  # raises what the job ended in
         spec = self._model(provider, Target(name, job.model), _request_of(job))
         with waits_until(deadline):

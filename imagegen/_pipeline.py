@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cache import Coalescer, cache_key
 from ._capabilities import ModelSpec
-from ._charges import ChargeLifecycle
+from ._charges import ChargeLifecycle, answer_lost_again
 from ._claims import held_claim
 from ._errors import (
     AllProvidersFailedError,
@@ -333,6 +333,8 @@ class CallPipeline(ChargeLifecycle):
                       deadline: float) -> ImageResult | None:
         """Finish a job already submitted for this logical request instead of paying for it twice."""
         existing = self.jobs.find(request.idempotency_key) if request.idempotency_key else None
+        if existing is not None and existing.metadata.get("answer_lost"):
+            raise answer_lost_again(existing)  # the key's outcome: billed, answer lost (on any provider)
         if existing is None or existing.provider != provider.instance_name:
             return None
         if existing.status == "succeeded" and existing.result is not None:

@@ -159,8 +159,10 @@ def test_redis_ledger_holds_a_budget_across_processes(gemini, nb2, wireflow, tmp
     assert {row["key"] for row in ledger.summary(by="provider")} == {"nb2"}
 
 
-def test_a_billed_answer_lost_in_transit_is_in_the_ledger(gemini, tmp_path):
-    """Gemini bills a 200 even when its body is cut short; the ledger must see that money."""
+def test_a_billed_answer_lost_in_transit_is_in_the_ledger_once_and_not_paid_again(gemini, tmp_path):
+    """Gemini bills a 200 even when its body is cut short; the ledger must see that money, and
+    sending the call again would pay for it twice."""
+    from imagegen import AnswerLostError
     from imagegen.testing import Fault, FaultPlan
 
     gemini.emulator.faults = FaultPlan.script(Fault("truncate"))
@@ -168,12 +170,11 @@ def test_a_billed_answer_lost_in_transit_is_in_the_ledger(gemini, tmp_path):
               "cache": {"backend": "off"}, "ledger": {"path": str(tmp_path / "l.db")},
               "retry": {"initial_backoff_s": 0.01, "max_backoff_s": 0.02}}
     with Client(config) as client:
-        result = client.generate("a fox", provider="gemini")
+        with pytest.raises(AnswerLostError) as info:
+            client.generate("a fox", provider="gemini")
         entries = client.ledger.entries()
-    assert result.attempts[0].error_type == "InvalidResponseError"
-    assert len(gemini.emulator.counters.charges) == 2
-    assert [e.estimated for e in entries] == [True, False]
-    assert entries[0].job_id is None and entries[1].job_id == result.job_id
+    assert len(gemini.emulator.counters.charges) == 1
+    assert [(e.job_id, e.estimated) for e in entries] == [(info.value.job_id, True)]
 
 
 def test_the_ledger_charges_a_job_once_and_finds_it_by_index(tmp_path):

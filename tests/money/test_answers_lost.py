@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagegen import AnswerLostError, AsyncClient, Client, ImageRequest
+from imagegen import AnswerLostError, AsyncClient, BudgetExceededError, Client, ImageRequest
 from imagegen.testing import Fault, FaultPlan, asgi_transport, serve
 
 from .conftest import config_for, make_emulator
@@ -99,3 +99,17 @@ def test_a_vendor_with_idempotency_keys_is_sent_again_for_free(tmp_path):
 
 class _NoServer:
     base_url = "http://127.0.0.1:9"  # never dialled: the in-process transport answers
+
+
+def test_the_same_idempotency_key_gets_the_same_outcome_and_the_budget_counts_the_charge(tmp_path):
+    emulator = make_emulator("nb2", faults=FaultPlan.script("drop", path=BILLED_ROUTE["nb2"]))
+    with serve(emulator) as server, Client(config_for({"nb2": server}, tmp_path, budget={"total_usd": 0.05})) as client:
+        with pytest.raises(AnswerLostError) as first:
+            client.generate("a fox", provider="nb2", idempotency_key="fox-1", timeout=20)
+        with pytest.raises(AnswerLostError) as again:  # a retry with the key: told, not sent
+            client.generate("a fox", provider="nb2", idempotency_key="fox-1", timeout=20)
+        with pytest.raises(BudgetExceededError):  # the lost answer's $0.039 counts against the budget
+            client.generate("a hare", provider="nb2", timeout=20)
+        spent = client.ledger.spent_usd()
+    assert again.value.job_id == first.value.job_id and "told again" in again.value.message
+    assert len(emulator.counters.charges) == 1 and spent == pytest.approx(0.039)
