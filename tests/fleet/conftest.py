@@ -87,6 +87,40 @@ def imagegen(*args: str, env: dict[str, str], timeout: float = 60) -> dict[str, 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def submit_in_process(config: Path, url: str, requests: list[Any], out: str) -> str:
+    """Enqueue a batch through the Python API (no interpreter to start); its id."""
+    import asyncio
+
+    from imagegen import AsyncClient
+
+    async def submit() -> str:
+        async with AsyncClient(config) as client:
+            fleet = client.fleet(url)
+            try:
+                return await fleet.submit(requests, out=out)
+            finally:
+                await fleet.aclose()
+
+    return asyncio.run(submit())
+
+
+def status_in_process(config: Path, url: str, batch_id: str) -> dict[str, Any]:
+    """A batch's status through the Python API (what ``batch status --json`` prints)."""
+    import asyncio
+
+    from imagegen import AsyncClient
+
+    async def status() -> dict[str, Any]:
+        async with AsyncClient(config) as client:
+            fleet = client.fleet(url)
+            try:
+                return (await fleet.status(batch_id)).model_dump(mode="json")
+            finally:
+                await fleet.aclose()
+
+    return asyncio.run(status())
+
+
 def start_worker(config: Path, url: str, name: str, env: dict[str, str], *, concurrency: int = 4,
                  exit_when_idle: bool = True) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "imagegen", "worker", "--fleet", url, "--config", str(config), "--name", name,
@@ -175,3 +209,11 @@ class ArrivalLog:
                 start += 1
             best = max(best, end - start + 1)
         return best
+
+    def slot_reuse_lags(self, limit: int) -> list[float]:
+        """For every arrival after the first ``limit``: how long after the arrival ``limit``
+        places before it (whose slot it took) it came, in order. A shared limit of ``limit`` per
+        window holds iff every lag is at least the window; the fleet uses what the limit allows iff
+        the lags are not much longer."""
+        times = sorted(self.arrivals)
+        return [later - earlier for earlier, later in zip(times, times[limit:], strict=False)]

@@ -159,7 +159,9 @@ def test_a_slow_worker_keeps_its_prompts(fleet: Fleet):
     batch_id = fleet.submit("one")
     _slow_worker_holds_everything(fleet, batch_id)
     fleet.start("other")
-    time.sleep(3 * VISIBILITY_S)  # the other worker looks for idle prompts every VISIBILITY_S / 2
+    # The other worker looks for idle prompts when it starts and every VISIBILITY_S / 2: by now
+    # it has looked at least twice after they would have gone idle for VISIBILITY_S.
+    time.sleep(2 * VISIBILITY_S)
     assert fleet.owners(batch_id) == ["slow"] * PROMPTS
     fleet.join()
     assert fleet.charges() == PROMPTS
