@@ -342,8 +342,10 @@ class ChargeLifecycle:
         native = request_id or f"lost-{uuid.uuid4().hex[:20]}"
         job_id = provider.job(native, "failed").id
         status = answer.status if answer is not None else getattr(exc, "status_code", None)
-        why = exc.message if isinstance(exc, ImageGenError) else type(exc).__name__
-        where = "was cut before it arrived whole" if answer is not None and answer.body == "cut" else "cannot be read"
+        if answer is not None and answer.body == "cut":  # the transport's own word for it, not a "could not reach"
+            where, why = "was cut before it arrived whole", type(exc.__cause__ or exc).__name__
+        else:
+            where, why = "cannot be read", exc.message if isinstance(exc, ImageGenError) else type(exc).__name__
         message = (f"{provider.instance_name} answered HTTP {status}, so it billed this call, but its answer {where} "
                    f"({why}). imagegen did not send it again, which would pay twice: the charge is in the ledger at "
                    f"its estimate under job {job_id}, and the vendor keeps no copy to fetch. Sending the request "
