@@ -231,6 +231,11 @@ class VendorBatchAPI(Protocol):
         """Ask the vendor to stop the batch (members not yet done end cancelled)."""
         ...
 
+    # Optional: ``async def find(display_name, spec, *, requests, since) -> str | None``, the
+    # native id of the batch the vendor made from a create call whose answer was lost (matched
+    # by display name, model, request count, created since ``since``), so it is followed instead
+    # of being sent - and paid for - twice.
+
 
 def error_from_dict(data: dict[str, Any]) -> ImageGenError:
     """An ``ImageGenError.to_dict()`` turned back into the typed error it was written from."""

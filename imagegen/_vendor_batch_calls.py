@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -27,6 +28,8 @@ from ._claims import holder_is_dead, new_owner, request_fingerprint
 from ._errors import (
     ImageGenError,
     InvalidRequestError,
+    InvalidResponseError,
+    ProviderUnavailableError,
     UnsupportedFeatureError,
 )
 from ._jobstore import put_job
@@ -57,6 +60,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["VendorBatchCalls"]
 
 Fallback = Literal["error", "concurrent"]
+
+log = logging.getLogger("imagegen")
+
+#: How long to look for a batch whose create answer was lost before giving up on it.
+_FIND_TIMEOUT_S = 60.0
 
 
 class VendorBatchCalls(VendorBatchFollowing):
@@ -246,20 +254,46 @@ class VendorBatchCalls(VendorBatchFollowing):
                   for _, request in members]
         await self._hold_budgets(monies, deadline)
         name = display_name or f"imagegen-{uuid.uuid4().hex[:12]}"
+        sent_at = time.time()
+        notes = []
         try:
             native_id, used = await self._guard(provider, api.create(members, spec, display_name=name,
                                                                      delivery=delivery))
-        except BaseException:
-            await asyncio.gather(*(self._release(m) for m in monies))
-            raise
+        except BaseException as exc:
+            found = await self._sent_anyway(provider, spec, api, exc, name, len(members), sent_at)
+            if found is None:
+                await asyncio.gather(*(self._release(m) for m in monies))
+                raise
+            native_id, used = found, delivery if delivery != "auto" else api.delivery([r for _, r in members], spec)
+            notes.append(f"the answer to the batch's create call was lost ({exc}); {provider.instance_name} had "
+                         f"the batch all the same: it is followed as {native_id}, not sent (and paid for) again")
         batch = BatchJob(id=make_job_id(provider.instance_name, native_id), provider=provider.instance_name,
                          native_id=native_id, status="queued", model=spec.id, delivery=used, display_name=name,
                          estimate=estimate.model_copy(update={"delivery": used}))
         batch.members = [BatchMember(index=i, key=key, cost=money.estimate,
                                      job_id=member_job_id(provider.instance_name, native_id, i))
                          for i, ((key, _), money) in enumerate(zip(members, monies, strict=True))]
-        batch.warnings = await self._accepted(batch, monies)
+        batch.warnings = [*notes, *await self._accepted(batch, monies)]
         return batch
+
+    async def _sent_anyway(self, provider: Provider, spec: ModelSpec, api: VendorBatchAPI, failure: BaseException,
+                           display_name: str, count: int, sent_at: float) -> str | None:
+        """After a create call that failed in a way that may have come after the vendor took the
+        batch (the connection cut, a timeout, an unreadable answer), the batch the vendor has
+        under our display name (found with the provider's ``find``), if any: following it
+        beats paying for the same requests twice. A look that fails itself finds nothing."""
+        find = getattr(api, "find", None)
+        if find is None or not isinstance(failure, (ProviderUnavailableError, InvalidResponseError)):
+            return None
+        try:
+            async with asyncio.timeout(_FIND_TIMEOUT_S):
+                found: str | None = await self._guard(provider, find(display_name, spec, requests=count,
+                                                                     since=sent_at))
+        except (ImageGenError, TimeoutError) as exc:
+            log.warning("imagegen could not check whether %s took batch %r after its create call failed: %s",
+                        provider.instance_name, display_name, exc)
+            return None
+        return found
 
     async def _hold_budgets(self, monies: list[CallMoney], deadline: float) -> None:
         """Reserve every member's share before anything is sent: all of them or none."""

@@ -16,6 +16,7 @@ import io
 import json
 import time
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlencode
 
 from imagegen import (
     Cost,
@@ -41,6 +42,9 @@ __all__ = ["GeminiBatches"]
 #: Seconds for one batch call (create, get, upload, download): a finished inline batch of
 #: images is a large answer.
 BATCH_CALL_TIMEOUT_S = 300.0
+#: Where a batch whose create answer was lost is looked for: the newest pages of batches.list
+#: (small pages: a finished inline batch is listed with its answers).
+_FIND_PAGES, _FIND_PAGE_SIZE = 5, 10
 #: Assumed size of an input image given by URL, before it is fetched (for the delivery plan).
 _URL_IMAGE_BYTES = 1_000_000
 
@@ -82,6 +86,23 @@ class GeminiBatches:
         with self.provider.parsing("batch operation", status_code=200):
             snapshot = wire.read_operation(json.loads(response.body or "{}"))
         return snapshot.name, delivery
+
+    async def find(self, display_name: str, spec: ModelSpec, *, requests: int, since: float) -> str | None:
+        """The batch a create call whose answer was lost made anyway (display name, model and size
+        as sent, created since ``since``), looked for among the newest ``batches.list`` pages."""
+        token = ""
+        for _ in range(_FIND_PAGES):
+            query = {"pageSize": _FIND_PAGE_SIZE, **({"pageToken": token} if token else {})}
+            with self.provider.sdk_errors(spec):
+                response = await self._api().async_request("get", f"batches?{urlencode(query)}", {})
+            with self.provider.parsing("batch list", status_code=200):
+                listing = json.loads(response.body or "{}")
+                found = wire.sent_batch(listing, display_name=display_name, model=spec.id, requests=requests,
+                                        since=since)
+            token = str(listing.get("nextPageToken") or "")
+            if found is not None or not token:
+                return found
+        return None
 
     async def poll(self, native_id: str, spec: ModelSpec) -> VendorBatchSnapshot:
         with self.provider.sdk_errors(spec):

@@ -20,6 +20,7 @@ from imagegen_gemini._batch_wire import (
     outcomes_of_inline,
     outcomes_of_jsonl,
     read_operation,
+    sent_batch,
 )
 
 SPECS = {spec.id: spec for spec in GeminiProvider.models()}
@@ -120,3 +121,24 @@ def test_a_name_that_is_not_a_batch_is_refused() -> None:
     ({"code": "nonsense"}, (500, "UNKNOWN"))])
 def test_member_status_codes_are_grpc_codes(status: dict, expected: tuple[int, str]) -> None:
     assert http_status_of(status) == expected
+
+
+def _listed(name: str, display: str, created: str, count: int = 2, model: str = "models/gemini-3-pro-image") -> dict:
+    return {"name": name, "metadata": {"displayName": display, "model": model, "createTime": created,
+                                       "batchStats": {"requestCount": str(count)}}}
+
+
+def test_a_batch_whose_create_answer_was_lost_is_found_only_when_unambiguous() -> None:
+    since = 1796040000.0  # 2026-11-30T12:00:00Z
+    mine = _listed("batches/mine", "nightly", "2026-11-30T12:00:01.123456789Z")
+    find: dict = {"display_name": "nightly", "model": PRO.id, "requests": 2, "since": since}
+    assert sent_batch({"operations": [mine]}, **find) == "batches/mine"
+    assert sent_batch({"operations": [_listed("batches/x", "other", "2026-11-30T12:00:01Z"), mine]},
+                      **find) == "batches/mine"
+    yesterday = _listed("batches/old", "nightly", "2026-11-29T12:00:00Z")
+    assert sent_batch({"operations": [yesterday]}, **find) is None  # a name reused night after night
+    assert sent_batch({"operations": [_listed("batches/big", "nightly", "2026-11-30T12:00:01Z", count=3)]},
+                      **find) is None
+    twin = _listed("batches/twin", "nightly", "2026-11-30T12:00:02Z")
+    assert sent_batch({"operations": [mine, twin]}, **find) is None  # two could be ours: neither is taken
+    assert sent_batch({}, **find) is None

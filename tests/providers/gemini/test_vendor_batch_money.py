@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from imagegen import BudgetExceededError, Client
+from imagegen import BudgetExceededError, Client, ProviderUnavailableError
 from imagegen._journal import journal_for
 from imagegen._ledger import STALE_RESERVATION_S, Ledger
 from imagegen.testing import FakeClock, Fault, FaultPlan, LatencyModel, LoopbackServer, serve
@@ -149,3 +149,28 @@ def test_a_job_store_locked_when_the_batch_ends_keeps_the_results(started, tmp_p
         assert len(again.wait(batch.id, timeout=30).images) == len(PROMPTS)
         assert len(again.ledger.entries()) == len(PROMPTS)
         assert again.ledger.total_usd() == pytest.approx(emulator.counters.total_usd)
+
+
+def test_a_create_whose_answer_is_lost_is_found_not_sent_again(started, tmp_path: Path) -> None:
+    emulator, server, clock = started
+    # The emulator takes the batch, then the connection is cut before its answer.
+    emulator.faults = FaultPlan.script(Fault("drop", after_chunks=1), path=r":batchGenerateContent$")
+    with Client(_config(server, tmp_path, budget={"total_usd": 5.0})) as client:
+        batch = client.submit_batch(PROMPTS, provider="gemini")
+        assert len(emulator.batches.batches) == 1 and batch.native_id in emulator.batches.batches
+        assert any("create call was lost" in w for w in batch.warnings)
+        assert {e.job_id for e in client.ledger.entries()} == {m.job_id for m in batch.members}
+        clock.advance(TURNAROUND_S)
+        assert len(client.wait(batch.id, timeout=30).images) == len(PROMPTS)
+        assert emulator.counters.total_usd > 0
+        assert client.ledger.total_usd() == pytest.approx(emulator.counters.total_usd)
+
+
+def test_a_create_the_vendor_refused_releases_the_budget(started, tmp_path: Path) -> None:
+    emulator, server, _ = started
+    emulator.faults = FaultPlan.script(Fault("server_error", status=503), path=r":batchGenerateContent$")
+    with Client(_config(server, tmp_path, budget={"total_usd": 5.0})) as client:
+        with pytest.raises(ProviderUnavailableError):
+            client.submit_batch(PROMPTS, provider="gemini")
+        assert emulator.batches.batches == {} and client.ledger.entries() == []
+        assert client.ledger.spent_usd() == 0
