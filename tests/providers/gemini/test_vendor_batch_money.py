@@ -174,3 +174,21 @@ def test_a_create_the_vendor_refused_releases_the_budget(started, tmp_path: Path
             client.submit_batch(PROMPTS, provider="gemini")
         assert emulator.batches.batches == {} and client.ledger.entries() == []
         assert client.ledger.spent_usd() == 0
+
+
+def test_results_that_cannot_be_downloaded_stay_charged_until_they_can(started, tmp_path: Path) -> None:
+    emulator, server, clock = started
+    with Client(_config(server, tmp_path, budget={"total_usd": 5.0})) as client:
+        client._async.batch_poll_schedule = type(client._async.batch_poll_schedule)(initial=0.01, cap=0.01)
+        batch = client.submit_batch(PROMPTS, provider="gemini", delivery="file")
+        clock.advance(TURNAROUND_S)
+        emulator.faults = FaultPlan.script(*[Fault("server_error", status=503)] * 100, path=r"files/[^/]+:download")
+        with pytest.raises(ProviderUnavailableError):
+            client.wait(batch.id, timeout=30)
+        assert emulator.counters.total_usd > 0  # the vendor has billed; the answers are out of reach
+        assert all(e.estimated for e in client.ledger.entries()) and len(client.ledger.entries()) == len(PROMPTS)
+        assert client.ledger.spent_usd() == pytest.approx(batch.estimate.batch.usd)
+        emulator.faults = FaultPlan()
+        assert len(client.wait(batch.id, timeout=30).images) == len(PROMPTS)
+        assert client.ledger.total_usd() == pytest.approx(emulator.counters.total_usd)
+        assert client.ledger.spent_usd() == pytest.approx(client.ledger.total_usd())
