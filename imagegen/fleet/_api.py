@@ -14,7 +14,7 @@ from .._models import ImageRequest
 from ._limits import FleetLimiter
 from ._queue import BatchQueue, new_batch_id
 from ._status import BatchStatus, read_status
-from ._storage import is_url
+from ._storage import is_url, read_results
 from ._worker import Worker, assemble_results
 
 __all__ = ["AsyncFleet", "Fleet", "item_keys", "worker_config"]
@@ -132,8 +132,12 @@ class AsyncFleet:
         return await self.status(batch_id)
 
     async def results(self, batch_id: str) -> list[dict[str, Any]]:
-        """Every outcome recorded so far, in prompt order (the lines of ``batch.jsonl``)."""
-        return await self.queue.outcomes(batch_id)
+        """Every outcome recorded so far, in prompt order (the lines of ``batch.jsonl``): from
+        Redis, or, once a done batch's outcomes have left it, from its ``batch.jsonl``."""
+        meta = await self.queue.meta(batch_id)
+        if meta.get("outcomes") != "storage":
+            return await self.queue.outcomes(batch_id)
+        return await asyncio.to_thread(read_results, meta["out"], self.settings.storage_options)
 
     async def assemble(self, batch_id: str) -> str:
         """(Re)write the batch's ``batch.jsonl`` from what is recorded; returns where it is."""

@@ -6,7 +6,10 @@ Keys, under the fleet's prefix (``imagegen:fleet:`` by default), for batch ``B``
                    through the consumer group ``workers``;
 - ``b:B:meta``     a hash: state (running, paused, cancelled, done), total, out, created_at,
                    reason (why it was paused or cancelled);
-- ``b:B:outcomes`` a hash index -> the outcome's JSON line, written once per index;
+- ``b:B:outcomes`` a hash index -> the outcome's JSON line, written once per index; once the
+                   batch is done and its ``batch.jsonl`` written, it is dropped (`release_outcomes`):
+                   the results live in the results storage, and Redis keeps only the batch's meta,
+                   counters and latest failures (a few hundred bytes, not ~300 B per prompt);
 - ``b:B:counts``   a hash: succeeded, failed, usd, ``p:<provider>:n`` and ``p:<provider>:usd``,
                    first_at, last_at;
 - ``b:B:times``    a sorted set index -> when it finished (recent throughput, ETA);
@@ -15,7 +18,8 @@ Keys, under the fleet's prefix (``imagegen:fleet:`` by default), for batch ``B``
 
 An outcome is recorded by one Lua script (``_RECORD_LUA``): the outcome, the counters and the
 batch's completion change together or not at all, and a second recording of the same index
-(a redelivered prompt) changes nothing, so counts stay exact whatever a worker's fate.
+(a redelivered prompt) changes nothing, so counts stay exact whatever a worker's fate. Nor does
+any recording once the batch is done, when its outcomes may have left Redis already.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ _ADD_CHUNK = 500
 _RECORD_LUA = """
 -- KEYS: outcomes, counts, times, failures, meta, active
 -- ARGV: index, outcome json, status, provider, usd, now, batch id, keep seconds, failure json
+if redis.call('HGET', KEYS[5], 'state') == 'done' then return 0 end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 if ARGV[4] ~= '' then
@@ -63,6 +68,15 @@ return 1
 """.replace("%d", str(FAILURES_KEPT - 1))
 
 
+_RELEASE_LUA = """
+-- KEYS: meta, outcomes, times. A done batch's outcomes leave Redis (they are in batch.jsonl).
+if redis.call('HGET', KEYS[1], 'state') ~= 'done' then return 0 end
+redis.call('HSET', KEYS[1], 'outcomes', 'storage')
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+"""
+
+
 def new_batch_id() -> str:
     return f"b{time.strftime('%Y%m%d')}-{uuid.uuid4().hex[:10]}"
 
@@ -74,6 +88,7 @@ class BatchQueue:
         self.redis = redis
         self.prefix = prefix
         self._record = redis.register_script(_RECORD_LUA)
+        self._release = redis.register_script(_RELEASE_LUA)
 
     def key(self, batch_id: str, part: str) -> str:
         return f"{self.prefix}b:{batch_id}:{part}"
@@ -210,6 +225,12 @@ class BatchQueue:
         if int(done) == 2:
             await self.expire(batch_id)
         return int(done)
+
+    async def release_outcomes(self, batch_id: str) -> bool:
+        """Drop a done batch's outcomes (and completion times) from Redis, once its
+        ``batch.jsonl`` holds them all; False (nothing dropped) unless the batch is done."""
+        keys = [self.key(batch_id, p) for p in ("meta", "outcomes", "times")]
+        return bool(await self._release(keys=keys))
 
     async def outcomes(self, batch_id: str) -> list[dict[str, Any]]:
         """Every recorded outcome, in prompt order."""

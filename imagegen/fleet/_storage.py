@@ -15,7 +15,7 @@ from typing import Any
 
 from .._models import ImageResult
 
-__all__ = ["ResultStorage", "is_url"]
+__all__ = ["ResultStorage", "is_url", "read_results"]
 
 RESULTS_NAME = "batch.jsonl"
 
@@ -75,3 +75,20 @@ class ResultStorage:
             rows.append({"path": where, "mime_type": image.mime_type, "width": image.width,
                          "height": image.height, "sha256": image.sha256, "url": image.url})
         return rows
+
+
+def read_results(location: str, storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The lines of the ``batch.jsonl`` at ``location`` (a done batch's results, once Redis has let
+    them go)."""
+    import json
+
+    from .._errors import StorageError
+
+    storage = ResultStorage(location, storage_options)
+    try:
+        body = storage.read(RESULTS_NAME)
+    except (OSError, ValueError) as exc:  # fsspec raises FileNotFoundError/PermissionError (OSError)
+        raise StorageError(f"the batch's results are kept only in {storage.path(RESULTS_NAME)}, which could "
+                           f"not be read ({exc}); check that location is reachable from here",
+                           store="results") from exc
+    return [json.loads(line) for line in body.decode().splitlines() if line]

@@ -44,12 +44,15 @@ def default_worker_name() -> str:
 
 
 async def assemble_results(queue: BatchQueue, batch_id: str, storage_options: dict[str, Any]) -> str:
-    """Write the batch's ``batch.jsonl`` (every outcome, in prompt order) next to its images."""
+    """Write the batch's ``batch.jsonl`` (every outcome, in prompt order) next to its images;
+    where it is. A done batch whose outcomes already left Redis has it written: left as it is."""
     import json
 
     meta = await queue.meta(batch_id)
-    lines = await queue.outcomes(batch_id)
     storage = ResultStorage(meta["out"], storage_options)
+    if meta.get("outcomes") == "storage":
+        return storage.path(RESULTS_NAME)
+    lines = await queue.outcomes(batch_id)
     body = "".join(json.dumps(line) + "\n" for line in lines).encode()
     return await asyncio.to_thread(storage.write, RESULTS_NAME, body)
 
@@ -156,7 +159,9 @@ class Worker:
         if await self.queue.is_recorded(batch_id, index):
             await self.queue.ack(batch_id, entry_id)  # finished by a worker that died before its ack
             return
-        if meta["state"] == "cancelled":
+        if meta["state"] in ("cancelled", "done"):
+            # Done: every prompt has its outcome (which may have left Redis already, so
+            # `is_recorded` above cannot be the only check).
             await self.queue.ack(batch_id, entry_id)
             return
         deliveries = await self.queue.deliveries(batch_id, entry_id)
@@ -193,6 +198,8 @@ class Worker:
         if recorded == 2 or (recorded and (await self.queue.meta(batch_id))["state"] == "cancelled"):
             # The last outcome, or one that finished after a cancel: the results file is rewritten.
             await assemble_results(self.queue, batch_id, self.settings.storage_options)
+            if recorded == 2:  # all in batch.jsonl now: Redis need not keep ~300 B per prompt
+                await self.queue.release_outcomes(batch_id)
         await self.queue.ack(batch_id, entry_id)
         self.processed += 1
 
