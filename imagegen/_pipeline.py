@@ -298,6 +298,12 @@ class CallPipeline(ChargeLifecycle):
     async def _call_with_retries(self, provider: Provider, spec: ModelSpec, request: ImageRequest,
                                  deadline: float, attempts: list[Attempt]) -> ImageResult:
         name = provider.instance_name
+        key = request.idempotency_key
+        if key is not None and key.partition(".")[0] not in self._fresh_keys:
+            known = self.jobs.find(key)
+            if known is not None and known.metadata.get("answer_lost"):
+                # The key's outcome (billed, answer lost), told again before any slot or circuit is used.
+                raise answer_lost_again(known)
 
         def on_retry(record: RetryRecord) -> None:
             attempts.append(_failed_attempt(Target(name, spec.id), record.error, record.duration_s,
@@ -333,8 +339,6 @@ class CallPipeline(ChargeLifecycle):
                       deadline: float) -> ImageResult | None:
         """Finish a job already submitted for this logical request instead of paying for it twice."""
         existing = self.jobs.find(request.idempotency_key) if request.idempotency_key else None
-        if existing is not None and existing.metadata.get("answer_lost"):
-            raise answer_lost_again(existing)  # the key's outcome: billed, answer lost (on any provider)
         if existing is None or existing.provider != provider.instance_name:
             return None
         if existing.status == "succeeded" and existing.result is not None:
