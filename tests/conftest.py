@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -131,11 +132,12 @@ _REDIS_FIXTURES = frozenset({"redis_url", "own_redis"})
 #: Long tests, marked ``slow`` so that ``pytest -m "not slow"`` is a quick loop (they still run
 #: in the default, CI, run): the soaks, the kill -9 crash runs, fleets of worker processes, the
 #: example plugin's own suite, the parser fuzz, the every-output secret sweep...
-_SLOW_PATHS = ("tests/soak/", "tests/crash/", "tests/fleet/", "tests/contract/test_example.py",
+_SLOW_PATHS = ("tests/soak/", "tests/crash/", "tests/fleet/", "tests/cli/", "tests/contract/test_example.py",
                "tests/hostile/test_parser_fuzz.py", "tests/security/test_secrets.py")
-#: ...and every test that runs the CLI or other processes, by its file or test name: each spends
+#: ...and every test that runs the CLI or other processes, by a whole word of its file or test
+#: name (``test_cli.py``, ``..._from_another_process``; not ``test_client.py``): each spends
 #: seconds starting interpreters.
-_SLOW_WORDS = ("cli", "process", "readme")
+_SLOW_WORDS = frozenset({"cli", "process", "processes", "readme"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -144,6 +146,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if _REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
         path = item.path.relative_to(root).as_posix()
-        if path.startswith(_SLOW_PATHS) or any(word in path.rsplit("/", 1)[-1] or word in item.name
-                                                for word in _SLOW_WORDS):
+        words = set(re.split(r"[^a-z0-9]+", f"{path.rsplit('/', 1)[-1].removesuffix('.py')} {item.name}".lower()))
+        if path.startswith(_SLOW_PATHS) or words & _SLOW_WORDS:
             item.add_marker(pytest.mark.slow)
