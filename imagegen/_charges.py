@@ -154,14 +154,23 @@ class ChargeLifecycle:
         ledger = self.ledger
         if ledger is None or not self._limits.windows(time.time()):
             return
-        task = self._in_background(ledger.areserve(provider=money.provider.instance_name, model=money.spec.id,
-                                                   usd=money.estimate.usd or 0.0, limits=self._limits))
+        reserve: dict[str, Any] = {"provider": money.provider.instance_name, "model": money.spec.id,
+                                   "usd": money.estimate.usd or 0.0, "limits": self._limits}
+        asubmit = getattr(ledger, "asubmit_reserve", None)
+        # A writer's own future (SQLite) is awaited as it is: no task, shield and timer per call.
+        task = (self._queued(asubmit(**reserve)) if asubmit is not None
+                else self._in_background(ledger.areserve(**reserve)))
         try:
-            money.reservation = await asyncio.wait_for(asyncio.shield(task), max(0.05, deadline - time.monotonic()))
-        except TimeoutError:
+            done, _ = await asyncio.wait([task], timeout=max(0.05, deadline - time.monotonic()))
+        except asyncio.CancelledError:  # the reservation is still made: it must not count
+            task.add_done_callback(self._release_late)
+            raise
+        if not done:
             task.add_done_callback(self._release_late)
             raise StorageError("the ledger did not take this call's budget reservation before its deadline (another "
                                "process holds its write lock?); nothing was sent", store="ledger") from None
+        with translated("ledger", "write"):
+            money.reservation = task.result()
 
     def _release_late(self, task: asyncio.Future[Any]) -> None:
         """A reservation made after its caller gave up: it must not count against the budget."""

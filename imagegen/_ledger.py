@@ -195,6 +195,12 @@ class Ledger:
     async def areserve(self, *, provider: str, model: str | None, usd: float, limits: BudgetLimits) -> str:
         return await self._writer.acall(self._reserving(provider, model, usd, limits))
 
+    def asubmit_reserve(self, *, provider: str, model: str | None, usd: float, limits: BudgetLimits,
+                        ) -> asyncio.Future[str]:
+        """``areserve`` as the writer's own future (``Writer.asubmit``): queued now, made even if
+        nobody waits for it."""
+        return self._writer.asubmit(self._reserving(provider, model, usd, limits))
+
     def settle(self, entry_id: str, *, usd: float, credits: float | None, job_id: str | None,
                cached: bool, estimated: bool, key: str | None = None) -> None:
         """Turn a reservation into the charge that happened; settling it again updates it (an

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import threading
 import zlib
 from pathlib import Path
@@ -125,3 +126,35 @@ async def test_a_given_up_asubmit_is_still_written(tmp_path):
     assert db.execute("SELECT n FROM t").fetchall() == [(9,)]
     db.close()
     writer.close()
+
+
+# -- a reservation whose caller was cancelled ------------------------------------------------
+
+
+async def test_a_call_cancelled_while_its_budget_is_reserved_leaves_no_reservation(tmp_path):
+    """The reservation is queued on the ledger's writer and made even after its caller is
+    cancelled; it is then released, so it never counts against the budget."""
+    from imagegen import AsyncClient
+
+    path = tmp_path / "ledger.sqlite3"
+    config = {"providers": {"gemini": {"api_key": "k", "base_url": "http://127.0.0.1:9"}},
+              "jobs": {"backend": "memory"}, "cache": {"backend": "off"},
+              "ledger": {"backend": "sqlite", "path": str(path)}, "budget": {"daily_usd": 100.0}}
+    async with AsyncClient(config) as client:
+        assert client.ledger is not None
+        client.ledger.period_totals()  # the file and its tables exist
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        call = asyncio.ensure_future(client.generate("a fox", provider="gemini"))
+        for _ in range(50):  # the call runs up to its reservation, queued on the writer
+            await asyncio.sleep(0)
+        assert client._background
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        holder.execute("COMMIT")
+        holder.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT state FROM ledger").fetchall() == []
+    assert [usd for (usd,) in db.execute("SELECT usd FROM ledger_totals")] in ([], [0.0, 0.0, 0.0])
+    db.close()
