@@ -77,6 +77,36 @@ async def _batch_lag(client: Any, calls: int) -> float:
     return statistics.quantiles(samples, n=100)[98]
 
 
+class _BareBatch:
+    """The same batch from a bare aiohttp client (``benchmarks.concurrency.Bare``): the loop lag
+    this machine shows, at that moment, for work that is nothing but HTTP and decoding."""
+
+    def __init__(self, base_url: str) -> None:
+        from benchmarks.concurrency import Bare
+
+        self.bare = Bare(base_url, 20)
+
+    async def generate_many(self, prompts: list[str], concurrency: int) -> list[Any]:
+        import aiohttp
+
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(prompt: str) -> Any:
+            async with gate:
+                try:
+                    image = await self.bare.one(prompt)
+                except aiohttp.ServerDisconnectedError:  # a keep-alive connection the server closed
+                    image = await self.bare.one(prompt)
+            return _Made(image)
+
+        return await asyncio.gather(*(one(p) for p in prompts))
+
+
+class _Made:
+    def __init__(self, image: bytes) -> None:
+        self.images = [image]
+
+
 async def _sequential(client: Any, calls: int) -> tuple[float, float]:
     """Seconds and CPU seconds per call, the background writes' flush included."""
     run = uuid.uuid4().hex[:8]
@@ -116,6 +146,9 @@ async def measure(base_url: str, args: argparse.Namespace, tmp: Path) -> dict[st
     cycle = int(args.cache_entries * (1 - getattr(_cache, "LOW_WATER", 1.0)))  # puts between evictions
     calls = {"budget": args.calls, "cache": max(args.calls, -(-2 * cycle // args.rounds))}
     figures: dict[tuple[str, str], dict[str, list[float]]] = {key: {} for key in clients}
+    bare = _BareBatch(base_url)
+    await _batch_lag(bare, 40)  # warm: its connections
+    figures[("bare", "aiohttp")] = {"lag": []}
     shuffle = random.Random(args.seed).shuffle
     for _ in range(args.rounds):
         order = list(clients)
@@ -126,10 +159,12 @@ async def measure(base_url: str, args: argparse.Namespace, tmp: Path) -> dict[st
             figures[key].setdefault("cpu", []).append(cpu)
             if key[0] == "budget":
                 figures[key].setdefault("lag", []).append(await _batch_lag(clients[key], args.batch))
+        figures[("bare", "aiohttp")]["lag"].append(await _batch_lag(bare, args.batch))
     for client in clients.values():
         await client.aclose()
+    await bare.bare.aclose()
     # The budget pair: medians of rounds; the cache pair: means (every round the same length).
-    summary = {"budget": statistics.median, "cache": statistics.fmean}
+    summary = {"budget": statistics.median, "cache": statistics.fmean, "bare": statistics.median}
     return {f"{kind} {side}": {name: summary[kind](values) for name, values in spot.items()}
             for (kind, side), spot in figures.items()}
 
@@ -159,10 +194,13 @@ def table(results: dict[str, dict[str, float]], args: argparse.Namespace, comman
         spot = results[name]
         lag_cell = f"{spot['lag'] * 1000:.1f}" if "lag" in spot else "-"
         lines.append(f"| {label} | {spot['wall'] * 1000:.2f} | {spot['cpu'] * 1000:.2f} | {lag_cell} |")
+    floor = results["bare aiohttp"]["lag"] * 1000
+    lines.append(f"| bare aiohttp client, the same batch (this machine's floor) | - | - | {floor:.1f} |")
     budget_bar, cache_bar = BARS["budget per-call time"], BARS["cache per-call CPU"]
     lines += ["", f"- budget: per-call time {budget_ratio:.2f}x the empty ledger's (bar {budget_bar}x): "
               f"{_verdict(budget_ratio <= budget_bar)}; loop lag p99 {lag:.1f} ms "
-              f"(bar {LAG_BAR_MS:.0f} ms): {_verdict(lag <= LAG_BAR_MS)}",
+              f"(bar {LAG_BAR_MS:.0f} ms): {_verdict(lag <= LAG_BAR_MS)}; a bare aiohttp client's, same batch, "
+              f"same moments: {floor:.1f} ms",
               f"- cache: per-call CPU {cache_ratio:.2f}x the empty cache's (bar {cache_bar}x): "
               f"{_verdict(cache_ratio <= cache_bar)}", ""]
     return "\n".join(lines)
