@@ -22,8 +22,8 @@ Directives (an HTML comment, invisible on GitHub) say when a block is not meant 
 - ``<!-- readme: file NAME -->``: the block is a file the README asks the reader to save as NAME
   (``imagegen.toml``): it is written there, and loaded as a config when it is TOML.
 
-Two things differ from a person at a terminal, and only these: the emulators' ports (8701, 8702,
-8703 in the README) are replaced by free ones everywhere in the README's text, so that parallel
+Two things differ from a person at a terminal, and only these: the emulators' and Redis's ports
+(8701-8704 in the README) are replaced by free ones everywhere in the README's text, so that parallel
 test runs do not collide; and the data, cache and config directories are fresh temporary ones.
 A snippet that needs real API keys must say so with ``skip``; everything else runs.
 """
@@ -46,7 +46,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-TOUR_PORTS = ("8701", "8702", "8703")
+TOUR_PORTS = ("8701", "8702", "8703", "8704")
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.S | re.M)
 _DIRECTIVE = re.compile(r"<!--\s*readme:\s*(skip|background|file)\b\s*(.*?)\s*-->")
 
@@ -277,6 +277,39 @@ def test_the_readme_tour_runs_end_to_end(tour: Tour) -> None:
     for name in ("villa.png", "out/fox.png", "out/fox-blue.png"):
         assert (tour.cwd / name).stat().st_size > 0, name
     assert (tour.cwd / "out" / "fox.png").read_bytes()[:4] == b"\x89PNG"
+    # The fleet's worker ran every prompt of the file and of the Python snippet.
+    lines = [json.loads(line) for line in (tour.cwd / "fleet-shots" / "batch.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and all(line.get("images") for line in lines), lines
+    assert len(list((tour.cwd / "kites" / "images").iterdir())) == 2
     # The tour ran against emulators: their records stayed apart from real ones.
     data = Path(tour.env["IMAGEGEN_DATA_DIR"])
     assert not (data / "ledger.sqlite3").exists() and (data / "emulators" / "ledger.sqlite3").exists()
+
+
+def test_the_vendor_batch_price_table_is_the_price_books() -> None:
+    """The README's per-image table (standard and vendor batch) says what `imagegen providers` says."""
+    proc = subprocess.run([sys.executable, "-m", "imagegen", "providers", "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    prices = {row["model"]: row["price"] for row in json.loads(proc.stdout)["providers"] if row["provider"] == "gemini"}
+    rows = re.findall(r"^\| (`gemini[^|]*) \| ([\d.]+) \| ([\d.]+) \|$", README.read_text(encoding="utf-8"), re.M)
+    assert len(rows) >= 3, rows
+    for models, standard, batch in rows:
+        for model in re.findall(r"`([^`]+)`", models):
+            per_image = prices[model]["per_image_usd"]
+            usd = per_image.get("1K", per_image.get("*"))
+            assert (usd, usd * prices[model]["batch_discount"]) == pytest.approx((float(standard), float(batch))), model
+
+
+def test_every_benchmark_is_in_the_readme_with_options_it_takes() -> None:
+    """The README lists every script in benchmarks/, each with options its parser declares."""
+    root = README.parent
+    text = README.read_text(encoding="utf-8")
+    found = re.findall(r"`python (?:-m benchmarks\.(\w+)|benchmarks/(\w+)\.py)([^`]*)`", text)
+    listed = {module or script: options for module, script, options in found}
+    scripts = {p.stem for p in (root / "benchmarks").glob("*.py") if not p.stem.startswith("_")}
+    assert scripts <= set(listed), f"not in the README: {sorted(scripts - set(listed))}"
+    for name, options in listed.items():
+        source = (root / "benchmarks" / f"{name}.py").read_text(encoding="utf-8")
+        for flag in re.findall(r"(--[\w-]+)", options):
+            assert f'"{flag}"' in source, f"README: benchmarks.{name} has no {flag}"
