@@ -313,3 +313,14 @@ def test_every_benchmark_is_in_the_readme_with_options_it_takes() -> None:
         source = (root / "benchmarks" / f"{name}.py").read_text(encoding="utf-8")
         for flag in re.findall(r"(--[\w-]+)", options):
             assert f'"{flag}"' in source, f"README: benchmarks.{name} has no {flag}"
+
+
+def test_the_set_up_section_names_what_the_test_command_installs() -> None:
+    """Every system package scripts/test installs (when root) is named where the README sets up."""
+    script = (README.parent / "scripts" / "test").read_text(encoding="utf-8")
+    packages = set(re.findall(r"apt-get install -y -qq ([\w-]+)", script))
+    assert packages, "scripts/test installs nothing with apt-get any more: update this test"
+    text = README.read_text(encoding="utf-8")
+    set_up = text[text.index("## Set-up"):text.index("## A short tour")]
+    for package in packages:
+        assert package in set_up, f"README set-up does not say the test command needs {package}"
