@@ -54,8 +54,12 @@ def _python(statement: str, checkout: str | None = None) -> list[str]:
 
 
 def _from(checkout: str | None) -> str:
-    """Code that makes ``imagegen`` import from another checkout (``--baseline``), ahead of this one."""
-    return f"import sys; sys.path.insert(0, {checkout!r})\n" if checkout else ""
+    """Code that makes ``imagegen`` and the built-in providers import from another checkout
+    (``--baseline``), ahead of this one (a provider must match the core it was written for)."""
+    if not checkout:
+        return ""
+    paths = [checkout, *sorted(str(p) for p in Path(checkout, "providers").iterdir() if p.is_dir())]
+    return f"import sys; sys.path[:0] = {paths!r}\n"
 
 
 def _command(*args: str, checkout: str | None = None) -> list[str]:
