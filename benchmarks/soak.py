@@ -210,11 +210,13 @@ def _emulators(rates: dict[str, float], seed: int, output_rates: dict[str, float
     return emulators
 
 
-def soak_config(servers: dict[str, LoopbackServer], store: Path) -> dict[str, Any]:
+def soak_config(servers: dict[str, LoopbackServer], store: Path,
+                timeouts: dict[str, float] | None = None) -> dict[str, Any]:
     """Client config for the soak; ``store`` is a directory for the job store and the ledger."""
+    timeouts = timeouts or TIMEOUTS
     providers: dict[str, dict[str, Any]] = {
         name: {"plugin": PLUGINS[name], "base_url": server.base_url, "api_key": f"soak-{name}-key",
-               "timeout": TIMEOUTS[name]} for name, server in servers.items()}
+               "timeout": timeouts[name]} for name, server in servers.items()}
     providers["nb2"]["poll_interval"] = 0.01
     providers["wireflow"].update(poll_schedule=[0.01, 1.5, 0.05], executions_per_minute=1e9,
                                  requests_per_minute=1e9, persist_workflows=False)
@@ -251,13 +253,15 @@ def _client_total(client: Client, results: list[ImageResult],
 
 
 def run_soak(requests: int, *, concurrency: int = 20, seed: int = 1, rates: dict[str, float] | None = None,
-             output_rates: dict[str, float] | None = None, store_faults: bool = True) -> SoakReport:
-    """Run the soak and reconcile the books; see the module docstring."""
+             output_rates: dict[str, float] | None = None, store_faults: bool = True,
+             timeouts: dict[str, float] | None = None) -> SoakReport:
+    """Run the soak and reconcile the books; see the module docstring. ``timeouts`` replaces the
+    providers' short HTTP timeouts (``TIMEOUTS``, made to be outlasted by the stall faults)."""
     rates = FAULT_RATES if rates is None else rates
     output_rates = OUTPUT_FAULT_RATES if output_rates is None else output_rates
     emulators = _emulators(rates, seed, output_rates, requests)
     with tempfile.TemporaryDirectory() as tmp, running(emulators) as servers:
-        store, config = Path(tmp), soak_config(servers, Path(tmp))
+        store, config = Path(tmp), soak_config(servers, Path(tmp), timeouts)
         locks = StoreLocks([store / "ledger.sqlite3", store / "jobs.sqlite3"])
         with Client(config) as client, locks.running(enabled=store_faults):
             batch = [ImageRequest.build(prompt=f"a lighthouse in fog, take {i}", provider=f"soak{i % len(ROUTES)}",

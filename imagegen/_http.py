@@ -438,5 +438,6 @@ async def _read_capped(response: httpx.Response, policy: DownloadPolicy, provide
         # httpx's timeout is per read: a server trickling bytes would never trip it.
         if time.monotonic() > deadline:
             raise ProviderTimeoutError(
-                f"downloading {provider} output took longer than {policy.timeout_s:g} s; refused", provider=provider)
+                f"downloading {provider} output ran past its deadline (the call's deadline or the "
+                f"{policy.timeout_s:g} s download limit, whichever came first); refused", provider=provider)
     return b"".join(chunks)
