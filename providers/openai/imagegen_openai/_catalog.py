@@ -32,7 +32,7 @@ from imagegen import (
 __all__ = ["MAX_EDGE", "MAX_PIXELS", "MAX_RATIO", "MIN_PIXELS", "TIERS", "check_lifecycle", "load_catalog",
            "output_tokens", "parse_wh", "rate", "wire_size"]
 
-#: gpt-image-2 and later [GUIDE & REF-GEN via NOTE-0905]: edges multiples of 16, <= 3840, ratio <= 3:1.
+#: gpt-image-2 and later (the image guide and the generate reference): edges multiples of 16, <= 3840, ratio <= 3:1.
 EDGE_STEP = 16
 MAX_EDGE = 3840
 MAX_RATIO = 3.0

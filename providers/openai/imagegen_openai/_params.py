@@ -30,11 +30,11 @@ from ._catalog import family, wire_size
 
 __all__ = ["EditCall", "check", "edit_call", "generation_body", "wire_format"]
 
-#: GPT models: each input file "png, webp or jpg, < 50 MB"; the mask a PNG < 4 MB [OAS].
+#: GPT models: each input file "png, webp or jpg, < 50 MB"; the mask a PNG < 4 MB (OpenAI's OpenAPI spec).
 INPUT_MIME = ("image/png", "image/jpeg", "image/webp")
 MAX_INPUT_BYTES = 50 * 1024 * 1024
 MAX_MASK_BYTES = 4 * 1024 * 1024
-#: ``ImageRefParam.image_url`` is at most this many characters [OAS L42144].
+#: ``ImageRefParam.image_url`` is at most this many characters (OpenAI's OpenAPI spec).
 MAX_IMAGE_URL_CHARS = 20_971_520
 MAX_PARTIAL_IMAGES = 3
 _MODERATION = ("low", "auto")

@@ -3,7 +3,7 @@
 
     cost = text_in * p_text_in + image_in * p_image_in + image_out * p_image_out (+ text_out * p_text_out)
 
-Each partial image of a stream adds 100 image output tokens [GUIDE]; the estimate counts them,
+Each partial image of a stream adds 100 image output tokens (the image guide); the estimate counts them,
 and the actual cost is whatever ``usage`` reports (whether the vendor's ``usage`` includes the
 surcharge is UNKNOWN; the emulator includes it).
 """

@@ -16,7 +16,8 @@ the finished job through ``on_submit``; ``submit`` returns an already-succeeded 
 store answers ``status``. Sending and error answers are the kit's (``HTTPProvider``, the status
 table in ``_vendor_errors``); only the event stream of previews is read here.
 There is no idempotency key: a 2xx whose body is lost was billed and cannot be fetched again
-(``bills_unreadable_answers``), and a retry after a client-side timeout may bill twice (spec 2).
+(``bills_unreadable_answers``), and a retry after a client-side timeout may bill twice (the server
+may have finished the first).
 
 Configuration (``[providers.openai]``)::
 
@@ -71,7 +72,7 @@ from ._wire import Parsed, SseDecoder, parse_images, usage_of
 
 __all__ = ["OpenAIProvider", "OpenAISettings"]
 
-#: Server processing took 15-35 s for GPT models and once 112 s; the spec advises >= 180 s.
+#: Server processing took 15-35 s for GPT models and once 112 s in public reports: 180 s leaves room.
 DEFAULT_TIMEOUT_S = 180.0
 
 

@@ -4,7 +4,7 @@
 ``url`` and ``revised_prompt`` and no ``usage``; 2025 GPT answers with ``created``/``data``/
 ``usage`` only; mid-2025 on, the echo fields ``background``, ``output_format``, ``quality``,
 ``size`` (``size`` may be any ``WxH``); 2026 ``usage.output_tokens_details`` with text tokens.
-Unknown fields and enum values are ignored, never rejected (spec section 7). ``read_sse``
+Unknown fields and enum values are ignored, never rejected: the API adds fields and values without notice. ``read_sse``
 reads a stream (section 8). Anything malformed raises ``ValueError``/``KeyError``/``TypeError``,
 which the provider's one translator turns into ``InvalidResponseError``.
 """
