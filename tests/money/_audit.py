@@ -12,8 +12,12 @@ After a case, these must hold whatever the fault was:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from imagegen import AsyncClient, ImageGenError, ImageRequest, ImageResult
@@ -111,3 +115,15 @@ def ledger_books(client: AsyncClient) -> tuple[float, float]:
     ledger = client.ledger
     assert ledger is not None
     return ledger.total_usd(), ledger.spent_usd()
+
+
+@contextlib.contextmanager
+def write_locked(path: str | Path) -> Iterator[None]:
+    """Another process's long write transaction on a SQLite file (the file must exist)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()

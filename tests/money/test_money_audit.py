@@ -13,7 +13,6 @@ import contextlib
 import json
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -30,7 +29,7 @@ from imagegen._jobstore import SqliteJobStore
 from imagegen._ledger import Ledger
 from imagegen.testing import asgi_transport, serve
 
-from ._audit import ENTRY_POINTS, MARGIN_S, Outcome, ledger_books, reconcile, run_entry
+from ._audit import ENTRY_POINTS, MARGIN_S, Outcome, ledger_books, reconcile, run_entry, write_locked
 from ._output_faults import KINDS, OutputFaults
 from .conftest import make_emulator, provider_table
 
@@ -68,18 +67,6 @@ async def test_output_download_faults_never_pay_twice_nor_lose_a_paid_image(tmp_
 ALL_PROVIDERS = ("gemini", "nb2", "nb2async", "wireflow")
 
 
-@contextlib.contextmanager
-def _write_locked(path: Any) -> Iterator[None]:
-    """Another process holding a SQLite file's write lock for the whole case."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
-
-
 async def _storage_case(tmp_path: Any, name: str, entry: str, config: dict[str, Any],
                         during: Any) -> tuple[Any, Any]:
     """Run ``entry`` inside the ``during`` fault; then, the fault over, a fresh client (which
@@ -101,7 +88,7 @@ async def test_a_locked_ledger_after_payment_loses_nothing(tmp_path, name, entry
     config = audit_config(tmp_path, [name], budget={})  # no budget: the ledger is first written after payment
     Ledger(tmp_path / "ledger.sqlite3")
     outcome, emulator = await _storage_case(tmp_path, name, entry, config,
-                                            lambda: _write_locked(tmp_path / "ledger.sqlite3"))
+                                            lambda: write_locked(tmp_path / "ledger.sqlite3"))
     assert outcome.results and emulator.counters.charges
     assert all(any("charge journal" in w for w in said) for said in outcome.warnings)
 
@@ -111,7 +98,7 @@ async def test_a_locked_ledger_after_payment_loses_nothing(tmp_path, name, entry
 async def test_a_locked_job_store_loses_nothing(tmp_path, name, entry):
     config = audit_config(tmp_path, [name])
     SqliteJobStore(tmp_path / "jobs.sqlite3")
-    outcome, _ = await _storage_case(tmp_path, name, entry, config, lambda: _write_locked(tmp_path / "jobs.sqlite3"))
+    outcome, _ = await _storage_case(tmp_path, name, entry, config, lambda: write_locked(tmp_path / "jobs.sqlite3"))
     if entry == "batch":  # keyed lines claim their key first: refused before anything is paid
         assert {type(e) for e in outcome.errors} == {StorageError}
     else:

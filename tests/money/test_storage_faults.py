@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,19 +15,8 @@ from imagegen._journal import journal_for
 from imagegen._ledger import Ledger
 from imagegen.testing import serve
 
+from ._audit import write_locked
 from .conftest import config_for, make_emulator
-
-
-@contextlib.contextmanager
-def write_locked(path):
-    """Another process's long write transaction on a SQLite file (it must exist already)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
 
 
 def test_a_locked_ledger_before_payment_is_a_storage_error_within_the_deadline(tmp_path):

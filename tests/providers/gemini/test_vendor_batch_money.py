@@ -4,8 +4,6 @@ ends (voided for a member that failed), whoever looks and whatever failed in bet
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
 import types
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from imagegen._journal import journal_for
 from imagegen._ledger import STALE_RESERVATION_S, Ledger
 from imagegen.testing import FakeClock, Fault, FaultPlan, LatencyModel, LoopbackServer, serve
 from imagegen_gemini.emulator import GeminiEmulator, create_emulator
+from tests.money._audit import write_locked
 
 from .conftest import API_KEY
 
@@ -41,18 +40,6 @@ def _config(server: LoopbackServer, tmp_path: Path, **extra: Any) -> dict[str, A
             "jobs": {"backend": "sqlite", "path": str(tmp_path / "jobs.sqlite3")}, "cache": {"backend": "off"},
             "ledger": {"backend": "sqlite", "path": str(tmp_path / "ledger.sqlite3")},
             "retry": {"max_attempts": 1}, **extra}
-
-
-@contextlib.contextmanager
-def _write_locked(path: Path) -> Iterator[None]:
-    """Another process's long write transaction on a SQLite file."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
 
 
 def test_every_member_is_charged_when_the_vendor_accepts_the_batch(started, tmp_path: Path) -> None:
@@ -121,7 +108,7 @@ def test_a_ledger_locked_at_acceptance_journals_the_charges(started, tmp_path: P
     emulator, server, clock = started
     config = _config(server, tmp_path)
     Ledger(tmp_path / "ledger.sqlite3").close()
-    with Client(config) as client, _write_locked(tmp_path / "ledger.sqlite3"):
+    with Client(config) as client, write_locked(tmp_path / "ledger.sqlite3"):
         batch = client.submit_batch(PROMPTS, provider="gemini")
         journal = journal_for(client.ledger)
     assert any("charge journal" in w for w in batch.warnings) and len(batch.warnings) <= 4
@@ -141,7 +128,7 @@ def test_a_job_store_locked_when_the_batch_ends_keeps_the_results(started, tmp_p
     with Client(config) as client:
         batch = client.submit_batch(PROMPTS, provider="gemini")
         clock.advance(TURNAROUND_S)  # the batch ends
-        with _write_locked(tmp_path / "jobs.sqlite3"):
+        with write_locked(tmp_path / "jobs.sqlite3"):
             result = client.wait(batch.id, timeout=30)
         assert len(result.images) == len(PROMPTS)
         assert any("job store could not record" in w for w in result.warnings)
