@@ -4,13 +4,14 @@
     res = Client().generate("a coastal villa at golden hour", provider="gemini")
     res.images[0].save("villa.png")
 
-``import imagegen`` itself loads nothing else: the public names below load together on first
-use (``from imagegen import Client`` loads them all), so the ``imagegen`` command starts
-without importing the client, and plugins, provider SDKs, Pillow, the emulator kit and the
-CLI load only when they are used; every pydantic model is ``defer_build``, so its validator
-is built on first use (benchmarks/import_time.py). A new public name goes in the
-``TYPE_CHECKING`` imports (for type checkers) and in ``__all__``; its module in ``_MODULES``
-if it is a new one.
+``import imagegen`` itself loads nothing else: a public name loads with its module on first
+use, so the ``imagegen`` command starts without importing the client, and plugins, provider
+SDKs, Pillow, the emulator kit and the CLI load only when they are used; every pydantic model
+is ``defer_build``, so its validator is built on first use. ``Client`` is a facade whose
+module loads only itself: the client behind it (asyncio, httpx, pydantic's models) loads on
+the first ``Client()`` (see ``imagegen._sync``; the cost of both steps is in
+benchmarks/results/import_time.md). A new public name goes in the ``TYPE_CHECKING`` imports
+(for type checkers) and in ``__all__``; in ``_HOMES`` too unless it is an error.
 
 Provider plugins are written with ``imagegen.provider``; emulators and the contract suite
 live in ``imagegen.testing``.
@@ -120,29 +121,56 @@ __all__ = [
     "load_config",
 ]
 
-#: The private modules the public names live in (imported together, on first use).
-_MODULES = ("._capabilities", "._client", "._config", "._errors", "._models", "._options", "._sessions",
-            "._streaming", "._sync", "._vendor_batch")
+#: Where the public names that are not errors live; every other one (an error) is in ``_errors``.
+#: A name loads with its module (and what that module imports), on first use.
+_HOMES = {
+    "AsyncClient": "._client", "AsyncSession": "._sessions", "Attempt": "._models",
+    "BatchEstimate": "._vendor_batch", "BatchJob": "._vendor_batch", "BatchMember": "._vendor_batch",
+    "BatchResult": "._vendor_batch", "Client": "._sync", "Config": "._config", "Cost": "._models",
+    "Image": "._models", "ImageInput": "._options", "ImageOptions": "._options", "ImageRequest": "._models",
+    "ImageResult": "._models", "InputImage": "._models", "Job": "._models", "JobStatus": "._models",
+    "ModelSpec": "._capabilities", "PartialImage": "._streaming", "Price": "._capabilities",
+    "RequestOptions": "._options", "Session": "._sessions", "SessionTurn": "._sessions", "Usage": "._models",
+    "load_config": "._config",
+}
 #: Names of the provider kit that ``imagegen`` exported before ``imagegen.provider`` existed.
 _MOVED_TO_PROVIDER = frozenset({"AdaptivePollSchedule", "PollSchedule", "Provider", "ProviderSettings", "hookimpl"})
 
 
-def _load_public() -> None:
+def _home(name: str) -> str:
+    return _HOMES.get(name, "._errors")
+
+
+def _load(name: str) -> None:
+    """Import the module ``name`` lives in, then publish every public name already loaded."""
     import gc
     import importlib
 
-    # What these imports make (modules, classes, tables) lives as long as the process: the
-    # collector's passes while they run walk it all for nothing (~10% of the import).
+    # What an import makes (modules, classes, tables) lives as long as the process: the
+    # collector's passes while it runs walk it all for nothing (~10% of the import).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        modules = [importlib.import_module(name, __name__) for name in _MODULES]
+        importlib.import_module(_home(name), __name__)
     finally:
         if collecting:
             gc.enable()
+    _publish_loaded()
+
+
+def _publish_loaded() -> None:
+    """Bind the public names of every home module already imported (by ``_load`` or by the
+    modules it imported, such as the client's on a first ``Client()``), so that they claim
+    ``imagegen`` as their module (tracebacks, reprs) from the moment they exist."""
+    import sys
+
     for name in __all__:
-        obj = next(getattr(m, name) for m in modules if hasattr(m, name))
-        # Public objects report the public module, not the private one they live in.
+        module = sys.modules.get(__name__ + _home(name))
+        if module is None or name in globals():
+            continue
+        obj = getattr(module, name, None)
+        if obj is None:  # its module is still being imported
+            continue
         if getattr(obj, "__module__", "").startswith("imagegen._"):
             try:
                 obj.__module__ = "imagegen"
@@ -153,7 +181,7 @@ def _load_public() -> None:
 
 def __getattr__(name: str) -> typing.Any:
     if name in __all__:
-        _load_public()
+        _load(name)
         return globals()[name]
     if name in _MOVED_TO_PROVIDER:
         import warnings

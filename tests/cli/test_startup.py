@@ -98,7 +98,7 @@ def test_argument_errors_are_short_and_exit_2() -> None:
 _MODELS_BUILT = """
 import sys
 import pydantic
-from imagegen import Client
+from imagegen import *  # every public name, so the client and every module it imports
 built = sorted(f"{name}.{value.__qualname__}" for name, module in list(sys.modules.items())
                if name.startswith("imagegen") for value in vars(module).values()
                if isinstance(value, type) and issubclass(value, pydantic.BaseModel) and value.__pydantic_complete__)
