@@ -171,7 +171,8 @@ def _publish_loaded() -> None:
         obj = getattr(module, name, None)
         if obj is None:  # its module is still being imported
             continue
-        if getattr(obj, "__module__", "").startswith("imagegen._"):
+        # A name the provider kit exports too (``ModelSpec``) claims ``imagegen`` whichever loaded first.
+        if getattr(obj, "__module__", "").startswith(("imagegen._", "imagegen.provider")):
             try:
                 obj.__module__ = "imagegen"
             except (AttributeError, TypeError):
