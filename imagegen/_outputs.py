@@ -11,12 +11,16 @@ pay again, and ``wait(job_id)`` can fetch the outputs later.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 
 import httpx
+import pydantic_core
+from pydantic import ConfigDict, TypeAdapter
 
 from ._errors import (
     InvalidImageError,
+    InvalidResponseError,
     OutputUnavailableError,
     ProviderError,
     ProviderTimeoutError,
@@ -26,7 +30,7 @@ from ._http import DownloadPolicy, current_scope, fetch_image
 from ._imaging import probe_image
 from ._models import Image, ImageResult
 
-__all__ = ["OUTPUT_FETCH_RETRIES", "check_decodes", "check_whole", "fetch_outputs"]
+__all__ = ["OUTPUT_FETCH_RETRIES", "check_decodes", "check_whole", "decode_base64", "decode_image", "fetch_outputs"]
 
 #: A PNG's last chunk, whole: length 0, type IEND, its CRC.
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -35,6 +39,44 @@ _DECODE_ON_LOOP_BYTES = 512 * 1024
 
 #: Transient download failures (5xx, 429, dropped connections) are tried again this many times.
 OUTPUT_FETCH_RETRIES = 2
+
+
+@functools.cache
+def _base64_reader() -> TypeAdapter[bytes]:
+    """Strict base64 in pydantic-core (Rust): about twice as fast as ``binascii`` on the megabytes
+    of a 2K/4K image (benchmarks/results/gemini_overhead.md). Built on first use, not at import."""
+    return TypeAdapter(bytes, config=ConfigDict(val_json_bytes="base64"))
+
+
+def decode_base64(text: object) -> bytes:
+    """Strict base64 (a ``data:`` URL prefix tolerated); ValueError for anything else. Padding is
+    required, so an image cut off mid-answer fails here rather than decoding to half an image."""
+    if isinstance(text, str) and text.startswith("data:"):
+        text = text.partition(",")[2]
+    # A quote or backslash would not survive as the JSON string literal pydantic-core reads.
+    if not isinstance(text, str) or not text or len(text) % 4 or '"' in text or "\\" in text:
+        raise ValueError("invalid base64 data (empty, not text, or cut short)")
+    try:
+        return _base64_reader().validate_json(f'"{text}"')
+    except pydantic_core.ValidationError as exc:
+        raise ValueError(f"invalid base64 data: {exc.errors()[0]['msg']}") from None
+
+
+def decode_image(data: object, *, provider: str, what: str = "output image", declared: str | None = None,
+                 warnings: list[str] | None = None) -> Image:
+    """An image a vendor answered inline, as bytes or base64 text. Format and size come from the
+    bytes (a different ``declared`` MIME type adds a warning); bytes that are not a readable
+    image are the vendor's fault, not the caller's input: ``InvalidResponseError``."""
+    try:
+        raw = data if isinstance(data, bytes) else decode_base64(data)
+        image = Image.from_bytes(raw, what=f"{provider} {what}")
+    except (ValueError, InvalidImageError) as exc:
+        raise InvalidResponseError(f"{provider} returned an unreadable image ({what}): {exc}", provider=provider,
+                                   status_code=200) from exc
+    if declared and declared.lower() != image.mime_type and warnings is not None:
+        warnings.append(f"{provider} declared {declared.lower()} but the bytes are {image.mime_type}; "
+                        "the bytes were trusted")
+    return image
 
 
 async def fetch_outputs(http: httpx.AsyncClient, urls: list[str], *, provider: str, job_id: str | None,

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from ._capabilities import ModelSpec, check_request, load_models
 from ._errors import (
     ImageGenError,
+    InvalidImageError,
     InvalidResponseError,
     JobFailedError,
     JobTimeoutError,
@@ -184,7 +185,9 @@ class Provider:
 
     @classmethod
     def default_model(cls) -> str:
-        return cls.models()[0].id
+        """The model flagged ``default = true`` in the model data, else the first one."""
+        specs = cls.models()
+        return next((s.id for s in specs if s.extra.get("default")), specs[0].id)
 
     def model_spec(self, model: str | None = None) -> ModelSpec:
         wanted = model or self.settings.model or self.default_model()
@@ -300,6 +303,24 @@ class Provider:
         policy = self.download_policy()
         return list(await asyncio.gather(*(fetch_image(self.http, url, provider=self.instance_name, policy=policy)
                                            for url in urls)))
+
+    async def input_images(self, request: ImageRequest) -> list[tuple[bytes, str]]:
+        """Each reference image's bytes and MIME type, for an API that takes bytes only: URLs are
+        downloaded under the policy. A URL refused or not an image is the caller's input at fault
+        (``InvalidImageError``); a transient failure stays retryable."""
+        found: list[tuple[bytes, str]] = []
+        for index, image in enumerate(request.images, 1):
+            if image.data is not None:
+                found.append((image.data, image.mime_type or "image/png"))
+                continue
+            try:
+                [fetched] = await self.download([image.url or ""])
+            except ProviderUnavailableError:
+                raise
+            except ProviderError as exc:
+                raise InvalidImageError(f"input image {index} ({image.url}) cannot be used: {exc.message}") from exc
+            found.append((fetched.data, fetched.mime_type))
+        return found
 
     def result_of(self, job: Job) -> ImageResult:
         """The result of a finished job; JobFailedError if it failed or was cancelled."""

@@ -28,7 +28,7 @@ What the kit holds:
   ``InvalidResponseError``;
 - data: ``load_models`` (the one model-file loader), ``ModelSpec``, ``Price``;
 - jobs: ``PollSchedule``/``AdaptivePollSchedule``, ``make_job_id``, output fetching
-  (``fetch_image``, ``DownloadPolicy``);
+  (``fetch_image``, ``DownloadPolicy``) and inline outputs (``decode_image``, ``decode_base64``);
 - HTTP facts: ``parse_wait_hint``, ``retry_after_from_headers``, ``describe_body``,
   ``shared_ssl_context``; streaming previews: ``partial_sink``, ``PartialImage``;
   ``default_data_dir`` for files a provider keeps between runs; a vendor's own batch API:
@@ -48,6 +48,7 @@ from ._http import (
 from ._http_provider import HTTPProvider
 from ._jobstore import default_data_dir
 from ._models import make_job_id, split_job_id
+from ._outputs import decode_base64, decode_image
 from ._plugins import hookimpl
 from ._polling import AdaptivePollSchedule, PollSchedule, Schedule
 from ._provider import OnSubmit, Provider, ProviderSettings, RateLimits, parsing
@@ -81,6 +82,8 @@ __all__ = [
     "SynchronousProvider",
     "VendorBatchAPI",
     "VendorBatchSnapshot",
+    "decode_base64",
+    "decode_image",
     "default_data_dir",
     "describe_body",
     "fetch_image",

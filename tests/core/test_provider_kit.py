@@ -114,3 +114,42 @@ async def test_a_bug_during_a_half_open_probe_releases_the_circuit(tinyplug: Pat
             await client.generate("[[crash]]", provider="first")
         assert (await client.generate("a fox", provider="first")).images  # the next probe is let through
         assert dict(CALLS) == {"first": 2}
+
+
+def test_an_inline_image_is_read_from_its_bytes_and_a_bad_one_is_the_vendors_fault() -> None:
+    import base64
+
+    from imagegen.provider import decode_base64, decode_image
+    from imagegen.testing import synth_image
+
+    png = synth_image(8, 4, "png", seed=1)
+    warnings: list[str] = []
+    image = decode_image(base64.b64encode(png).decode(), provider="acme", declared="IMAGE/JPEG", warnings=warnings)
+    assert (image.data, image.mime_type, image.width, image.height) == (png, "image/png", 8, 4)
+    assert warnings == ["acme declared image/jpeg but the bytes are image/png; the bytes were trusted"]
+    assert decode_image(png, provider="acme").data == png
+    assert decode_base64("data:image/png;base64," + base64.b64encode(png).decode()) == png
+    cut = base64.b64encode(png).decode()[:-2]
+    for broken in (cut, "", None, "ab!=", base64.b64encode(b"text, not an image").decode()):
+        with pytest.raises(InvalidResponseError, match="acme returned an unreadable image") as info:
+            decode_image(broken, provider="acme")
+        assert info.value.status_code == 200 and info.value.retryable
+
+
+def test_the_default_model_is_the_one_the_data_flags() -> None:
+    from imagegen import ModelSpec
+    from imagegen.provider import Provider
+
+    class Flagged(Provider):
+        name = "flagged"
+
+        @classmethod
+        def models(cls) -> list[ModelSpec]:
+            return [ModelSpec(id="a"), ModelSpec(id="b", extra={"default": True})]
+
+    class Unflagged(Flagged):
+        @classmethod
+        def models(cls) -> list[ModelSpec]:
+            return [ModelSpec(id="a"), ModelSpec(id="b")]
+
+    assert (Flagged.default_model(), Unflagged.default_model()) == ("b", "a")

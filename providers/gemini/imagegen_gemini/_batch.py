@@ -170,8 +170,7 @@ class GeminiBatches:
         from . import _wire
 
         self.provider.validate(request, spec)
-        images = [await self.provider._input_image(image, i) for i, image in enumerate(request.images, 1)]
-        return _wire.build_body(request, images)
+        return _wire.build_body(request, await self.provider.input_images(request))
 
     async def _upload(self, members: list[wire.MemberRequest], display_name: str) -> str:
         data = b"".join(wire.jsonl_lines(members))
@@ -203,8 +202,7 @@ class GeminiBatches:
         except ImageGenError as exc:
             return exc
         discount = spec.price.batch_discount if spec.price and spec.price.batch_discount else 1.0
-        cost = Cost(usd=None if read.cost.usd is None else round(read.cost.usd * discount, 9), estimated=False,
-                    breakdown={k: round(v * discount, 9) for k, v in read.cost.breakdown.items()})
-        return ImageResult(images=read.images, provider=name, model=spec.id, cost=cost, usage=read.usage,
-                           text=read.text, warnings=read.warnings,
-                           metadata={**read.metadata, "batch": native_id, "batch_key": key, "batch_discount": discount})
+        read.cost = Cost(usd=None if read.cost.usd is None else round(read.cost.usd * discount, 9), estimated=False,
+                         breakdown={k: round(v * discount, 9) for k, v in read.cost.breakdown.items()})
+        read.metadata.update(batch=native_id, batch_key=key, batch_discount=discount)
+        return read

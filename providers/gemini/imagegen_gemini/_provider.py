@@ -46,15 +46,12 @@ from imagegen import (
     ImageGenError,
     ImageRequest,
     ImageResult,
-    InvalidImageError,
     InvalidRequestError,
     Job,
     MissingCredentialsError,
     ModelSpec,
     PermissionDeniedError,
-    ProviderError,
     ProviderTimeoutError,
-    ProviderUnavailableError,
     RateLimitError,
     UnsupportedFeatureError,
 )
@@ -168,12 +165,6 @@ class GeminiProvider(SynchronousProvider):
     def models(cls) -> list[ModelSpec]:
         return list(load_catalog())
 
-    @classmethod
-    def default_model(cls) -> str:
-        """The model flagged ``default`` in the data (the first one if none is)."""
-        specs = cls.models()
-        return next((s.id for s in specs if s.extra.get("default")), specs[0].id)
-
     @property
     def api_version(self) -> str:
         if self.settings.api_version:
@@ -237,7 +228,7 @@ class GeminiProvider(SynchronousProvider):
             raise InvalidRequestError(
                 f"{self.instance_name} makes one image per call; ask the Client for n={request.n}, which "
                 "splits it into calls")
-        images = [await self._input_image(image, index) for index, image in enumerate(request.images, 1)]
+        images = await self.input_images(request)
         limit = self.request_timeout(request, spec)
         remaining = max(1.0, deadline - time.monotonic())
         body = _wire.build_body(request, images)
@@ -251,25 +242,22 @@ class GeminiProvider(SynchronousProvider):
         # HTTP timeout is the nearer one, the margin lets it fire first, with its clearer error.
         with self.sdk_errors(spec):
             async with asyncio.timeout(remaining if remaining < limit else limit + 5.0):
-                http_response = await self._post(client, spec, body)
+                answer = await self._post(client, spec, body)
         del body
         # The SDK hands over a body only for HTTP 200. Parse it, then drop every other copy of it
         # before decoding images: a 4K answer is megabytes of base64 (benchmarks/gemini_memory.py).
         with self.parsing("generateContent answer", status_code=200):
-            data = _wire.parse_body(http_response.body if http_response else None, provider=self.instance_name)
-            del http_response
+            data = _wire.parse_body(answer, provider=self.instance_name)
+            del answer
             model_turn = _conversation.model_turn(data) if user_turn is not None else None
-            answer = _wire.read_answer(data, spec, provider=self.instance_name)
+            result = _wire.read_answer(data, spec, provider=self.instance_name)
         if user_turn is not None:
-            answer.metadata[_conversation.KEY] = [user_turn, model_turn]
-        native_id = answer.response_id or uuid.uuid4().hex
-        return ImageResult(
-            images=answer.images, provider=self.instance_name, model=spec.id,
-            job_id=self.job_id(native_id), cost=answer.cost, usage=answer.usage,
-            text=answer.text, metadata=answer.metadata, warnings=answer.warnings)
+            result.metadata[_conversation.KEY] = [user_turn, model_turn]
+        result.job_id = self.job_id(result.metadata["response_id"] or uuid.uuid4().hex)
+        return result
 
-    async def _post(self, client: genai.Client, spec: ModelSpec, body: dict[str, Any]) -> Any:
-        """POST ``generateContent`` through the SDK's API client and return its raw HTTP response.
+    async def _post(self, client: genai.Client, spec: ModelSpec, body: dict[str, Any]) -> str | bytes | None:
+        """POST ``generateContent`` through the SDK's API client and return the raw 200 body.
 
         The SDK still builds the URL (API version, Vertex project/location), authenticates
         (API key or Google credentials), applies the timeout and turns error answers into its
@@ -285,14 +273,14 @@ class GeminiProvider(SynchronousProvider):
 
             response = await client.aio.models.generate_content(model=spec.id, **_wire.sdk_arguments(body))
             http_response, response.sdk_http_response = response.sdk_http_response, None
-            return http_response
+            return http_response.body if http_response else None
         model = f"publishers/google/models/{spec.id}" if api.vertexai else f"models/{spec.id}"
         path = f"{model}:generateContent"
         if not _signs_each_request(api):
             return await self._send_prepared(api, path, body)
-        return await api.async_request("post", path, body)
+        return (await api.async_request("post", path, body)).body  # type: ignore[no-any-return]
 
-    async def _send_prepared(self, api: Any, path: str, body: dict[str, Any]) -> Any:
+    async def _send_prepared(self, api: Any, path: str, body: dict[str, Any]) -> bytes:
         """What ``api.async_request`` does for a key-authenticated call, with the URL, headers
         and timeout the SDK built once for this path and client: its per-call wrapper (tenacity
         with one attempt, which inspects the callable's signature on every call, and a fresh
@@ -308,19 +296,7 @@ class GeminiProvider(SynchronousProvider):
         response = await self.http.request("POST", url, headers=headers, timeout=timeout,
                                            content=json.dumps(body).encode("utf-8"))
         await _sdk_errors().APIError.raise_for_async_response(response)
-        return _Answer(response.content)
-
-    async def _input_image(self, image: Any, index: int) -> tuple[bytes, str]:
-        """Bytes and MIME type of one reference image; URLs are downloaded under the safe policy."""
-        if image.data is not None:
-            return image.data, image.mime_type or "image/png"
-        try:
-            [fetched] = await self.download([image.url or ""])
-        except ProviderUnavailableError:
-            raise  # transient: the router may retry
-        except ProviderError as exc:  # refused or not an image: the caller's input is at fault
-            raise InvalidImageError(f"input image {index} ({image.url}) cannot be used: {exc.message}") from exc
-        return fetched.data, fetched.mime_type
+        return response.content
 
     def _client(self, timeout: float) -> genai.Client:
         """The SDK client for calls of this timeout, built once, on the provider's httpx clients,
@@ -369,26 +345,24 @@ class GeminiProvider(SynchronousProvider):
         spec = next((s for s in self.models() if model in s.names), None)
         return read_google_error(reply, replacement=spec.extra.get("replacement") if spec else None)
 
-    def translate_error(self, exc: BaseException) -> ImageGenError | None:
-        return self._translate(exc, None)
-
     @contextmanager
     def sdk_errors(self, spec: ModelSpec | None) -> Iterator[None]:
-        """Around SDK calls: what ``_translate`` maps is raised from the SDK's exception; anything
+        """Around SDK calls: what ``translate_error`` maps is raised from the SDK's exception; anything
         else is a bug and propagates as it is."""
         try:
             yield
         except ImageGenError:
             raise
         except Exception as exc:
-            error = self._translate(exc, spec)
+            error = self.translate_error(exc, spec)
             if error is None:
                 raise
             raise error from exc
 
-    def _translate(self, exc: BaseException, spec: ModelSpec | None) -> ImageGenError | None:
-        """google-genai's ``APIError`` (any non-200 answer) through the status table; a Google
-        credentials failure as what to set up; transport failures as the kit knows them."""
+    def translate_error(self, exc: BaseException, spec: ModelSpec | None = None) -> ImageGenError | None:
+        """google-genai's ``APIError`` (any non-200 answer) through the status table (``spec``: the
+        model called); a Google credentials failure as what to set up; transport failures as the
+        kit knows them."""
         name = self.instance_name
         errors = sys.modules.get("google.genai.errors")
         if errors is not None and isinstance(exc, errors.APIError):
@@ -410,15 +384,6 @@ class GeminiProvider(SynchronousProvider):
         self._api_clients = {}
         self._prepared = {}
         self._sync_http = None
-
-
-class _Answer:
-    """A 200's raw body, as the SDK's ``SdkHttpResponse`` carries it."""
-
-    __slots__ = ("body",)
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
 
 
 @functools.cache

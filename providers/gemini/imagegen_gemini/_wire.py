@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic_core
@@ -24,20 +23,20 @@ from typing_extensions import TypedDict
 
 from imagegen import (
     ContentPolicyError,
-    Cost,
     Image,
     ImageRequest,
-    InvalidImageError,
+    ImageResult,
     InvalidResponseError,
     ModelSpec,
     NoImageReturnedError,
     ProviderError,
     Usage,
 )
+from imagegen.provider import decode_image
 
 from ._pricing import cost_of
 
-__all__ = ["DEFAULT_MODALITIES", "Answer", "build_body", "parse_body", "read_answer", "sdk_arguments", "usage_of"]
+__all__ = ["DEFAULT_MODALITIES", "build_body", "parse_body", "read_answer", "sdk_arguments", "usage_of"]
 
 #: Text and image: the model's own words (captions, refusals) reach the caller as ``text``.
 DEFAULT_MODALITIES = ("TEXT", "IMAGE")
@@ -100,19 +99,6 @@ def sdk_arguments(body: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the answer --------------------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    """What one ``generateContent`` answer holds, read and checked."""
-
-    response_id: str | None
-    images: list[Image]
-    text: list[str]
-    usage: Usage
-    cost: Cost
-    metadata: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
 
 
 class _InlineData(TypedDict, total=False):
@@ -186,9 +172,9 @@ def parse_body(body: str | bytes | None, *, provider: str) -> dict[str, Any]:
     return data
 
 
-def read_answer(data: dict[str, Any], spec: ModelSpec, *, provider: str) -> Answer:
-    """Read images, text, usage and cost from the parsed answer, or raise the refusal it stands
-    for. Unknown fields are ignored. Each image's base64 text is released once decoded."""
+def read_answer(data: dict[str, Any], spec: ModelSpec, *, provider: str) -> ImageResult:
+    """The result in the parsed answer (its ``job_id`` left to the caller), or the refusal it
+    stands for. Unknown fields are ignored. Each image's base64 leaves the answer as it is decoded."""
     usage = usage_of(data.get("usageMetadata"))
     candidates = _dicts(data.get("candidates"))
     images: list[Image] = []
@@ -206,7 +192,8 @@ def read_answer(data: dict[str, Any], spec: ModelSpec, *, provider: str) -> Answ
                 continue
             blob = part.get("inlineData")
             if isinstance(blob, dict) and str(blob.get("mimeType", "")).lower().startswith("image/"):
-                images.append(_image(blob, provider=provider, warnings=warnings))
+                images.append(decode_image(blob.pop("data", None) or "", provider=provider,
+                                           declared=str(blob["mimeType"]), warnings=warnings))
             elif isinstance(part.get("text"), str) and part["text"]:
                 text.append(part["text"])
     first = candidates[0] if candidates else {}
@@ -222,8 +209,8 @@ def read_answer(data: dict[str, Any], spec: ModelSpec, *, provider: str) -> Answ
         metadata["grounding"] = first["groundingMetadata"]
     if not images:
         raise _refusal(data, candidates, usage, text, provider=provider)
-    return Answer(response_id=data.get("responseId"), images=images, text=text, usage=usage,
-                  cost=cost_of(usage, spec), metadata=metadata, warnings=warnings)
+    return ImageResult(images=images, provider=provider, model=spec.id, cost=cost_of(usage, spec), usage=usage,
+                       text=text, metadata=metadata, warnings=warnings)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -232,37 +219,6 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-#: Strict base64 decoding in pydantic-core (Rust): about twice as fast as ``binascii`` on the
-#: megabytes of a 2K/4K answer (see benchmarks/results/gemini_overhead.md).
-_BASE64 = TypeAdapter(bytes, config=ConfigDict(val_json_bytes="base64"))
-
-
-def _decode_base64(encoded: str) -> bytes:
-    # Padding is required (a cut-off answer fails here); a quote or backslash would not survive
-    # as a JSON string literal.
-    if len(encoded) % 4 or '"' in encoded or "\\" in encoded:
-        raise ValueError("invalid base64 data")
-    try:
-        return _BASE64.validate_json(f'"{encoded}"')
-    except pydantic_core.ValidationError as exc:
-        raise ValueError(f"invalid base64 data: {exc.errors()[0]['msg']}") from None
-
-
-def _image(blob: dict[str, Any], *, provider: str, warnings: list[str]) -> Image:
-    declared = str(blob.get("mimeType", "")).lower()
-    try:
-        encoded, blob["data"] = blob.get("data") or "", None
-        data = encoded if isinstance(encoded, bytes) else _decode_base64(encoded)
-        del encoded
-        image = Image.from_bytes(data, what=f"{provider} output image")
-    except (ValueError, InvalidImageError) as exc:  # their bytes, not the caller's input
-        raise InvalidResponseError(f"{provider} returned an unreadable image: {exc}", provider=provider) from exc
-    if declared != image.mime_type:
-        warnings.append(f"{provider} declared {declared} but the bytes are {image.mime_type}; "
-                        "the bytes were trusted")
-    return image
 
 
 def _refusal(data: dict[str, Any], candidates: list[dict[str, Any]], usage: Usage, text: list[str],

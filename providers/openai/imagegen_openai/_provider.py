@@ -43,8 +43,6 @@ import httpx
 
 from imagegen import (
     Cost,
-    Image,
-    ImageGenError,
     ImageRequest,
     ImageResult,
     InvalidRequestError,
@@ -60,6 +58,7 @@ from imagegen.provider import (
     ProviderSettings,
     StatusRule,
     SynchronousProvider,
+    decode_image,
     fetch_image,
     partial_sink,
 )
@@ -111,10 +110,6 @@ class OpenAIProvider(SynchronousProvider, HTTPProvider):
     @classmethod
     def models(cls) -> list[ModelSpec]:
         return list(load_catalog())
-
-    @classmethod
-    def default_model(cls) -> str:
-        return next(s.id for s in cls.models() if s.extra.get("default"))
 
     # -- before any network call -----------------------------------------------------------------
 
@@ -202,7 +197,7 @@ class OpenAIProvider(SynchronousProvider, HTTPProvider):
                 if event is None:
                     continue
                 if event.type.endswith(".partial_image"):
-                    image = self._image(event.data.get("b64_json"), what="preview")
+                    image = decode_image(event.data.get("b64_json"), provider=self.instance_name, what="preview")
                     with self.parsing("stream event", status_code=200):
                         index = int(event.data.get("partial_image_index", 0))
                     sink.deliver(PartialImage(index=index, image=image, provider=self.instance_name, model=spec.id))
@@ -224,16 +219,6 @@ class OpenAIProvider(SynchronousProvider, HTTPProvider):
                                   if isinstance(final.get(k), str)})
             return await self._result(parsed, request, spec, size, response.headers, warnings)
 
-    def _image(self, data: Any, *, what: str) -> Image:
-        from ._wire import decode_b64
-
-        with self.parsing(what, status_code=200):
-            raw = data if isinstance(data, bytes) else decode_b64(data)
-        try:
-            return Image.from_bytes(raw, what=f"{self.instance_name} {what}")
-        except ImageGenError as exc:  # their bytes, not the caller's
-            raise InvalidResponseError(exc.message, provider=self.instance_name, status_code=200) from exc
-
     async def _result(self, parsed: Parsed, request: ImageRequest, spec: ModelSpec, size: str,
                       headers: httpx.Headers, warnings: list[str]) -> ImageResult:
         if not parsed.items:
@@ -241,7 +226,7 @@ class OpenAIProvider(SynchronousProvider, HTTPProvider):
                                        status_code=200, request_id=headers.get("x-request-id"))
         images = await asyncio.gather(*(
             fetch_image(self.http, item.url, provider=self.instance_name, policy=self.download_policy())
-            if item.url is not None else asyncio.sleep(0, self._image(item.data, what="output image"))
+            if item.url is not None else asyncio.sleep(0, decode_image(item.data, provider=self.instance_name))
             for item in parsed.items))
         usage = usage_of(parsed.usage)
         if parsed.usage is not None:

@@ -11,16 +11,15 @@ which the provider's one translator turns into ``InvalidResponseError``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from imagegen import Usage
+from imagegen.provider import decode_base64
 
-__all__ = ["Item", "Parsed", "SseDecoder", "SseEvent", "decode_b64", "parse_images", "read_sse", "usage_of"]
+__all__ = ["Item", "Parsed", "SseDecoder", "SseEvent", "parse_images", "read_sse", "usage_of"]
 
 
 @dataclass
@@ -44,18 +43,6 @@ class Parsed:
 _ECHO = ("background", "output_format", "quality", "size")
 
 
-def decode_b64(text: Any) -> bytes:
-    """Strict base64 (no ``data:`` prefix is expected, but one is tolerated)."""
-    if not isinstance(text, str) or not text:
-        raise ValueError("b64_json is empty or not a string")
-    if text.startswith("data:"):
-        text = text.partition(",")[2]
-    try:
-        return base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
-        raise ValueError(f"b64_json is not valid base64 ({exc}); the answer was probably cut short") from None
-
-
 def parse_images(body: bytes | str | dict[str, Any]) -> Parsed:
     data = json.loads(body) if isinstance(body, (bytes, str)) else body
     if not isinstance(data, dict):
@@ -71,7 +58,7 @@ def parse_images(body: bytes | str | dict[str, Any]) -> Parsed:
             raise TypeError("an item of data is not an object")
         item = Item(revised_prompt=raw.get("revised_prompt") if isinstance(raw.get("revised_prompt"), str) else None)
         if raw.get("b64_json") is not None:
-            item.data = decode_b64(raw["b64_json"])
+            item.data = decode_base64(raw["b64_json"])
         elif isinstance(raw.get("url"), str) and raw["url"]:
             item.url = raw["url"]
         else:

@@ -29,7 +29,7 @@ def test_fast_and_tolerant_paths_read_the_same_answer(spaced):
     assert isinstance(fast["candidates"][0]["content"]["parts"][1]["inlineData"]["data"], bytes)
     read = _wire.read_answer(fast, SPEC, provider="gemini")
     assert read.images[0].data == image and (read.images[0].width, read.images[0].height) == (64, 48)
-    assert read.text == ["here it is"] and read.response_id == "r1"
+    assert read.text == ["here it is"] and read.metadata["response_id"] == "r1"
     assert _wire.read_answer(__import__("json").loads(body), SPEC, provider="gemini").images[0].data == image
 
 
