@@ -6,8 +6,9 @@ user's install has); medians over the rounds are reported, wall time and CPU tim
 system: on a busy machine it moves far less than wall time), each as a ratio to the subject's
 reference, with the peak RSS of the interpreter next to them:
 
-- the library (``import imagegen``, ``from imagegen import Client``, which loads every public
-  name) against ``import httpx, pydantic``, the two libraries it is built on (bar: 1.5x);
+- the library (``import imagegen``, ``from imagegen import Client``, and ``from imagegen import
+  AsyncClient``, the client itself: ``Client`` is a facade that loads it on the first ``Client()``)
+  against ``import httpx, pydantic``, the two libraries it is built on (bar: 1.5x);
 - the command (``imagegen --help``, ``imagegen --version``, an argument error) against
   ``python -c "import typer"`` (bar: 2.5x; a bare Typer app with rich help is ~2.1x);
 - ``imagegen providers --json`` (discovers the plugins) for information, and a first call
@@ -85,6 +86,8 @@ def subjects(others: list[str], baseline: str | None = None) -> dict[str, tuple[
             f"{prefix}import imagegen": (_python("import imagegen", checkout), "import httpx, pydantic"),
             f"{prefix}from imagegen import Client": (_python("from imagegen import Client", checkout),
                                                      "import httpx, pydantic"),
+            f"{prefix}from imagegen import AsyncClient": (_python("from imagegen import AsyncClient", checkout),
+                                                          "import httpx, pydantic"),
             f"{prefix}... + Client() + estimate()": (_python(_FIRST_CALL, checkout), "import httpx, pydantic"),
             f"{prefix}imagegen --help": (_command("--help", checkout=checkout), "import typer"),
             f"{prefix}imagegen --version": (_command("--version", checkout=checkout), "import typer"),
