@@ -30,7 +30,7 @@ from ._errors import (
     UnknownProviderError,
 )
 from ._gc import freeze_startup_objects
-from ._http import call_scope, guarded_transport, keep_cookies_cheaply, shared_ssl_context
+from ._http import call_scope, guarded_transport, keep_cookies_cheaply
 from ._jobstore import JobStore
 from ._journal import journal_for
 from ._ledger import BudgetLimits, Ledger, RedisLedger
@@ -168,9 +168,8 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
             limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
             http = keep_cookies_cheaply(httpx.AsyncClient(
                 timeout=settings.timeout or cls.default_timeout,
-                limits=limits,  # limits and verify still shape the proxy transports httpx mounts from the env
+                # Limits and TLS live in the transport: given one, httpx mounts no proxy from the env.
                 transport=self._transports.get(name) or guarded_transport(limits),
-                verify=shared_ssl_context(),
                 headers={"User-Agent": f"imagegen/{__version__}"},
                 event_hooks={"response": [watch_answer]},  # a 2xx to a billed call is paid (_answers)
             ))

@@ -300,7 +300,34 @@ def guarded_transport(limits: httpx.Limits, *, backend: str | None = None) -> ht
     for why) or ``"httpcore"`` (httpx's own, with ``_AddressGuard`` as its network backend).
     Downloads keep the provider's one pooled client (and any transport a test or proxy
     injects in its place; through a proxy, the proxy's lookup is the one that counts).
+
+    It is built when the first request needs it: a provider made for an estimate, a price
+    table or a job listing loads neither aiohttp (~60-95 ms of CPU) nor the CA bundle of the
+    TLS context (~40 ms); the first request pays them instead (benchmarks/import_time.py).
     """
+    return _BuiltOnFirstRequest(functools.partial(_build_transport, limits, backend))
+
+
+class _BuiltOnFirstRequest(httpx.AsyncBaseTransport):
+    """A transport made by ``build`` when the first request needs it (see ``guarded_transport``)."""
+
+    def __init__(self, build: Callable[[], httpx.AsyncBaseTransport]) -> None:
+        self._build = build
+        self._transport: httpx.AsyncBaseTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._transport is None:
+            self._transport = self._build()
+            # Later requests go straight to it: no extra call per request.
+            self.handle_async_request = self._transport.handle_async_request  # type: ignore[method-assign]
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+
+
+def _build_transport(limits: httpx.Limits, backend: str | None) -> httpx.AsyncBaseTransport:
     if backend is None:
         backend = "aiohttp" if importlib.util.find_spec("aiohttp") is not None else "httpcore"
     if backend == "aiohttp":

@@ -46,3 +46,16 @@ def test_a_client_made_at_once_works() -> None:
             "    assert c.estimate('a red fox', provider='wireflow').usd >= 0")
     loaded = loaded_after(code)
     assert loaded["imagegen._client"]
+
+
+def test_an_estimate_loads_no_http_connection_layer() -> None:
+    """A provider made for an estimate (no network call) builds its transport on its first
+    request: neither aiohttp nor the TLS context's CA bundle is loaded before that."""
+    code = ("from imagegen import Client\nimport imagegen._http as http\n"
+            "with Client({'providers': {'wireflow': {'api_key': 'k', 'base_url': 'http://127.0.0.1:9'}},"
+            " 'cache': {'backend': 'off'}, 'jobs': {'backend': 'memory'}, 'ledger': {'backend': 'off'}}) as c:\n"
+            "    c.estimate('a red fox', provider='wireflow')\n"
+            "    assert http.shared_ssl_context.cache_info().currsize == 0, 'the CA bundle was loaded'\n"
+            "    assert 'aiohttp' not in sys.modules and 'httpcore' not in sys.modules, 'a transport was built'")
+    loaded = loaded_after(code)
+    assert loaded["imagegen._client"]
