@@ -9,12 +9,37 @@ many stores keep it, and each store deletes only its own name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["BlobDir"]
+
+#: sha -> set once the file being written under that name (by any store of this process) is in place.
+_WRITING: dict[str, threading.Event] = {}
+_WRITING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _writing(sha: str) -> Iterator[None]:
+    """Write ``sha``'s file alone in this process: the job store's writer and the cache's may be
+    given the same image at the same moment, and the second should link the first's file rather
+    than write the bytes again."""
+    while True:
+        with _WRITING_LOCK:
+            busy = _WRITING.get(sha)
+            if busy is None:
+                _WRITING[sha] = mine = threading.Event()
+                break
+        busy.wait()
+    try:
+        yield
+    finally:
+        with _WRITING_LOCK:
+            del _WRITING[sha]
+        mine.set()
 
 
 class BlobDir:
@@ -43,6 +68,10 @@ class BlobDir:
         if sha[:2] not in self._made:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             self._made.add(sha[:2])
+        with _writing(sha):  # a sibling writing the same bytes right now: its file is linked
+            self._put(sha, data, target)
+
+    def _put(self, sha: str, data: bytes, target: str) -> None:
         for sibling in self.siblings:
             try:
                 os.link(sibling._name(sha), target)

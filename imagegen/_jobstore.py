@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import functools
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -28,9 +29,11 @@ from ._blobs import BlobDir
 from ._claims import CLAIMS_SCHEMA, Claim, MemoryClaims, RedisClaims, SqliteClaims
 from ._models import Job
 from ._sqlite import ThreadConnections, Writer
-from ._storage import REDIS_TIMEOUT_S
+from ._storage import REDIS_TIMEOUT_S, describe_fault
 
 __all__ = ["JobStore", "MemoryJobStore", "RedisJobStore", "SqliteJobStore", "default_data_dir", "put_job"]
+
+log = logging.getLogger("imagegen")
 
 
 def default_data_dir() -> Path:
@@ -74,6 +77,10 @@ def put_job(store: JobStore, job: Job) -> Awaitable[None]:
         return asyncio.wrap_future(submit(job))
     aput = getattr(store, "aput", None)
     return aput(job) if aput is not None else asyncio.to_thread(store.put, job)
+
+
+def _nothing(conn: sqlite3.Connection) -> None:
+    return None
 
 
 def _key_of(job: Job) -> str | None:
@@ -164,6 +171,8 @@ class SqliteJobStore(SqliteClaims):
         self._connections = ThreadConnections(self.path)
         self._writer = Writer(self._connections.get, name="jobs")
         self.blobs = BlobDir(self.path.with_name(f"{self.path.stem}-images"))
+        #: job id -> the queued write of its image files (``asubmit_put``), until it lands.
+        self._images_pending: dict[str, concurrent.futures.Future[None]] = {}
         with self._connect() as conn:
             conn.executescript(_SCHEMA + CLAIMS_SCHEMA)
             self._legacy = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
@@ -183,8 +192,33 @@ class SqliteJobStore(SqliteClaims):
         return self._writer.submit(functools.partial(self._write, job), key=job.id)
 
     def asubmit_put(self, job: Job) -> asyncio.Future[None]:
-        """``submit_put`` for the running event loop (``Writer.asubmit``)."""
-        return self._writer.asubmit(functools.partial(self._write, job), key=job.id)
+        """``submit_put`` for the running event loop (``Writer.asubmit``), in two steps when the
+        job has images to keep as files: the record now (the future resolves once it is
+        committed), its images ``later`` in a transaction of their own, so hashing and writing
+        megabytes delays no caller (the caller has the images in hand). Until they land, reads
+        in this process wait for them; another process reads the job as "images not stored yet"
+        (``ValueError``: a ``StorageError`` to a caller), as it would after a crash in between."""
+        images = job.result.images if job.result is not None else []
+        if all(len(image.data) <= INLINE_MAX_BYTES for image in images):
+            return self._writer.asubmit(functools.partial(self._write, job), key=job.id)
+        record = self._writer.asubmit(functools.partial(self._write_record, job), key=job.id)
+        files = self._writer.submit(functools.partial(self._write_images, job), key=("images", job.id), later=True,
+                                    prepare=lambda: [image.sha256 for image in images])  # no lock held meanwhile
+        self._images_pending[job.id] = files
+        files.add_done_callback(functools.partial(self._images_written, job.id))
+        return record
+
+    def _images_written(self, job_id: str, done: concurrent.futures.Future[None]) -> None:
+        if self._images_pending.get(job_id) is done:
+            del self._images_pending[job_id]
+        error = done.exception()
+        if error is not None:  # nobody awaits this write: the log is where its fault goes
+            log.warning("imagegen: the job store could not keep job %s's images (%s); status() of it will say so",
+                        job_id, describe_fault(error))
+
+    async def aflush(self) -> None:
+        """Await every write queued so far, image files included (``AsyncClient.flush``)."""
+        await self._writer.asubmit(_nothing, later=True)
 
     def complete_claim(self, key: str, owner: str, job_ids: list[str] | tuple[str, ...] = ()) -> None:
         # Through the writer, after every job write queued before it: once a claim says "done",
@@ -196,15 +230,10 @@ class SqliteJobStore(SqliteClaims):
         self._writer.close()
 
     def _write(self, job: Job, conn: sqlite3.Connection) -> None:
-        # On the writer's thread, inside its write transaction: prune() deletes unused files
-        # under the same lock, so a file written here is still there when the row commits.
-        images = job.result.images if job.result is not None else []
-        rows = []
-        for i, image in enumerate(images):
-            inline = len(image.data) <= INLINE_MAX_BYTES
-            if not inline:
-                self.blobs.put(image.sha256, image.data)
-            rows.append((job.id, i, image.sha256, image.data if inline else None))
+        self._write_record(job, conn)
+        self._write_images(job, conn)
+
+    def _write_record(self, job: Job, conn: sqlite3.Connection) -> None:
         # pydantic's own JSON writer: a quarter of the time of model_dump + json.dumps (this thread
         # holds the GIL while it serializes, and the event loop waits for it).
         body = job.model_dump_json(exclude={"result": {"images": {"__all__": {"data"}}}})
@@ -214,6 +243,17 @@ class SqliteJobStore(SqliteClaims):
             (job.id, job.provider, job.native_id, job.status, _key_of(job), body,
              job.updated_at.isoformat()),
         )
+
+    def _write_images(self, job: Job, conn: sqlite3.Connection) -> None:
+        # On the writer's thread, inside its write transaction: prune() deletes unused files
+        # under the same lock, so a file written here is still there when the row commits.
+        images = job.result.images if job.result is not None else []
+        rows = []
+        for i, image in enumerate(images):
+            inline = len(image.data) <= INLINE_MAX_BYTES
+            if not inline:
+                self.blobs.put(image.sha256, image.data)
+            rows.append((job.id, i, image.sha256, image.data if inline else None))
         conn.execute("DELETE FROM job_files WHERE job_id = ?", (job.id,))
         conn.executemany("INSERT INTO job_files (job_id, idx, sha256, data) VALUES (?, ?, ?, ?)", rows)
 
@@ -241,7 +281,10 @@ class SqliteJobStore(SqliteClaims):
                 image["data"] = ""  # the blobs go in after validation, without a base64 round trip
         # JSON mode, so every bytes field (the request's images) decodes from base64.
         job = Job.model_validate_json(json.dumps(data))
-        if job.result is not None and blobs:
+        if job.result is not None and job.result.images:
+            if not blobs:
+                raise ValueError(f"job {job_id}: its {len(job.result.images)} images are not stored (yet): the "
+                                 "process that made the call is still writing them, or ended before it could")
             if len(blobs) != len(job.result.images):
                 raise ValueError(f"job {job_id}: {len(job.result.images)} images recorded, {len(blobs)} stored")
             images = [image.model_copy(update={"data": blob})
@@ -250,6 +293,9 @@ class SqliteJobStore(SqliteClaims):
         return job
 
     def _images(self, job_id: str) -> list[bytes]:
+        pending = self._images_pending.get(job_id)
+        if pending is not None:  # this process is writing them: a moment's wait (its failure: below)
+            concurrent.futures.wait([pending])
         conn = self._connect()
         rows = conn.execute("SELECT sha256, data FROM job_files WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()
         if not rows and self._legacy:

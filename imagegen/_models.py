@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,10 @@ __all__ = [
     "JobStatus",
     "Usage",
 ]
+
+#: Images from this size on are hashed once however many threads ask at the same moment.
+_SHARED_HASH_BYTES = 1024 * 1024
+_HASHING = threading.Lock()
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -70,11 +75,42 @@ class Image(BaseModel):
 
     @property
     def sha256(self) -> str:
-        memo: tuple[bytes, str] | None = getattr(self, "_sha256", None)
-        if memo is None or memo[0] is not self.data:
-            memo = (self.data, hashlib.sha256(self.data).hexdigest())
-            object.__setattr__(self, "_sha256", memo)
-        return memo[1]
+        memo: tuple[bytes, str | threading.Lock] | None = getattr(self, "_sha256", None)
+        if memo is not None and memo[0] is self.data and isinstance(memo[1], str):
+            return memo[1]
+        if len(self.data) < _SHARED_HASH_BYTES:
+            digest = hashlib.sha256(self.data).hexdigest()
+            object.__setattr__(self, "_sha256", (self.data, digest))
+            return digest
+        return self._shared_sha256()
+
+    def _shared_sha256(self) -> str:
+        # A large image is hashed once even when two stores' writer threads (the job store's and
+        # the cache's) ask at the same moment: the second waits for the first's digest.
+        with _HASHING:
+            memo = getattr(self, "_sha256", None)
+            mine = memo is None or memo[0] is not self.data
+            if mine:
+                memo = (self.data, threading.Lock())
+                memo[1].acquire()
+                object.__setattr__(self, "_sha256", memo)
+        assert memo is not None
+        claim = memo[1]
+        if isinstance(claim, str):
+            return claim
+        if not mine:
+            with claim:  # released once the other thread has its digest (or failed)
+                pass
+            return self.sha256
+        try:
+            digest = hashlib.sha256(self.data).hexdigest()
+            object.__setattr__(self, "_sha256", (self.data, digest))
+            return digest
+        except BaseException:
+            object.__setattr__(self, "_sha256", None)  # the next caller tries again
+            raise
+        finally:
+            claim.release()
 
     @property
     def extension(self) -> str:

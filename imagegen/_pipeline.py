@@ -113,6 +113,12 @@ class CallPipeline(ChargeLifecycle):
     async def _drain_background(self) -> None:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        aflush = getattr(self.jobs, "aflush", None)  # a job's image files land after its record
+        if aflush is not None:
+            try:
+                await aflush()
+            except ImageGenError as exc:
+                log.warning("imagegen could not finish the job store's writes: %s", exc)
 
     async def _remember(self, job: Job, stored: Job | None) -> Job:
         if stored is not None:

@@ -28,7 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 __all__ = ["ThreadConnections", "Writer", "wait_left", "waits_until"]
 
@@ -120,6 +120,18 @@ class _Write(concurrent.futures.Future):  # type: ignore[type-arg]
         return False
 
 
+class _Item(NamedTuple):
+    """A queued write: ``op(connection)``, its coalescing key, the future its caller holds (and
+    that future's loop, for an asyncio one), and whether it waits for the others (``later``)."""
+
+    op: Callable[[sqlite3.Connection], Any]
+    key: Hashable | None
+    future: Any
+    loop: asyncio.AbstractEventLoop | None
+    later: bool = False
+    prepare: Callable[[], object] | None = None
+
+
 _STOP = object()
 _live: weakref.WeakSet[Writer] = weakref.WeakSet()
 
@@ -132,6 +144,7 @@ class Writer:
     rolled back alone and its caller gets the exception), commits, and only then resolves
     the futures: a resolved write is committed. Ops queued under the same ``key`` coalesce:
     only the last one runs (a job stored twice before the writer got to it is written once).
+    Writes queued ``later`` go in a second transaction, after the first one's callers are told.
     The thread starts on the first write and stops at ``close()``, or at interpreter exit
     after writing what is queued.
     """
@@ -147,22 +160,27 @@ class Writer:
         self._lock = threading.Lock()
         _live.add(self)
 
-    def submit(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None,
-               ) -> concurrent.futures.Future[T]:
+    def submit(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None, later: bool = False,
+               prepare: Callable[[], object] | None = None) -> concurrent.futures.Future[T]:
+        """Queue ``op``. A ``later`` write waits until the writes queued with it (or before it)
+        are committed and their callers told, then goes in a transaction of its own: work that
+        nobody waits on (a job's image files) never delays a write somebody does. ``prepare``
+        runs on this thread before the transaction (a content hash: no lock held meanwhile)."""
         future: concurrent.futures.Future[T] = _Write()
-        self._put((op, key, future, None))
+        self._put(_Item(op, key, future, None, later, prepare))
         return future
 
-    def asubmit(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None) -> asyncio.Future[T]:
+    def asubmit(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None,
+                later: bool = False) -> asyncio.Future[T]:
         """``submit`` for the running event loop: an asyncio future, resolved on the loop with the
         rest of its commit's writes (one wake-up of the loop per commit, not one per write).
         Cancelling it (a caller that stops waiting) does not withdraw the write."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._put((op, key, future, loop))
+        self._put(_Item(op, key, future, loop, later))
         return future
 
-    def _put(self, item: tuple[Any, Hashable | None, Any, asyncio.AbstractEventLoop | None]) -> None:
+    def _put(self, item: _Item) -> None:
         with self._lock:
             if self._thread is None or self._pid != os.getpid():  # not started, or a forked child
                 self._start()
@@ -178,9 +196,9 @@ class Writer:
         return await self.asubmit(op, key=key)
 
     def flush(self) -> None:
-        """Wait until every write submitted so far is committed."""
+        """Wait until every write submitted so far is committed (``later`` ones included)."""
         if self._thread is not None:
-            self.call(lambda conn: None)
+            self.submit(lambda conn: None, later=True).result()
 
     def close(self) -> None:
         """Commit what is queued and stop the thread (a later write starts a new one)."""
@@ -207,25 +225,35 @@ class Writer:
                 except queue.Empty:
                     break
             stop = any(item is _STOP for item in batch)
-            self._write([item for item in batch if item is not _STOP], conn)
+            self._write_all([item for item in batch if item is not _STOP], conn)
             if stop:
-                self._write(_drain(source), conn)
+                self._write_all(_drain(source), conn)
                 return
 
-    def _write(self, batch: list[tuple[Any, Hashable | None, Any, asyncio.AbstractEventLoop | None]],
-               conn: sqlite3.Connection) -> None:
+    def _write_all(self, batch: list[_Item], conn: sqlite3.Connection) -> None:
+        self._write([item for item in batch if not item.later], conn)
+        self._write([item for item in batch if item.later], conn)
+
+    def _write(self, batch: list[_Item], conn: sqlite3.Connection) -> None:
         if not batch:
             return
-        last = {key: i for i, (_, key, _, _) in enumerate(batch) if key is not None}
-        outcomes: list[tuple[BaseException | None, Any]] = []
+        last = {item.key: i for i, item in enumerate(batch) if item.key is not None}
+        # A later write of the same thing wins: the earlier one is skipped (resolved with None).
+        skipped = {i for i, item in enumerate(batch) if item.key is not None and last[item.key] != i}
+        outcomes: list[tuple[BaseException | None, Any]] = [(None, None)] * len(batch)
+        for i, item in enumerate(batch):
+            if item.prepare is not None and i not in skipped:
+                try:
+                    item.prepare()
+                except Exception as exc:
+                    outcomes[i] = (exc, None)
+                    skipped.add(i)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for i, (op, key, _, _) in enumerate(batch):
-                    if key is not None and last[key] != i:
-                        outcomes.append((None, None))  # a later write of the same thing wins
-                        continue
-                    outcomes.append(_run_op(conn, op))
+                for i, item in enumerate(batch):
+                    if i not in skipped:
+                        outcomes[i] = _run_op(conn, item.op)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -234,7 +262,7 @@ class Writer:
         except Exception as exc:  # the transaction could not be made: every write in it failed
             outcomes = [(exc, None)] * len(batch)
         on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], BaseException | None, Any]]] = {}
-        for (_, _, future, loop), (error, value) in zip(batch, outcomes, strict=True):
+        for (_, _, future, loop, _, _), (error, value) in zip(batch, outcomes, strict=True):
             if loop is not None:
                 on_loops.setdefault(loop, []).append((future, error, value))
             elif error is not None:
