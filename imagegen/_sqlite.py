@@ -248,13 +248,15 @@ class Writer:
                 except Exception as exc:
                     outcomes[i] = (exc, None)
                     skipped.add(i)
+        runnable = [i for i in range(len(batch)) if i not in skipped]
+        # A write alone in its transaction needs no savepoint: if it fails, the transaction is rolled back.
+        alone = len(runnable) == 1
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for i, item in enumerate(batch):
-                    if i not in skipped:
-                        outcomes[i] = _run_op(conn, item.op)
-                conn.execute("COMMIT")
+                for i in runnable:
+                    outcomes[i] = _run_op(conn, batch[i].op, savepoint=not alone)
+                conn.execute("ROLLBACK" if alone and outcomes[runnable[0]][0] is not None else "COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -287,15 +289,19 @@ def _resolve(resolved: list[tuple[asyncio.Future[Any], BaseException | None, Any
             future.set_result(value)
 
 
-def _run_op(conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any]) -> tuple[BaseException | None, Any]:
-    conn.execute("SAVEPOINT write")
+def _run_op(conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any], *,
+            savepoint: bool) -> tuple[BaseException | None, Any]:
+    if savepoint:
+        conn.execute("SAVEPOINT write")
     try:
         value = op(conn)
     except Exception as exc:
-        conn.execute("ROLLBACK TO write")
-        conn.execute("RELEASE write")
+        if savepoint:
+            conn.execute("ROLLBACK TO write")
+            conn.execute("RELEASE write")
         return exc, None
-    conn.execute("RELEASE write")
+    if savepoint:
+        conn.execute("RELEASE write")
     return None, value
 
 
