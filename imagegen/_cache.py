@@ -177,7 +177,12 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_used ON entries(used);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS inline_images (sha TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
+#: Images up to this size are kept in the index (``inline_images``), larger ones as files: a
+#: small file costs more in system calls (open, write, rename; unlink at eviction) than its bytes
+#: cost SQLite. The same limit as the job store's rows.
+INLINE_MAX_BYTES = 64 * 1024
 #: How many entries name each image file: an evicted entry's file is deleted when no other
 #: entry names it, without listing the directory. Kept with every write to ``entries``, as is
 #: the ``bytes`` counter (so a put never sums the table).
@@ -192,7 +197,8 @@ LOW_WATER = 0.9
 
 
 class DiskCache:
-    """SQLite index + content-addressed files: ``<dir>/index.sqlite3`` and ``<dir>/blobs/ab/<sha256>``.
+    """SQLite index + content-addressed files: ``<dir>/index.sqlite3`` and ``<dir>/blobs/ab/<sha256>``
+    (images up to ``INLINE_MAX_BYTES`` in the index itself).
 
     Several processes may share one directory: the index uses WAL and short transactions,
     blobs are written to a temporary name and renamed into place. Writes (puts, recency
@@ -259,7 +265,7 @@ class DiskCache:
             return None
         shas = json.loads(row[1])
         try:
-            blobs = [self.blobs.read(sha) for sha in shas]
+            blobs = self._read(shas)
         except OSError:  # evicted by another process between the two reads
             self._count("misses")
             return None
@@ -273,6 +279,12 @@ class DiskCache:
         self._count("hits")
         return _unpack(row[0], blobs)
 
+    def _read(self, shas: list[str]) -> list[bytes]:
+        named = sorted(set(shas))
+        inline = dict(self._db().execute(
+            f"SELECT sha, data FROM inline_images WHERE sha IN ({', '.join('?' * len(named))})", named).fetchall())
+        return [inline[sha] if sha in inline else self.blobs.read(sha) for sha in shas]
+
     def put(self, key: str, result: ImageResult) -> None:
         self._writer.call(functools.partial(self._store, key, result), key=("put", key))
 
@@ -284,7 +296,10 @@ class DiskCache:
         # same lock) cannot delete a file between its write here and the row's commit.
         meta, images = _pack(result)
         for image in images:
-            self.blobs.put(image.sha256, image.data)
+            if len(image.data) <= INLINE_MAX_BYTES:
+                db.execute("INSERT OR IGNORE INTO inline_images VALUES (?, ?)", (image.sha256, image.data))
+            else:
+                self.blobs.put(image.sha256, image.data)
         shas = [i.sha256 for i in images]
         size = sum(len(i.data) for i in images)
         old = db.execute("SELECT images, bytes FROM entries WHERE key = ?", (key,)).fetchone()
@@ -309,7 +324,8 @@ class DiskCache:
         """One entry fewer names each of ``shas``; a file no entry names any more is deleted."""
         db.executemany("UPDATE image_refs SET refs = refs - 1 WHERE sha = ?", [(sha,) for sha in shas])
         for sha in set(shas):
-            if db.execute("DELETE FROM image_refs WHERE sha = ? AND refs <= 0", (sha,)).rowcount:
+            if db.execute("DELETE FROM image_refs WHERE sha = ? AND refs <= 0", (sha,)).rowcount and \
+                    not db.execute("DELETE FROM inline_images WHERE sha = ?", (sha,)).rowcount:
                 self.blobs.remove(sha)  # this store's name only: a linked copy stays
 
     def _remove(self, db: sqlite3.Connection, victims: list[tuple[str, int, str]]) -> int:
@@ -352,6 +368,7 @@ class DiskCache:
         count = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
         db.execute("DELETE FROM entries")
         db.execute("DELETE FROM image_refs")
+        db.execute("DELETE FROM inline_images")
         db.execute("INSERT OR REPLACE INTO counters VALUES ('bytes', 0)")
         self._drop_orphans(db)
         return int(count)
@@ -373,6 +390,7 @@ class DiskCache:
         return removed
 
     def _drop_orphans(self, db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM inline_images WHERE sha NOT IN (SELECT sha FROM image_refs)")
         used = {sha for (sha,) in db.execute("SELECT sha FROM image_refs")}
         for blob in self.blobs.names():
             if blob.name not in used:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from imagegen import AsyncClient, Client, ImageRequest
+from imagegen import AsyncClient, Client, ImageRequest, _cache
 from imagegen._cache import DiskCache, MemoryCache, RedisCache, cache_key
 
 from .conftest import provider
@@ -120,7 +120,8 @@ def test_size_cap_evicts_least_recently_used(tmp_path, make):
     assert cache.get("a") is not None and cache.get("c") is not None
 
 
-def test_disk_cache_blobs_are_content_addressed_and_cleared(tmp_path):
+def test_disk_cache_blobs_are_content_addressed_and_cleared(tmp_path, monkeypatch):
+    monkeypatch.setattr(_cache, "INLINE_MAX_BYTES", 0)  # (a test image is small enough for the index)
     cache = DiskCache(tmp_path / "c")
     result, _ = result_of_size(0, 7)
     cache.put("k1", result)
@@ -189,3 +190,43 @@ def test_cache_cli(gemini, tmp_path):
     assert run("cache", "prune") == {"pruned": 0}
     assert run("cache", "clear") == {"cleared": 1}
     assert run("cache", "stats")["entries"] == 0
+
+
+def test_small_images_are_kept_in_the_index_not_as_files(tmp_path):
+    cache = DiskCache(tmp_path / "c")
+    result, _ = result_of_size(0, 8)
+    assert len(result.images[0].data) <= _cache.INLINE_MAX_BYTES
+    cache.put("k1", result)
+    cache.put("k2", result)
+    assert not list((tmp_path / "c" / "blobs").glob("*/*"))
+    assert DiskCache(tmp_path / "c").get("k1").images[0].data == result.images[0].data
+    assert cache.clear() == 2
+    assert cache._db().execute("SELECT COUNT(*) FROM inline_images").fetchone() == (0,)
+
+
+def test_a_small_image_that_no_longer_matches_its_hash_is_a_miss(tmp_path):
+    cache = DiskCache(tmp_path / "c")
+    result, _ = result_of_size(0, 9)
+    cache.put("k", result)
+    cache._writer.call(lambda db: db.execute("UPDATE inline_images SET data = ?", (b"not that image",)))
+    assert cache.get("k") is None
+
+
+def test_a_cache_written_before_images_went_into_the_index_still_hits(tmp_path, monkeypatch):
+    old_image, _ = result_of_size(0, 10)
+    with monkeypatch.context() as old_version:
+        old_version.setattr(_cache, "INLINE_MAX_BYTES", 0)  # every image a file, as before
+        old = DiskCache(tmp_path / "c")
+        old.put("old", old_image)
+        old.close()
+    db = __import__("sqlite3").connect(tmp_path / "c" / "index.sqlite3")
+    db.execute("DROP TABLE inline_images")  # the layout before it
+    db.commit()
+    db.close()
+    cache = DiskCache(tmp_path / "c")
+    assert cache.get("old").images[0].data == old_image.images[0].data
+    new_image, _ = result_of_size(0, 11)
+    cache.put("new", new_image)
+    assert cache.get("new").images[0].data == new_image.images[0].data
+    assert cache.prune() == 0 and cache.get("old") is not None  # its file is still named: kept
+    assert cache.clear() == 2 and not list((tmp_path / "c" / "blobs").glob("*/*"))

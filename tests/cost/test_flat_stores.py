@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from imagegen import BudgetExceededError, Image, ImageResult, _ledger
+from imagegen import BudgetExceededError, Image, ImageResult, _cache, _ledger
 from imagegen._cache import LOW_WATER, DiskCache, MemoryCache
 from imagegen._ledger import BudgetLimits, Ledger, _periods
 from imagegen._sqlite import Writer, connect
@@ -249,6 +249,23 @@ def files(root: Path) -> set[str]:
     return {p.name for p in (root / "blobs").glob("*/*")}
 
 
+def kept(root: Path) -> set[str]:
+    """Every image the cache holds: files, and small images in the index."""
+    db = sqlite3.connect(root / "index.sqlite3")
+    inline = {sha for (sha,) in db.execute("SELECT sha FROM inline_images")}
+    db.close()
+    assert not inline & files(root)
+    return inline | files(root)
+
+
+@pytest.fixture(params=["files", "inline"])
+def image_home(request, monkeypatch):
+    """The test images are small: kept in the cache's index, or (limit 0) as files."""
+    if request.param == "files":
+        monkeypatch.setattr(_cache, "INLINE_MAX_BYTES", 0)
+    return request.param
+
+
 def check_books(cache: DiskCache) -> None:
     """The byte counter, the reference counts and the files all agree with the entries."""
     db = sqlite3.connect(cache.root / "index.sqlite3")
@@ -257,11 +274,11 @@ def check_books(cache: DiskCache) -> None:
     refs = dict(db.execute("SELECT sha, refs FROM image_refs").fetchall())
     db.close()
     assert cache.stats()["bytes"] == size
-    assert set(refs) == named == files(cache.root)
+    assert set(refs) == named == kept(cache.root)
     assert all(count > 0 for count in refs.values())
 
 
-def test_eviction_keeps_the_cache_under_its_cap_in_batches(tmp_path):
+def test_eviction_keeps_the_cache_under_its_cap_in_batches(tmp_path, image_home):
     one = len(result(0).images[0].data)
     cap = one * 20
     cache = DiskCache(tmp_path / "c", max_bytes=cap)
@@ -275,7 +292,7 @@ def test_eviction_keeps_the_cache_under_its_cap_in_batches(tmp_path):
     check_books(cache)
 
 
-def test_eviction_deletes_only_files_no_kept_entry_names(tmp_path):
+def test_eviction_deletes_only_files_no_kept_entry_names(tmp_path, image_home):
     shared = result(1)
     others = [result(seed) for seed in range(2, 10)]
     cap = len(shared.images[0].data) + sum(len(r.images[0].data) for r in others)  # all but one copy fit
@@ -290,7 +307,7 @@ def test_eviction_deletes_only_files_no_kept_entry_names(tmp_path):
     check_books(cache)
 
 
-def test_replacing_an_entry_keeps_the_books(tmp_path):
+def test_replacing_an_entry_keeps_the_books(tmp_path, image_home):
     cache = DiskCache(tmp_path / "c")
     cache.put("k", result(1, 2))
     cache.put("k", result(2, 3))  # image 2 stays named, image 1 is no one's now
@@ -299,7 +316,7 @@ def test_replacing_an_entry_keeps_the_books(tmp_path):
     check_books(cache)
 
 
-def test_a_cache_made_before_the_counts_gets_them_on_first_open(tmp_path):
+def test_a_cache_made_before_the_counts_gets_them_on_first_open(tmp_path, image_home):
     cache = DiskCache(tmp_path / "c")
     for seed in range(5):
         cache.put(f"k{seed}", result(seed, seed + 1))

@@ -12,7 +12,7 @@ from datetime import UTC
 
 import pytest
 
-from imagegen import AsyncClient, Image, ImageResult, Job, _jobstore
+from imagegen import AsyncClient, Image, ImageResult, Job, _cache, _jobstore
 from imagegen._blobs import BlobDir
 from imagegen._jobstore import SqliteJobStore
 from imagegen.testing import synth_image
@@ -55,6 +55,7 @@ def test_without_the_file_in_a_sibling_it_is_written(tmp_path):
 @pytest.fixture
 def files_only(monkeypatch):
     monkeypatch.setattr(_jobstore, "INLINE_MAX_BYTES", 0)
+    monkeypatch.setattr(_cache, "INLINE_MAX_BYTES", 0)
 
 
 def test_job_store_round_trips_images_as_files(tmp_path, files_only):

@@ -13,6 +13,7 @@ import contextlib
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -229,6 +230,10 @@ async def test_a_corrupt_cache_is_a_miss_never_garbage(tmp_path, name, entry):
         await run_entry(client, entry, name)  # fills the cache
     for blob in (cache / "blobs").glob("*/*"):
         blob.write_bytes(b"not the image this file is named after")
+    index = sqlite3.connect(cache / "index.sqlite3")  # and the small images kept in the index
+    with index:
+        index.execute("UPDATE inline_images SET data = ?", (b"not the image this row is named after",))
+    index.close()
     async with AsyncClient(config, transports=transports) as client:
         again = await run_entry(client, entry, name)  # a blob that is not what its name says: a miss
     for part in cache.glob("index.sqlite3*"):
