@@ -171,8 +171,8 @@ class SqliteJobStore(SqliteClaims):
         self._connections = ThreadConnections(self.path)
         self._writer = Writer(self._connections.get, name="jobs")
         self.blobs = BlobDir(self.path.with_name(f"{self.path.stem}-images"))
-        #: job id -> the queued write of its image files (``asubmit_put``), until it lands.
-        self._images_pending: dict[str, concurrent.futures.Future[None]] = {}
+        #: job id -> (process, the queued write of its image files) (``asubmit_put``), until it lands.
+        self._images_pending: dict[str, tuple[int, concurrent.futures.Future[None]]] = {}
         with self._connect() as conn:
             conn.executescript(_SCHEMA + CLAIMS_SCHEMA)
             self._legacy = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
@@ -204,12 +204,12 @@ class SqliteJobStore(SqliteClaims):
         record = self._writer.asubmit(functools.partial(self._write_record, job), key=job.id)
         files = self._writer.submit(functools.partial(self._write_images, job), key=("images", job.id), later=True,
                                     prepare=lambda: [image.sha256 for image in images])  # no lock held meanwhile
-        self._images_pending[job.id] = files
+        self._images_pending[job.id] = (os.getpid(), files)
         files.add_done_callback(functools.partial(self._images_written, job.id))
         return record
 
     def _images_written(self, job_id: str, done: concurrent.futures.Future[None]) -> None:
-        if self._images_pending.get(job_id) is done:
+        if self._images_pending.get(job_id, (0, None))[1] is done:
             del self._images_pending[job_id]
         error = done.exception()
         if error is not None:  # nobody awaits this write: the log is where its fault goes
@@ -293,8 +293,8 @@ class SqliteJobStore(SqliteClaims):
         return job
 
     def _images(self, job_id: str) -> list[bytes]:
-        pending = self._images_pending.get(job_id)
-        if pending is not None:  # this process is writing them: a moment's wait (its failure: below)
+        pid, pending = self._images_pending.get(job_id, (0, None))
+        if pending is not None and pid == os.getpid():  # being written: a moment's wait (a failure: below)
             concurrent.futures.wait([pending])
         conn = self._connect()
         rows = conn.execute("SELECT sha256, data FROM job_files WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()
