@@ -221,9 +221,10 @@ class SqliteJobStore(SqliteClaims):
         await self._writer.asubmit(_nothing, later=True)
 
     def complete_claim(self, key: str, owner: str, job_ids: list[str] | tuple[str, ...] = ()) -> None:
-        # Through the writer, after every job write queued before it: once a claim says "done",
-        # the jobs it names are in the store for whoever claims the key next.
-        self._writer.call(lambda conn: SqliteClaims.complete_claim(self, key, owner, job_ids))
+        # Through the writer, after every job write queued before it, image files included (a
+        # ``later`` write): once a claim says "done", the jobs it names are in the store, whole,
+        # for whoever claims the key next.
+        self._writer.submit(lambda conn: SqliteClaims.complete_claim(self, key, owner, job_ids), later=True).result()
 
     def close(self) -> None:
         """Commit queued writes and stop the writer thread (the store stays usable)."""

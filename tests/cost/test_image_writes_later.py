@@ -158,3 +158,36 @@ def test_two_stores_given_the_same_image_at_once_write_it_once(tmp_path, monkeyp
     second.join()
     assert len(writes) == 1
     assert os.path.samefile(jobs.path(sha), cache.path(sha))
+
+
+async def test_a_claim_completes_only_once_the_jobs_images_are_stored(tmp_path, files_only, held_image_writes):
+    """Whoever claims the key next finds the job whole, images included, not "not stored yet"."""
+    from imagegen import ImageRequest
+
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    assert store.claim("order-7", "fp", "me").acquired
+    stored = job(7).model_copy(update={"request": ImageRequest.build(prompt="a fox", idempotency_key="order-7")})
+    running, busy = threading.Event(), threading.Event()
+    store._writer.submit(lambda conn: (running.set(), busy.wait(NEVER_S)))  # what follows lands in one batch
+    running.wait(NEVER_S)
+    queued, real_put = threading.Event(), store._writer._put
+
+    def put(item):  # type: ignore[no-untyped-def]
+        real_put(item)
+        if store._writer._queue.qsize() >= 3:  # record, image files, claim
+            queued.set()
+
+    store._writer._put = put  # type: ignore[method-assign]
+    record = store.asubmit_put(stored)  # the record, then (later) its image, which is held
+    completing = asyncio.ensure_future(asyncio.to_thread(store.complete_claim, "order-7", "me", [stored.id]))
+    await asyncio.to_thread(queued.wait, NEVER_S)
+    busy.set()
+    await record
+    done, _ = await asyncio.wait([completing], timeout=0.5)
+    assert not done  # the claim waits behind the job's image write
+    held_image_writes.set()
+    await completing
+    other = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    assert other.claim("order-7", "fp", "next").acquired
+    assert other.find("order-7").result.images[0].data == stored.result.images[0].data
+    store.close()
