@@ -149,3 +149,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         words = set(re.split(r"[^a-z0-9]+", f"{path.rsplit('/', 1)[-1].removesuffix('.py')} {item.name}".lower()))
         if path.startswith(_SLOW_PATHS) or words & _SLOW_WORDS:
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # In parallel runs the long tests go first (every worker sorts alike, so their collections
+        # still match): the quick ones then fill the gaps, instead of one minute-long test
+        # starting last and running alone while the other workers sit idle.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -53,6 +53,11 @@ BAD = """
 """
 
 
+#: Both mypy tests share that cache (SQLite files): in a parallel run they go to one worker, one
+#: after the other, so that two mypy runs never write it at once.
+shares_the_mypy_cache = pytest.mark.xdist_group("mypy-cache")
+
+
 def _mypy(tmp_path: Path, **scripts: str) -> list[str]:
     files = []
     for name, text in scripts.items():
@@ -65,6 +70,7 @@ def _mypy(tmp_path: Path, **scripts: str) -> list[str]:
     return out.splitlines()
 
 
+@shares_the_mypy_cache
 def test_a_user_script_type_checks_strictly_and_sees_real_types(tmp_path: Path) -> None:
     lines = _mypy(tmp_path, good=GOOD)
     assert lines[-1].startswith("Success"), "\n".join(lines)
@@ -73,6 +79,7 @@ def test_a_user_script_type_checks_strictly_and_sees_real_types(tmp_path: Path) 
                         '"imagegen._streaming.PartialImage | imagegen._models.ImageResult"']
 
 
+@shares_the_mypy_cache
 def test_wrong_arguments_are_reported(tmp_path: Path) -> None:
     errors = [line for line in _mypy(tmp_path, bad=BAD) if ": error:" in line]
     assert len(errors) == 4, errors
