@@ -101,10 +101,17 @@ def test_kill_9_of_a_worker_mid_batch_the_others_finish_its_work(tmp_path, redis
         stream = f"{prefix}b:{batch_id}:items"
 
         def victim_busy() -> bool:
-            """w0 has finished something and holds at least two prompts right now."""
-            held = r.xpending_range(stream, "workers", "-", "+", 10, consumername="w0")
-            finished = [json.loads(v)["worker"] for v in r.hvals(f"{prefix}b:{batch_id}:outcomes")]
-            return len(held) >= 2 and "w0" in finished
+            """w0 has finished something and holds at least two prompts right now, one or more of
+            them without an outcome yet. It is stopped (SIGSTOP) while this is read, and left
+            stopped when it holds: on a loaded machine it could otherwise finish every prompt it
+            holds between this look and the kill (it was killed holding only finished ones once)."""
+            os.kill(workers["w0"].pid, signal.SIGSTOP)
+            held = {int(i) for i in r.eval(_HELD_BY_LUA, 1, stream, "w0")}
+            outcomes = {int(k): json.loads(v)["worker"] for k, v in r.hgetall(f"{prefix}b:{batch_id}:outcomes").items()}
+            if len(held) >= 2 and held - outcomes.keys() and "w0" in outcomes.values():
+                return True
+            os.kill(workers["w0"].pid, signal.SIGCONT)
+            return False
 
         wait_for(victim_busy, what="worker w0 to be mid-batch")
         os.kill(workers["w0"].pid, signal.SIGKILL)
