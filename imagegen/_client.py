@@ -52,14 +52,14 @@ from ._services import (
     make_limiter,
     points_at_emulators,
 )
-from ._sessions import AsyncSession
 from ._sqlite import waits_until
 from ._storage import CacheGuard, guarded
-from ._streaming import PartialImage, stream_results
 from ._vendor_batch_calls import VendorBatchCalls
 from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._sessions import AsyncSession
+    from ._streaming import PartialImage
     from .fleet import AsyncFleet
 
 __all__ = ["AsyncClient"]
@@ -224,6 +224,8 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         ``ImageResult``, which goes through the route, cache, budget, job store and ledger like
         any ``generate``. Providers that cannot stream (or a cache hit) yield the result alone.
         """
+        from ._streaming import stream_results  # not at import: a client made to estimate or generate needs none of it
+
         if isinstance(prompt, ImageRequest):
             request = prompt
         else:

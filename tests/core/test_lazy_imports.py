@@ -13,7 +13,7 @@ import sys
 
 #: Loaded by the first ``Client()``, not by the import.
 DEFERRED = ("asyncio", "httpx", "pydantic", "pydantic_core", "sqlite3", "pluggy", "imagegen._client",
-            "imagegen._models", "imagegen._config", "imagegen._errors", "imagegen._sessions")
+            "imagegen._models", "imagegen._config", "imagegen._errors", "imagegen._sessions", "imagegen._streaming")
 
 
 def loaded_after(code: str) -> dict[str, bool]:
@@ -25,6 +25,12 @@ def loaded_after(code: str) -> dict[str, bool]:
 def test_importing_client_loads_none_of_the_client() -> None:
     loaded = loaded_after("from imagegen import Client")
     assert [m for m, present in loaded.items() if present] == []
+
+
+def test_importing_the_async_client_leaves_sessions_and_streaming_to_their_calls() -> None:
+    loaded = loaded_after("from imagegen import AsyncClient")
+    assert loaded["imagegen._client"] and loaded["asyncio"]
+    assert not loaded["imagegen._sessions"] and not loaded["imagegen._streaming"], loaded
 
 
 def test_the_first_client_or_a_look_at_a_method_loads_it() -> None:
