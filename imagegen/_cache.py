@@ -192,6 +192,7 @@ INSERT INTO image_refs SELECT value, COUNT(*) FROM entries, json_each(entries.im
 INSERT OR REPLACE INTO counters SELECT 'bytes', COALESCE(SUM(bytes), 0) FROM entries;
 """
 _BUMP = "INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"
+_NEW_ENTRY = "INSERT INTO entries (key, meta, images, bytes, created, used) VALUES (?, ?, ?, ?, ?, ?)"
 #: Over the cap, evict down to this fraction of it: one eviction makes room for many puts.
 LOW_WATER = 0.9
 
@@ -302,17 +303,21 @@ class DiskCache:
                 self.blobs.put(image.sha256, image.data)
         shas = [i.sha256 for i in images]
         size = sum(len(i.data) for i in images)
-        old = db.execute("SELECT images, bytes FROM entries WHERE key = ?", (key,)).fetchone()
         now = time.time()
-        db.execute("INSERT OR REPLACE INTO entries (key, meta, images, bytes, created, used) VALUES (?, ?, ?, ?, ?, ?)",
-                   (key, meta, json.dumps(shas), size, now, now))
+        entry = (key, meta, json.dumps(shas), size, now, now)
+        # A new key (the usual case) is one statement; a key cached before is replaced, and the
+        # images only it named are let go below (after the new ones are counted: they may share).
+        old = None
+        if not db.execute(f"{_NEW_ENTRY} ON CONFLICT(key) DO NOTHING", entry).rowcount:
+            old = db.execute("SELECT images, bytes FROM entries WHERE key = ?", (key,)).fetchone()
+            db.execute(_NEW_ENTRY.replace("INSERT", "INSERT OR REPLACE", 1), entry)
         db.executemany("INSERT INTO image_refs VALUES (?, 1) ON CONFLICT(sha) DO UPDATE SET refs = refs + 1",
                        [(sha,) for sha in shas])
         if old is not None:
             self._unref(db, json.loads(old[0]))
-        db.execute(_BUMP, ("bytes", size - (old[1] if old is not None else 0)))
+        total = db.execute(f"{_BUMP} RETURNING value", ("bytes", size - (old[1] if old is not None else 0))).fetchone()
         self._flush_counts(db)
-        if self.max_bytes is not None and self._bytes(db) > self.max_bytes:
+        if self.max_bytes is not None and total[0] > self.max_bytes:
             self._evict(db, int(self.max_bytes * LOW_WATER))
 
     @staticmethod
