@@ -51,7 +51,7 @@ def test_gemini_read_answer_raises_only_typed_errors(body):
     spec = _gemini_spec()
     try:
         with parsing("gemini", "fuzzed answer"):  # as the provider reads every answer
-            data = _wire.parse_body(__import__("json").dumps(body), provider="gemini")
+            data = _wire.parse_body(__import__("json").dumps(body))
             _wire.read_answer(data, spec, provider="gemini")
     except ImageGenError:
         pass
@@ -65,7 +65,7 @@ def test_gemini_parse_body_raises_only_what_the_provider_translates(raw):
 
     try:
         with parsing("gemini", "fuzzed body"):
-            _wire.parse_body(raw, provider="gemini")
+            _wire.parse_body(raw)
     except InvalidResponseError:
         pass
 

@@ -15,7 +15,8 @@ import asyncio
 import io
 import json
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 from imagegen import (
@@ -38,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._provider import GeminiProvider
 
 __all__ = ["GeminiBatches"]
+
+T = TypeVar("T")
 
 #: Seconds for one batch call (create, get, upload, download): a finished inline batch of
 #: images is a large answer.
@@ -71,7 +74,7 @@ class GeminiBatches:
     async def create(self, members: list[tuple[str, ImageRequest]], spec: ModelSpec, *, display_name: str,
                      delivery: Delivery | Literal["auto"]) -> tuple[str, Delivery]:
         """Send the batch; return its name (``batches/...``) and how the requests travelled."""
-        api = self._api()
+        self._api()  # refused before any work when batches cannot be sent
         built = [wire.MemberRequest(key, await self._body(request, spec)) for key, request in members]
         if delivery not in ("inline", "file"):
             delivery = wire.choose_delivery((m.size() for m in built),
@@ -82,33 +85,28 @@ class GeminiBatches:
             else:
                 body = wire.file_body(display_name, await self._upload(built, display_name))
             del built
-            response = await api.async_request("post", f"models/{spec.id}:batchGenerateContent", body)
-        with self.provider.parsing("batch operation", status_code=200):
-            snapshot = wire.read_operation(json.loads(response.body or "{}"))
+        path = f"models/{spec.id}:batchGenerateContent"
+        snapshot = await self._call("post", path, body, spec, "batch operation", wire.read_operation)
         return snapshot.name, delivery
 
     async def find(self, display_name: str, spec: ModelSpec, *, requests: int, since: float) -> str | None:
         """The batch a create call whose answer was lost made anyway (display name, model and size
         as sent, created since ``since``), looked for among the newest ``batches.list`` pages."""
+        def read(page: Any) -> tuple[Any, str | None]:
+            return page, wire.sent_batch(page, display_name=display_name, model=spec.id, requests=requests,
+                                         since=since)
+
         token = ""
         for _ in range(_FIND_PAGES):
             query = {"pageSize": _FIND_PAGE_SIZE, **({"pageToken": token} if token else {})}
-            with self.provider.sdk_errors(spec):
-                response = await self._api().async_request("get", f"batches?{urlencode(query)}", {})
-            with self.provider.parsing("batch list", status_code=200):
-                listing = json.loads(response.body or "{}")
-                found = wire.sent_batch(listing, display_name=display_name, model=spec.id, requests=requests,
-                                        since=since)
+            listing, found = await self._call("get", f"batches?{urlencode(query)}", {}, spec, "batch list", read)
             token = str(listing.get("nextPageToken") or "")
             if found is not None or not token:
                 return found
         return None
 
     async def poll(self, native_id: str, spec: ModelSpec) -> VendorBatchSnapshot:
-        with self.provider.sdk_errors(spec):
-            response = await self._api().async_request("get", native_id, {})
-        with self.provider.parsing("batch operation", status_code=200):
-            snapshot = wire.read_operation(json.loads(response.body or "{}"))
+        snapshot = await self._call("get", native_id, {}, spec, "batch operation", wire.read_operation)
         answers = None
         if snapshot.inline is not None:
             with self.provider.parsing("batch answers", status_code=200):
@@ -147,10 +145,17 @@ class GeminiBatches:
             provider=self.name)
 
     async def cancel(self, native_id: str) -> None:
-        with self.provider.sdk_errors(None):
-            await self._api().async_request("post", f"{native_id}:cancel", {})
+        await self._call("post", f"{native_id}:cancel", {}, None, "batch cancel", lambda _: None)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, body: dict[str, Any], spec: ModelSpec | None, what: str,
+                    read: Callable[[Any], T]) -> T:
+        """One Batch API call through the SDK's API client; its JSON answer read by ``read``."""
+        with self.provider.sdk_errors(spec):
+            response = await self._api().async_request(method, path, body)
+        with self.provider.parsing(what, status_code=200):
+            return read(json.loads(response.body or "{}"))
 
     def _api(self) -> Any:
         if self.provider.settings.vertexai:

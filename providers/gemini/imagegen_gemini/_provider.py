@@ -52,8 +52,6 @@ from imagegen import (
     ModelSpec,
     PermissionDeniedError,
     ProviderTimeoutError,
-    RateLimitError,
-    UnsupportedFeatureError,
 )
 from imagegen.provider import (
     ErrorDetails,
@@ -117,16 +115,12 @@ class GeminiProvider(SynchronousProvider):
     requires_api_key = False
     default_base_url = "https://generativelanguage.googleapis.com"
     default_timeout = SMALL_IMAGE_TIMEOUT_S
-    # generateContent is synchronous: a 200 cut short was billed and cannot be fetched again.
-    bills_unreadable_answers = True
     emulator = "imagegen_gemini.emulator:create_emulator"
     status_errors: ClassVar[Mapping[int, StatusRule]] = {
         401: StatusRule(AuthenticationError, "check GEMINI_API_KEY or the configured api_key"),
         403: StatusRule(PermissionDeniedError, "the key or project may not use this model"),
-        429: StatusRule(RateLimitError, "retry later"),
         504: StatusRule(ProviderTimeoutError, "retry, perhaps with a smaller size or a longer timeout"),
     }
-    request_id_header = "x-request-id"
     #: Send through the SDK's API client with imagegen's own request JSON (False: the SDK's
     #: public ``generate_content``; both send the same request).
     sdk_fast_path = True
@@ -167,20 +161,15 @@ class GeminiProvider(SynchronousProvider):
 
     @property
     def api_version(self) -> str:
-        if self.settings.api_version:
-            return self.settings.api_version
-        return VERTEX_API_VERSION if self.settings.vertexai else GEMINI_API_VERSION
+        """The pinned API version, or the configured one."""
+        default = VERTEX_API_VERSION if self.settings.vertexai else GEMINI_API_VERSION
+        return self.settings.api_version or default
 
     # -- before any network call ------------------------------------------------------------
 
     def validate(self, request: ImageRequest, spec: ModelSpec) -> list[str]:
+        # The kit refuses a size for a single-size model: the API would ignore it silently.
         where = f"{self.instance_name}/{spec.id}"
-        if request.size is not None and not spec.sizes:
-            # The API would accept the size and silently return its one ~1 MP tier.
-            raise UnsupportedFeatureError(
-                f"size {request.size!r} is not supported by {where}: it has a single size (about 1 "
-                "megapixel) and the API ignores imageSize; leave size unset, or pick a model with "
-                "sizes such as gemini-3-pro-image")
         warnings = super().validate(request, spec)
         self._check_options(request.options, where)
         if request.seed is not None:
@@ -247,7 +236,7 @@ class GeminiProvider(SynchronousProvider):
         # The SDK hands over a body only for HTTP 200. Parse it, then drop every other copy of it
         # before decoding images: a 4K answer is megabytes of base64 (benchmarks/gemini_memory.py).
         with self.parsing("generateContent answer", status_code=200):
-            data = _wire.parse_body(answer, provider=self.instance_name)
+            data = _wire.parse_body(answer)
             del answer
             model_turn = _conversation.model_turn(data) if user_turn is not None else None
             result = _wire.read_answer(data, spec, provider=self.instance_name)
@@ -324,15 +313,13 @@ class GeminiProvider(SynchronousProvider):
             # The SDK would load the CA bundle again for a websocket context imagegen never uses.
             async_client_args={"ssl": shared_ssl_context()},
         )
-        key = self.api_key.get_secret_value() if self.api_key is not None else None
+        auth: dict[str, Any] = {"vertexai": True} if settings.vertexai else {}
+        if settings.vertexai and settings.project:  # Google credentials
+            auth.update(project=settings.project, location=settings.location or "global")
+        else:  # an API key: the Gemini API, or Vertex AI's express mode
+            auth["api_key"] = self.api_key.get_secret_value() if self.api_key is not None else None
         try:
-            if settings.vertexai and settings.project:
-                client = genai.Client(vertexai=True, project=settings.project,
-                                      location=settings.location or "global", http_options=options)
-            elif settings.vertexai:
-                client = genai.Client(vertexai=True, api_key=key, http_options=options)
-            else:
-                client = genai.Client(api_key=key, http_options=options)
+            client = genai.Client(**auth, http_options=options)
         except ValueError as exc:
             raise ConfigurationError(f"{self.instance_name}: google-genai refused the settings: {exc}") from None
         self._genai[timeout] = client

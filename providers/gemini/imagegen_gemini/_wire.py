@@ -151,24 +151,20 @@ def _padded(body: str) -> bool:
     return True
 
 
-def parse_body(body: str | bytes | None, *, provider: str) -> dict[str, Any]:
+def parse_body(body: str | bytes | None) -> dict[str, Any]:
     """The raw JSON answer. It is read rather than the SDK's parsed object because the SDK drops
     fields a caller needs: ``finishMessage`` (the model's own words on a blocked image) and
-    ``usageMetadata.serviceTier``. A JSONDecodeError (truncated, not JSON) becomes an
-    InvalidResponseError in the provider's ``parsing()`` block. Image data comes back already
-    decoded (bytes) from the fast path, else as text."""
+    ``usageMetadata.serviceTier``. Image data comes back already decoded (bytes) from the fast
+    path, else as text. Call it inside ``parsing()``: what is not a JSON object raises there."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
     if _padded(text):
         try:
             return dict(_WELL_FORMED.validate_json(text))
         except pydantic_core.ValidationError:
             pass  # not the usual shape: the tolerant path reads what it can and says what is wrong
-    try:
-        data = pydantic_core.from_json(body or "")  # the same result as json.loads, about 2x faster
-    except ValueError as exc:
-        raise json.JSONDecodeError(str(exc), body if isinstance(body, str) else "", 0) from None
+    data = pydantic_core.from_json(body or "")  # the same result as json.loads, about 2x faster
     if not isinstance(data, dict):
-        raise InvalidResponseError(f"{provider} answered JSON that is not an object", provider=provider)
+        raise TypeError("the answer is JSON but not an object")
     return data
 
 

@@ -25,7 +25,7 @@ def answer(data: str, *, spaced: bool = False) -> str:
 def test_fast_and_tolerant_paths_read_the_same_answer(spaced):
     image = synth_image(64, 48, "jpeg", seed=3)
     body = answer(base64.b64encode(image).decode(), spaced=spaced)
-    fast = _wire.parse_body(body, provider="gemini")
+    fast = _wire.parse_body(body)
     assert isinstance(fast["candidates"][0]["content"]["parts"][1]["inlineData"]["data"], bytes)
     read = _wire.read_answer(fast, SPEC, provider="gemini")
     assert read.images[0].data == image and (read.images[0].width, read.images[0].height) == (64, 48)
@@ -37,4 +37,4 @@ def test_cut_off_base64_is_refused_not_half_decoded():
     encoded = base64.b64encode(synth_image(64, 48, "jpeg", seed=3)).decode()
     body = answer(encoded[: len(encoded) - 5])  # still valid JSON, base64 cut mid-way
     with pytest.raises(InvalidResponseError, match="unreadable image"):
-        _wire.read_answer(_wire.parse_body(body, provider="gemini"), SPEC, provider="gemini")
+        _wire.read_answer(_wire.parse_body(body), SPEC, provider="gemini")
