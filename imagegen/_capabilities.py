@@ -93,6 +93,10 @@ class ModelSpec(BaseModel):
     def effective_size(self, request: ImageRequest) -> str | None:
         return request.size or self.default_size
 
+    def rate(self, key: str) -> float:
+        """A figure of the price book's ``rates`` (USD per million tokens, ...); 0 when it has none."""
+        return float(self.price.rates.get(key, 0.0)) if self.price is not None else 0.0
+
     def capabilities(self) -> dict[str, Any]:
         """A JSON-able summary for tables and ``imagegen providers``."""
         return self.model_dump(exclude={"price", "extra", "description"})

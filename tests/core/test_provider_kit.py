@@ -153,3 +153,13 @@ def test_the_default_model_is_the_one_the_data_flags() -> None:
             return [ModelSpec(id="a"), ModelSpec(id="b")]
 
     assert (Flagged.default_model(), Unflagged.default_model()) == ("b", "a")
+
+
+def test_a_rate_comes_from_the_price_book_and_is_zero_when_missing() -> None:
+    from datetime import date
+
+    from imagegen import ModelSpec
+    from imagegen.provider import Price
+
+    priced = ModelSpec(id="a", price=Price(source="s", as_of=date(2026, 1, 1), rates={"input_per_mtok": 2.5}))
+    assert (priced.rate("input_per_mtok"), priced.rate("other"), ModelSpec(id="b").rate("input_per_mtok")) == (2.5, 0, 0)

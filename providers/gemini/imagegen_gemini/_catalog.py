@@ -16,10 +16,9 @@ from typing import Any
 from imagegen import ModelSpec
 from imagegen.provider import load_models
 
-__all__ = ["IMAGE_RATE", "INPUT_RATE", "TEXT_RATE", "expected_pixels", "load_catalog", "rate",
-           "tokens_per_image"]
+__all__ = ["IMAGE_RATE", "INPUT_RATE", "TEXT_RATE", "expected_pixels", "load_catalog", "tokens_per_image"]
 
-#: Keys of ``price.rates``: USD per million tokens.
+#: Keys of ``price.rates`` (``ModelSpec.rate``): USD per million tokens.
 INPUT_RATE = "input_per_mtok"
 TEXT_RATE = "text_output_per_mtok"
 IMAGE_RATE = "image_output_per_mtok"
@@ -68,11 +67,6 @@ def tokens_per_image(spec: ModelSpec, size: str | None) -> int:
     """Output IMAGE tokens one image of ``size`` costs (the model's default size when None)."""
     table: dict[str, int] = spec.extra["tokens_per_image"]
     return table.get(_size_key(spec, size), table.get(ANY_SIZE, 0))
-
-
-def rate(spec: ModelSpec, key: str) -> float:
-    """USD per million tokens for ``key`` (``INPUT_RATE``, ``TEXT_RATE``, ``IMAGE_RATE``); 0 if unpriced."""
-    return float(spec.price.rates.get(key, 0.0)) if spec.price is not None else 0.0
 
 
 def expected_pixels(spec: ModelSpec, aspect_ratio: str | None, size: str | None) -> tuple[int, int]:

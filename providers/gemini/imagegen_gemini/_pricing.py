@@ -7,7 +7,7 @@ import math
 
 from imagegen import Cost, ImageRequest, ModelSpec, Usage
 
-from ._catalog import IMAGE_RATE, INPUT_RATE, TEXT_RATE, rate, tokens_per_image
+from ._catalog import IMAGE_RATE, INPUT_RATE, TEXT_RATE, tokens_per_image
 
 __all__ = ["cost_of", "estimate_cost"]
 
@@ -15,9 +15,9 @@ __all__ = ["cost_of", "estimate_cost"]
 def cost_of(usage: Usage, spec: ModelSpec) -> Cost:
     """Actual cost: image tokens at the image rate, the other output (text and thinking) at the
     text rate, the prompt at the input rate. ``usage.output_tokens`` already includes thinking."""
-    input_usd = (usage.input_tokens or 0) * rate(spec, INPUT_RATE) / 1e6
-    image_usd = (usage.image_tokens or 0) * rate(spec, IMAGE_RATE) / 1e6
-    text_usd = max(0, (usage.output_tokens or 0) - (usage.image_tokens or 0)) * rate(spec, TEXT_RATE) / 1e6
+    input_usd = (usage.input_tokens or 0) * spec.rate(INPUT_RATE) / 1e6
+    image_usd = (usage.image_tokens or 0) * spec.rate(IMAGE_RATE) / 1e6
+    text_usd = max(0, (usage.output_tokens or 0) - (usage.image_tokens or 0)) * spec.rate(TEXT_RATE) / 1e6
     breakdown = {"input": round(input_usd, 9), "image_output": round(image_usd, 9),
                  "text_output": round(text_usd, 9)}
     return Cost(usd=round(input_usd + image_usd + text_usd, 9), estimated=False, breakdown=breakdown)
@@ -32,9 +32,9 @@ def estimate_cost(request: ImageRequest, spec: ModelSpec) -> Cost:
     input_tokens = math.ceil(len(request.prompt) / 4) + len(request.images) * int(
         spec.extra.get("input_tokens_per_image", 258))
     per_call = {
-        "input": input_tokens * rate(spec, INPUT_RATE) / 1e6,
-        "image_output": image_tokens * rate(spec, IMAGE_RATE) / 1e6,
-        "text_output": text_tokens * rate(spec, TEXT_RATE) / 1e6,
+        "input": input_tokens * spec.rate(INPUT_RATE) / 1e6,
+        "image_output": image_tokens * spec.rate(IMAGE_RATE) / 1e6,
+        "text_output": text_tokens * spec.rate(TEXT_RATE) / 1e6,
     }
     breakdown = {key: round(value * request.n, 9) for key, value in per_call.items()}
     return Cost(usd=round(sum(breakdown.values()), 9), estimated=True, breakdown=breakdown)

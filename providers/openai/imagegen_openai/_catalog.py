@@ -20,7 +20,6 @@ import math
 import re
 import tomllib
 from importlib import resources
-from typing import Any
 
 from imagegen import (
     ConfigurationError,
@@ -30,7 +29,7 @@ from imagegen import (
 )
 
 __all__ = ["MAX_EDGE", "MAX_PIXELS", "MAX_RATIO", "MIN_PIXELS", "TIERS", "check_lifecycle", "load_catalog",
-           "output_tokens", "parse_wh", "rate", "wire_size"]
+           "output_tokens", "parse_wh", "wire_size"]
 
 #: gpt-image-2 and later (the image guide and the generate reference): edges multiples of 16, <= 3840, ratio <= 3:1.
 EDGE_STEP = 16
@@ -208,12 +207,3 @@ def output_tokens(spec: ModelSpec, quality: str, size: str) -> int:
     if parsed is None:
         return round(anchor * factor)
     return math.ceil(anchor * math.sqrt(parsed[0] * parsed[1] / (1024 * 1024)) * SQRT_RULE_MARGIN * factor)
-
-
-def rate(spec: ModelSpec, key: str) -> float:
-    """USD per million tokens for ``key``; 0 when the model has no such rate."""
-    return float(spec.price.rates.get(key, 0.0)) if spec.price is not None else 0.0
-
-
-def extra(spec: ModelSpec, key: str, default: Any = None) -> Any:
-    return spec.extra.get(key, default)

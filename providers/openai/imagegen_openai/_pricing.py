@@ -14,7 +14,7 @@ import math
 
 from imagegen import Cost, ImageRequest, ModelSpec, Usage
 
-from ._catalog import family, output_tokens, parse_wh, rate
+from ._catalog import family, output_tokens, parse_wh
 
 __all__ = ["PARTIAL_IMAGE_TOKENS", "cost_of", "estimate_cost", "flat_cost"]
 
@@ -30,10 +30,10 @@ def cost_of(usage: Usage, spec: ModelSpec) -> Cost:
     """The actual cost of an answer's ``usage``."""
     extra = usage.extra
     parts = {
-        "text_input": extra.get("input_text_tokens", 0) * rate(spec, "text_input_per_mtok"),
-        "image_input": extra.get("input_image_tokens", 0) * rate(spec, "image_input_per_mtok"),
-        "image_output": (usage.image_tokens or 0) * rate(spec, "image_output_per_mtok"),
-        "text_output": (usage.text_tokens or 0) * rate(spec, "text_output_per_mtok"),
+        "text_input": extra.get("input_text_tokens", 0) * spec.rate("text_input_per_mtok"),
+        "image_input": extra.get("input_image_tokens", 0) * spec.rate("image_input_per_mtok"),
+        "image_output": (usage.image_tokens or 0) * spec.rate("image_output_per_mtok"),
+        "text_output": (usage.text_tokens or 0) * spec.rate("text_output_per_mtok"),
     }
     breakdown = {key: round(value / 1e6, 9) for key, value in parts.items()}
     return Cost(usd=round(math.fsum(breakdown.values()), 9), estimated=False, breakdown=breakdown)
@@ -62,10 +62,10 @@ def estimate_cost(request: ImageRequest, spec: ModelSpec, size: str, *, partials
     image_tokens = len(request.images) * int(spec.extra.get("input_tokens_per_image", 0))
     text_out = int(spec.extra.get("text_output_tokens", 0))
     parts = {
-        "text_input": prompt_tokens * rate(spec, "text_input_per_mtok"),
-        "image_input": image_tokens * rate(spec, "image_input_per_mtok"),
-        "image_output": per_image * request.n * rate(spec, "image_output_per_mtok"),
-        "text_output": text_out * rate(spec, "text_output_per_mtok"),
+        "text_input": prompt_tokens * spec.rate("text_input_per_mtok"),
+        "image_input": image_tokens * spec.rate("image_input_per_mtok"),
+        "image_output": per_image * request.n * spec.rate("image_output_per_mtok"),
+        "text_output": text_out * spec.rate("text_output_per_mtok"),
     }
     breakdown = {key: round(value / 1e6, 9) for key, value in parts.items()}
     return Cost(usd=round(math.fsum(breakdown.values()), 9), estimated=True, breakdown=breakdown)
