@@ -162,4 +162,5 @@ def test_a_rate_comes_from_the_price_book_and_is_zero_when_missing() -> None:
     from imagegen.provider import Price
 
     priced = ModelSpec(id="a", price=Price(source="s", as_of=date(2026, 1, 1), rates={"input_per_mtok": 2.5}))
-    assert (priced.rate("input_per_mtok"), priced.rate("other"), ModelSpec(id="b").rate("input_per_mtok")) == (2.5, 0, 0)
+    assert (priced.rate("input_per_mtok"), priced.rate("other")) == (2.5, 0)
+    assert ModelSpec(id="b").rate("input_per_mtok") == 0
