@@ -164,3 +164,17 @@ def test_a_rate_comes_from_the_price_book_and_is_zero_when_missing() -> None:
     priced = ModelSpec(id="a", price=Price(source="s", as_of=date(2026, 1, 1), rates={"input_per_mtok": 2.5}))
     assert (priced.rate("input_per_mtok"), priced.rate("other")) == (2.5, 0)
     assert ModelSpec(id="b").rate("input_per_mtok") == 0
+
+
+def test_vendor_numbers_and_times_are_read_or_none() -> None:
+    from datetime import UTC, datetime
+
+    from imagegen.provider import parse_number, parse_time
+
+    assert [parse_number(v) for v in (12, 1.5, "12", " 3.25 ")] == [12.0, 1.5, 12.0, 3.25]
+    assert [parse_number(v) for v in (True, None, "twelve", "nan", float("inf"), [1])] == [None] * 6
+    nanos = parse_time("2026-11-30T12:00:00.123456789Z")
+    assert nanos == datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
+    assert parse_time("2026-11-30T12:00:00") == datetime(2026, 11, 30, 12, tzinfo=UTC)  # no zone: UTC
+    assert parse_time("2026-11-30T14:00:00+02:00") == datetime(2026, 11, 30, 12, tzinfo=UTC)
+    assert [parse_time(v) for v in ("", "yesterday", 1764504000, None)] == [None] * 4

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 from imagegen import ImageRequest, ModelSpec
+from imagegen.provider import parse_time
 
 from ._catalog import expected_pixels
 
@@ -194,28 +193,12 @@ def sent_batch(listing: dict[str, Any], *, display_name: str, model: str, reques
     found = []
     for operation in listing.get("operations") or []:
         metadata = _dict(operation.get("metadata") if isinstance(operation, dict) else None)
-        created = _epoch(metadata.get("createTime"))
+        created = parse_time(metadata.get("createTime"))
         if (metadata.get("displayName") == display_name and metadata.get("model") in (model, f"models/{model}")
                 and _int(_dict(metadata.get("batchStats")).get("requestCount")) == requests
-                and created is not None and created >= since - CLOCK_SKEW_S):
+                and created is not None and created.timestamp() >= since - CLOCK_SKEW_S):
             found.append(str(operation.get("name") or metadata.get("name") or ""))
     return found[0] if len(found) == 1 and found[0].startswith("batches/") else None
-
-
-def _epoch(text: Any) -> float | None:
-    """An RFC 3339 time (``2026-11-30T12:00:00.123456789Z``: Google sends nanoseconds) in epoch seconds."""
-    match = _RFC3339.match(text) if isinstance(text, str) else None
-    if match is None:
-        return None
-    head, fraction, zone = match.groups()
-    try:
-        moment = datetime.fromisoformat(head + ("+00:00" if zone in (None, "Z") else zone))
-    except ValueError:
-        return None
-    return moment.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
-
-
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
 
 
 def _int(value: Any) -> int:

@@ -171,13 +171,9 @@ class GeminiProvider(SynchronousProvider):
         # The kit refuses a size for a single-size model: the API would ignore it silently.
         where = f"{self.instance_name}/{spec.id}"
         warnings = super().validate(request, spec)
-        self._check_options(request.options, where)
         if request.seed is not None:
             warnings.append(f"{where} accepts a seed but does not promise reproducible images")
-        return warnings
-
-    @staticmethod
-    def _check_options(options: dict[str, Any], where: str) -> None:
+        options = request.options
         modalities = options.get("response_modalities")
         if modalities is not None and (
                 not isinstance(modalities, (list, tuple)) or not set(modalities) <= _MODALITIES
@@ -192,6 +188,7 @@ class GeminiProvider(SynchronousProvider):
         if level is not None and (not isinstance(level, str) or level.lower() not in _THINKING_LEVELS):
             raise InvalidRequestError(
                 f"option thinking_level for {where} must be one of {', '.join(_THINKING_LEVELS)}, not {level!r}")
+        return warnings
 
     def estimate(self, request: ImageRequest, spec: ModelSpec) -> Cost:
         return estimate_cost(request, spec)
@@ -246,14 +243,8 @@ class GeminiProvider(SynchronousProvider):
         return result
 
     async def _post(self, client: genai.Client, spec: ModelSpec, body: dict[str, Any]) -> str | bytes | None:
-        """POST ``generateContent`` through the SDK's API client and return the raw 200 body.
-
-        The SDK still builds the URL (API version, Vertex project/location), authenticates
-        (API key or Google credentials), applies the timeout and turns error answers into its
-        ``APIError``; only its request and response models are skipped, because they cost more
-        than a millisecond a call and drop fields. Should a google-genai release move that
-        client, the public ``generate_content`` sends the same JSON (tested both ways).
-        """
+        """POST ``generateContent`` through the SDK's API client (see the module's docstring) or, for
+        a google-genai release without it, the public ``generate_content``; return the 200's raw body."""
         api = self._api_clients.get(id(client), False)
         if api is False:
             api = self._api_clients[id(client)] = _api_client_of(client) if self.sdk_fast_path else None
@@ -350,7 +341,6 @@ class GeminiProvider(SynchronousProvider):
         """google-genai's ``APIError`` (any non-200 answer) through the status table (``spec``: the
         model called); a Google credentials failure as what to set up; transport failures as the
         kit knows them."""
-        name = self.instance_name
         errors = sys.modules.get("google.genai.errors")
         if errors is not None and isinstance(exc, errors.APIError):
             model = spec.id if spec else (self.settings.model or self.default_model())
@@ -359,7 +349,7 @@ class GeminiProvider(SynchronousProvider):
                                                 text=error_message(str(exc.message or exc.status or ""))))
         if type(exc).__module__.startswith("google.auth"):
             return MissingCredentialsError(
-                f"{name}: Vertex AI with a project needs Google credentials ({type(exc).__name__}: "
+                f"{self.instance_name}: Vertex AI with a project needs Google credentials ({type(exc).__name__}: "
                 f"{str(exc)[:200]}); run `gcloud auth application-default login` or set "
                 "GOOGLE_APPLICATION_CREDENTIALS")
         return super().translate_error(exc)

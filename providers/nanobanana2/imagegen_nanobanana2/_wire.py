@@ -10,13 +10,13 @@ and camelCase spellings are both accepted, and unknown fields are ignored.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from imagegen import JobStatus
+from imagegen.provider import parse_number, parse_time
 
 __all__ = [
     "ErrorBody",
@@ -67,28 +67,14 @@ def pick(data: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
 def _whole(value: Any) -> float | int | None:
     """A number, as an int when it is whole (credits and milliseconds usually are)."""
-    number = _number(value)
+    number = parse_number(value)
     return int(number) if number is not None and number.is_integer() else number
 
 
 def _int(value: Any) -> int | None:
-    number = _number(value)
+    number = parse_number(value)
     return None if number is None else int(number)
 
 
@@ -128,16 +114,6 @@ class Generation:
                 {"url": o.url, "width": o.width, "height": o.height} for o in self.outputs
             ]
         return meta
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _error_text(data: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -192,7 +168,7 @@ def parse_generation(data: Any, *, id_keys: tuple[str, ...] = ("id", "job_id", "
         raw_status=raw_status,
         status=status,
         outputs=_outputs(data.get("outputs")),
-        created_at=_parse_time(pick(data, "created_at", "createdAt")),
+        created_at=parse_time(pick(data, "created_at", "createdAt")),
         credits_used=_whole(pick(data, "credits_used", "creditsUsed")),
         processing_time_ms=_whole(pick(data, "processing_time_ms", "processingTimeMs")),
         error=error,
@@ -233,8 +209,8 @@ def parse_error_body(data: Any) -> ErrorBody:
         message=None if message is None else str(message),
         code=None if code is None else str(code),
         retry_after=retry_after,
-        required=_number(pick(data, "required", "credits_required", "creditsRequired", "cost")),
-        available=_number(pick(data, "available", "balance", "credits_available", "creditsAvailable")),
+        required=parse_number(pick(data, "required", "credits_required", "creditsRequired", "cost")),
+        available=parse_number(pick(data, "available", "balance", "credits_available", "creditsAvailable")),
     )
 
 
@@ -244,7 +220,7 @@ def parse_balance(data: Any) -> float:
         data = data["data"]
     if not isinstance(data, dict):
         raise TypeError(f"expected a JSON object with 'balance', got {type(data).__name__}")
-    value = _number(pick(data, "balance", "credits", "remaining", "credits_remaining", "creditsRemaining"))
+    value = parse_number(pick(data, "balance", "credits", "remaining", "credits_remaining", "creditsRemaining"))
     if value is None:
         raise KeyError("the balance answer has no numeric 'balance'")
     return value

@@ -18,7 +18,7 @@ from imagegen import InvalidResponseError
 
 from ._graph import GENERATE_NODE_ID
 
-__all__ = ["PollState", "error_parts", "execution_id_from", "number", "parse_poll", "unwrap"]
+__all__ = ["PollState", "error_parts", "execution_id_from", "parse_poll", "unwrap"]
 
 log = logging.getLogger("imagegen.wireflow")
 
@@ -210,8 +210,3 @@ def error_parts(body: Any) -> tuple[str | None, str | None, dict[str, Any]]:
     message = body.get("message") if isinstance(body.get("message"), str) else None
     return message, None, extra
 
-
-def number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None

@@ -65,12 +65,13 @@ from imagegen.provider import (
     RateLimits,
     Schedule,
     StatusRule,
+    parse_number,
     parse_wait_hint,
 )
 
 from ._catalog import load_catalog, model_entry
 from ._graph import Graph, ParamLocation, build_graph
-from ._protocol import error_parts, execution_id_from, number, parse_poll, unwrap
+from ._protocol import error_parts, execution_id_from, parse_poll, unwrap
 from ._workflows import WorkflowCache, cache_key
 
 __all__ = ["EXECUTIONS_PER_MINUTE", "WireflowProvider", "WireflowSettings"]
@@ -310,8 +311,8 @@ class WireflowProvider(HTTPProvider):
         details = ErrorDetails(message=message, code=code, retry_after=parse_wait_hint(extra.get("retryAfter")))
         status = reply.status_code
         if status == 402:
-            details.fields = {"required": number(extra.get("requiredCredits")),
-                              "available": number(extra.get("availableCredits"))}
+            details.fields = {"required": parse_number(extra.get("requiredCredits")),
+                              "available": parse_number(extra.get("availableCredits"))}
         elif status == 429:
             details.advice = "Wireflow caps executions at 10 per minute"
         elif status >= 500:
