@@ -378,6 +378,20 @@ class Provider:
             return ProviderUnavailableError(f"{name} could not be reached ({type(exc).__name__})", provider=name)
         return None
 
+    @contextmanager
+    def translating(self) -> Iterator[None]:
+        """Around calls into a vendor's SDK: an exception ``translate_error`` maps is raised as
+        that error, from the original; anything else is a bug and propagates as it is."""
+        try:
+            yield
+        except ImageGenError:
+            raise
+        except Exception as exc:
+            error = self.translate_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
     def parsing(self, what: str = "answer", *, status_code: int | None = None) -> AbstractContextManager[None]:
         """``parsing(self.instance_name, what, status_code=...)``: read a vendor answer inside it."""
         return parsing(self.instance_name, what, status_code=status_code)

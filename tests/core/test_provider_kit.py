@@ -178,3 +178,21 @@ def test_vendor_numbers_and_times_are_read_or_none() -> None:
     assert parse_time("2026-11-30T12:00:00") == datetime(2026, 11, 30, 12, tzinfo=UTC)  # no zone: UTC
     assert parse_time("2026-11-30T14:00:00+02:00") == datetime(2026, 11, 30, 12, tzinfo=UTC)
     assert [parse_time(v) for v in ("", "yesterday", 1764504000, None)] == [None] * 4
+
+
+def test_translating_raises_what_translate_error_maps_and_leaves_bugs_alone() -> None:
+    import httpx
+
+    from imagegen import ProviderTimeoutError
+    from imagegen.provider import Provider, ProviderSettings
+
+    class Sdk(Provider):
+        name = "sdk"
+        requires_api_key = False
+
+    provider = Sdk(instance_name="sdk", settings=ProviderSettings(), http=httpx.AsyncClient())
+    with pytest.raises(ProviderTimeoutError) as info, provider.translating():
+        raise httpx.ReadTimeout("slow")
+    assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+    with pytest.raises(KeyError), provider.translating():  # a bug: unchanged, with its traceback
+        raise KeyError("candidates")

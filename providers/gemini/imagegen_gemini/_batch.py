@@ -79,14 +79,14 @@ class GeminiBatches:
         if delivery not in ("inline", "file"):
             delivery = wire.choose_delivery((m.size() for m in built),
                                             (wire.expected_answer_bytes(r, spec) for _, r in members))
-        with self.provider.sdk_errors(spec):
+        with self.provider.translating():
             if delivery == "inline":
                 body = wire.inline_body(display_name, built)
             else:
                 body = wire.file_body(display_name, await self._upload(built, display_name))
             del built
         path = f"models/{spec.id}:batchGenerateContent"
-        snapshot = await self._call("post", path, body, spec, "batch operation", wire.read_operation)
+        snapshot = await self._call("post", path, body, "batch operation", wire.read_operation)
         return snapshot.name, delivery
 
     async def find(self, display_name: str, spec: ModelSpec, *, requests: int, since: float) -> str | None:
@@ -99,20 +99,20 @@ class GeminiBatches:
         token = ""
         for _ in range(_FIND_PAGES):
             query = {"pageSize": _FIND_PAGE_SIZE, **({"pageToken": token} if token else {})}
-            listing, found = await self._call("get", f"batches?{urlencode(query)}", {}, spec, "batch list", read)
+            listing, found = await self._call("get", f"batches?{urlencode(query)}", {}, "batch list", read)
             token = str(listing.get("nextPageToken") or "")
             if found is not None or not token:
                 return found
         return None
 
     async def poll(self, native_id: str, spec: ModelSpec) -> VendorBatchSnapshot:
-        snapshot = await self._call("get", native_id, {}, spec, "batch operation", wire.read_operation)
+        snapshot = await self._call("get", native_id, {}, "batch operation", wire.read_operation)
         answers = None
         if snapshot.inline is not None:
             with self.provider.parsing("batch answers", status_code=200):
                 answers = wire.outcomes_of_inline(snapshot.inline)
         elif snapshot.responses_file is not None:
-            with self.provider.sdk_errors(spec):
+            with self.provider.translating():
                 downloaded = await self._download(snapshot.responses_file)
             with self.provider.parsing("batch answers file", status_code=200):
                 answers = wire.outcomes_of_jsonl(downloaded)
@@ -145,14 +145,14 @@ class GeminiBatches:
             provider=self.name)
 
     async def cancel(self, native_id: str) -> None:
-        await self._call("post", f"{native_id}:cancel", {}, None, "batch cancel", lambda _: None)
+        await self._call("post", f"{native_id}:cancel", {}, "batch cancel", lambda _: None)
 
     # -- helpers --------------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, body: dict[str, Any], spec: ModelSpec | None, what: str,
+    async def _call(self, method: str, path: str, body: dict[str, Any], what: str,
                     read: Callable[[Any], T]) -> T:
         """One Batch API call through the SDK's API client; its JSON answer read by ``read``."""
-        with self.provider.sdk_errors(spec):
+        with self.provider.translating():
             response = await self._api().async_request(method, path, body)
         with self.provider.parsing(what, status_code=200):
             return read(json.loads(response.body or "{}"))

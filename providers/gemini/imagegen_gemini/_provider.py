@@ -33,8 +33,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
@@ -226,7 +225,7 @@ class GeminiProvider(SynchronousProvider):
         client = self._client(limit)
         # The SDK client's own timeout is ``limit``; a nearer deadline is enforced here. When the
         # HTTP timeout is the nearer one, the margin lets it fire first, with its clearer error.
-        with self.sdk_errors(spec):
+        with self.translating():
             async with asyncio.timeout(remaining if remaining < limit else limit + 5.0):
                 answer = await self._post(client, spec, body)
         del body
@@ -319,33 +318,21 @@ class GeminiProvider(SynchronousProvider):
     # -- errors --------------------------------------------------------------------------------
 
     def read_error(self, reply: ErrorReply) -> ErrorDetails:
-        model = reply.path.rpartition("/")[2]
+        model = reply.path.rpartition("/")[2].partition(":")[0]
         spec = next((s for s in self.models() if model in s.names), None)
         return read_google_error(reply, replacement=spec.extra.get("replacement") if spec else None)
 
-    @contextmanager
-    def sdk_errors(self, spec: ModelSpec | None) -> Iterator[None]:
-        """Around SDK calls: what ``translate_error`` maps is raised from the SDK's exception; anything
-        else is a bug and propagates as it is."""
-        try:
-            yield
-        except ImageGenError:
-            raise
-        except Exception as exc:
-            error = self.translate_error(exc, spec)
-            if error is None:
-                raise
-            raise error from exc
-
-    def translate_error(self, exc: BaseException, spec: ModelSpec | None = None) -> ImageGenError | None:
-        """google-genai's ``APIError`` (any non-200 answer) through the status table (``spec``: the
-        model called); a Google credentials failure as what to set up; transport failures as the
-        kit knows them."""
+    def translate_error(self, exc: BaseException) -> ImageGenError | None:
+        """google-genai's ``APIError`` (any non-200 answer) through the status table; a Google
+        credentials failure as what to set up; transport failures as the kit knows them."""
         errors = sys.modules.get("google.genai.errors")
         if errors is not None and isinstance(exc, errors.APIError):
-            model = spec.id if spec else (self.settings.model or self.default_model())
+            try:  # the model called, from the URL (".../models/<id>:generateContent")
+                path = exc.response.request.url.path
+            except (AttributeError, RuntimeError):  # an error built without its answer
+                path = f"models/{self.settings.model or self.default_model()}"
             body = exc.details if isinstance(exc.details, dict) else None
-            return self.status_error(ErrorReply(int(exc.code or 0), body=body, path=f"models/{model}",
+            return self.status_error(ErrorReply(int(exc.code or 0), body=body, path=path,
                                                 text=error_message(str(exc.message or exc.status or ""))))
         if type(exc).__module__.startswith("google.auth"):
             return MissingCredentialsError(
