@@ -4,6 +4,7 @@ The status table (``GeminiProvider.status_errors``) names the class for each HTT
 this reader adds what Google's body says that the status alone does not: an invalid key
 answered as 400, a missing key as 403, a region refusal (FAILED_PRECONDITION), prepaid
 credits used up (a 429 that retrying will not cure), and the wait of ``RetryInfo``.
+(DEADLINE_EXCEEDED is always HTTP 504: the table's entry.)
 No SDK import: the envelope is plain JSON.
 """
 
@@ -16,7 +17,6 @@ from imagegen import (
     AuthenticationError,
     InsufficientCreditsError,
     PermissionDeniedError,
-    ProviderTimeoutError,
 )
 from imagegen.provider import ErrorDetails, ErrorReply, parse_wait_hint
 
@@ -68,7 +68,4 @@ def read_google_error(reply: ErrorReply, *, replacement: str | None = None) -> E
             wait = float(match.group(1))
         read.retry_after = wait
         read.advice = "quota exceeded; retry later" if wait is not None else "capacity exhausted; retry shortly"
-    elif status == "DEADLINE_EXCEEDED":
-        read.error = ProviderTimeoutError
-        read.advice = "retry, perhaps with a smaller size or a longer timeout"
     return read
