@@ -18,15 +18,10 @@ import datetime as dt
 import functools
 import math
 import re
-import tomllib
 from importlib import resources
 
-from imagegen import (
-    ConfigurationError,
-    ImageRequest,
-    ModelSpec,
-    UnsupportedFeatureError,
-)
+from imagegen import ImageRequest, ModelSpec, UnsupportedFeatureError
+from imagegen.provider import load_models
 
 __all__ = ["MAX_EDGE", "MAX_PIXELS", "MAX_RATIO", "MIN_PIXELS", "TIERS", "check_lifecycle", "load_catalog",
            "output_tokens", "parse_wh", "wire_size"]
@@ -50,12 +45,7 @@ _RATIO = re.compile(r"^(\d{1,3}):(\d{1,3})$")
 @functools.cache
 def load_catalog() -> tuple[ModelSpec, ...]:
     """The models of ``models.toml``. Cached: the file ships with the code."""
-    source = resources.files(__package__).joinpath("models.toml")
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-        return tuple(ModelSpec.model_validate(raw) for raw in data["models"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigurationError(f"the openai model data (models.toml) is unreadable: {exc}") from exc
+    return tuple(load_models(resources.files(__package__).joinpath("models.toml")))
 
 
 def family(spec: ModelSpec) -> str:
