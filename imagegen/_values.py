@@ -1,16 +1,27 @@
-"""Reading loosely typed values out of vendor JSON: numbers and timestamps.
+"""Reading loosely typed values out of vendor JSON: objects, numbers and timestamps.
 
 Vendors spell one fact several ways (a number as ``12``, ``12.0`` or ``"12"``; a time with ``Z``
-or an offset, with nanoseconds or none). These readers return None for anything that is not
-one, and the provider decides what a missing value means.
+or an offset, with nanoseconds or none) and leave fields out or null. These readers return an
+empty value or None for anything that is not one, and the provider decides what that means.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["parse_number", "parse_time"]
+__all__ = ["json_object", "json_objects", "parse_number", "parse_time"]
+
+
+def json_object(value: object) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def json_objects(value: object) -> list[dict[str, Any]]:
+    """The objects of a JSON array (anything else in it skipped); empty if ``value`` is no array."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def parse_number(value: object) -> float | None:

@@ -29,7 +29,7 @@ What the kit holds:
 - data: ``load_models`` (the one model-file loader), ``ModelSpec``, ``Price``;
 - jobs: ``PollSchedule``/``AdaptivePollSchedule``, ``make_job_id``, output fetching
   (``fetch_image``, ``DownloadPolicy``) and inline outputs (``decode_image``, ``decode_base64``);
-- vendor JSON values: ``parse_number``, ``parse_time``;
+- vendor JSON values: ``json_object``, ``json_objects``, ``parse_number``, ``parse_time``;
 - HTTP facts: ``parse_wait_hint``, ``retry_after_from_headers``, ``describe_body``,
   ``shared_ssl_context``; streaming previews: ``partial_sink``, ``PartialImage``;
   ``default_data_dir`` for files a provider keeps between runs; a vendor's own batch API:
@@ -56,7 +56,7 @@ from ._provider import OnSubmit, Provider, ProviderSettings, RateLimits, parsing
 from ._status import DEFAULT_STATUS_ERRORS, ErrorDetails, ErrorReply, StatusRule
 from ._streaming import PartialImage, PartialSink, partial_sink
 from ._synchronous import SynchronousProvider
-from ._values import parse_number, parse_time
+from ._values import json_object, json_objects, parse_number, parse_time
 from ._vendor_batch import MEMBER_SEPARATOR, Delivery, VendorBatchAPI, VendorBatchSnapshot
 from ._vendor_batch_follow import BATCH_POLL_SCHEDULE
 
@@ -90,6 +90,8 @@ __all__ = [
     "describe_body",
     "fetch_image",
     "hookimpl",
+    "json_object",
+    "json_objects",
     "load_models",
     "make_job_id",
     "parse_number",

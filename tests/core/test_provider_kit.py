@@ -166,11 +166,14 @@ def test_a_rate_comes_from_the_price_book_and_is_zero_when_missing() -> None:
     assert ModelSpec(id="b").rate("input_per_mtok") == 0
 
 
-def test_vendor_numbers_and_times_are_read_or_none() -> None:
+def test_vendor_objects_numbers_and_times_are_read_or_empty() -> None:
     from datetime import UTC, datetime
 
-    from imagegen.provider import parse_number, parse_time
+    from imagegen.provider import json_object, json_objects, parse_number, parse_time
 
+    assert (json_object({"a": 1}), json_object([1]), json_object(None)) == ({"a": 1}, {}, {})
+    assert json_objects([{"a": 1}, 2, None, {}]) == [{"a": 1}, {}]
+    assert json_objects({"a": 1}) == json_objects("[]") == []
     assert [parse_number(v) for v in (12, 1.5, "12", " 3.25 ")] == [12.0, 1.5, 12.0, 3.25]
     assert [parse_number(v) for v in (True, None, "twelve", "nan", float("inf"), [1])] == [None] * 6
     nanos = parse_time("2026-11-30T12:00:00.123456789Z")

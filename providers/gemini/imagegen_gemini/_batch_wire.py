@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from imagegen import ImageRequest, ModelSpec
-from imagegen.provider import parse_time
+from imagegen.provider import json_object, parse_time
 
 from ._catalog import expected_pixels
 
@@ -148,10 +148,6 @@ class Snapshot:
         return self.state in TERMINAL
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _state(raw: Any) -> tuple[str, str]:
     text = str(raw or "UNSPECIFIED")
     short = text.upper().removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_")
@@ -161,21 +157,21 @@ def _state(raw: Any) -> tuple[str, str]:
 
 def read_operation(operation: dict[str, Any]) -> Snapshot:
     """Read a batch Operation (``{"name", "metadata": GenerateContentBatch, "done", "response"|"error"}``)."""
-    metadata = _dict(operation.get("metadata"))
+    metadata = json_object(operation.get("metadata"))
     name = str(operation.get("name") or metadata.get("name") or "")
     if not name.startswith("batches/"):
         raise ValueError(f"a batch name looks like batches/<id>, not {name!r}")
     state, vendor = _state(metadata.get("state"))
-    stats = {key: _int(value) for key, value in _dict(metadata.get("batchStats")).items()}
+    stats = {key: _int(value) for key, value in json_object(metadata.get("batchStats")).items()}
     inline: Any = None
     responses_file: Any = None
-    for output in (_dict(operation.get("response")), _dict(metadata.get("output"))):
-        inline = inline or _dict(output.get("inlinedResponses")).get("inlinedResponses")
+    for output in (json_object(operation.get("response")), json_object(metadata.get("output"))):
+        inline = inline or json_object(output.get("inlinedResponses")).get("inlinedResponses")
         responses_file = responses_file or output.get("responsesFile")
     items = [item for item in inline if isinstance(item, dict)] if isinstance(inline, list) else None
     snapshot = Snapshot(name=name, state=state, vendor_state=vendor, stats=stats, inline=items,
                         responses_file=str(responses_file) if responses_file else None,
-                        error=_dict(operation.get("error")) or None)
+                        error=json_object(operation.get("error")) or None)
     if snapshot.error is not None and not snapshot.done:
         snapshot.state = "failed"  # an Operation with an error is over, whatever the metadata says
     return snapshot
@@ -192,10 +188,10 @@ def sent_batch(listing: dict[str, Any], *, display_name: str, model: str, reques
     no batch, or more than one, fits."""
     found = []
     for operation in listing.get("operations") or []:
-        metadata = _dict(operation.get("metadata") if isinstance(operation, dict) else None)
+        metadata = json_object(operation.get("metadata") if isinstance(operation, dict) else None)
         created = parse_time(metadata.get("createTime"))
         if (metadata.get("displayName") == display_name and metadata.get("model") in (model, f"models/{model}")
-                and _int(_dict(metadata.get("batchStats")).get("requestCount")) == requests
+                and _int(json_object(metadata.get("batchStats")).get("requestCount")) == requests
                 and created is not None and created.timestamp() >= since - CLOCK_SKEW_S):
             found.append(str(operation.get("name") or metadata.get("name") or ""))
     return found[0] if len(found) == 1 and found[0].startswith("batches/") else None
@@ -210,7 +206,7 @@ def _int(value: Any) -> int:
 
 def outcomes_of_inline(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each inlined answer by its key: ``{"response": {...}}`` or ``{"error": {...}}``."""
-    return dict(_keyed(items, lambda item: _dict(item.get("metadata")).get("key")))
+    return dict(_keyed(items, lambda item: json_object(item.get("metadata")).get("key")))
 
 
 def outcomes_of_jsonl(data: bytes) -> dict[str, dict[str, Any]]:
@@ -237,7 +233,8 @@ def _keyed(items: Iterable[dict[str, Any]], key_of: Any) -> Iterator[tuple[str, 
         if isinstance(item.get("response"), dict):
             yield str(key), {"response": item["response"]}
         else:
-            yield str(key), {"error": _dict(item.get("error")) or {"code": 2, "message": "no answer and no error"}}
+            missing = {"code": 2, "message": "no answer and no error"}
+            yield str(key), {"error": json_object(item.get("error")) or missing}
 
 
 def http_status_of(status: dict[str, Any]) -> tuple[int, str]:

@@ -18,7 +18,7 @@ from imagegen import (
     InsufficientCreditsError,
     PermissionDeniedError,
 )
-from imagegen.provider import ErrorDetails, ErrorReply, parse_wait_hint
+from imagegen.provider import ErrorDetails, ErrorReply, json_object, json_objects, parse_wait_hint
 
 __all__ = ["error_message", "read_google_error"]
 
@@ -41,13 +41,11 @@ def _rpc(details: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def read_google_error(reply: ErrorReply, *, replacement: str | None = None) -> ErrorDetails:
     """What one error answer says; ``replacement`` names the model that replaced a retired one."""
-    body: dict[str, Any] = reply.body if isinstance(reply.body, dict) else {}
-    nested = body.get("error")
-    error: dict[str, Any] = nested if isinstance(nested, dict) else body
+    body = json_object(reply.body)
+    error = body["error"] if isinstance(body.get("error"), dict) else body
     message = error_message(str(error.get("message") or reply.text or ""))
     status = str(error.get("status") or "") or None
-    found = error.get("details")
-    details = [d for d in found if isinstance(d, dict)] if isinstance(found, list) else []
+    details = json_objects(error.get("details"))
     read = ErrorDetails(message=message or None, code=status)
     code = reply.status_code
     if _rpc(details, "google.rpc.ErrorInfo").get("reason") == "API_KEY_INVALID" or "API key not valid" in message:

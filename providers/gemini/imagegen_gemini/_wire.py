@@ -32,7 +32,7 @@ from imagegen import (
     ProviderError,
     Usage,
 )
-from imagegen.provider import decode_image
+from imagegen.provider import decode_image, json_object, json_objects
 
 from ._pricing import cost_of
 
@@ -172,15 +172,15 @@ def read_answer(data: dict[str, Any], spec: ModelSpec, *, provider: str) -> Imag
     """The result in the parsed answer (its ``job_id`` left to the caller), or the refusal it
     stands for. Unknown fields are ignored. Each image's base64 leaves the answer as it is decoded."""
     usage = usage_of(data.get("usageMetadata"))
-    candidates = _dicts(data.get("candidates"))
+    candidates = json_objects(data.get("candidates"))
     images: list[Image] = []
     text: list[str] = []
     signatures: list[str] = []
     warnings: list[str] = []
     thought_parts = 0
     for candidate in candidates:
-        content = _dict(candidate.get("content"))
-        for part in _dicts(content.get("parts")):
+        content = json_object(candidate.get("content"))
+        for part in json_objects(content.get("parts")):
             if part.get("thoughtSignature"):
                 signatures.append(str(part["thoughtSignature"]))
             if part.get("thought") is True:
@@ -209,18 +209,10 @@ def read_answer(data: dict[str, Any], spec: ModelSpec, *, provider: str) -> Imag
                        text=text, metadata=metadata, warnings=warnings)
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
 def _refusal(data: dict[str, Any], candidates: list[dict[str, Any]], usage: Usage, text: list[str],
              *, provider: str) -> ProviderError:
     """HTTP 200 without an image: content policy, no image, or an unreadable answer."""
-    feedback = _dict(data.get("promptFeedback"))
+    feedback = json_object(data.get("promptFeedback"))
     block = feedback.get("blockReason")
     first = candidates[0] if candidates else {}
     finish = first.get("finishReason")
@@ -258,7 +250,7 @@ def usage_of(meta: Any) -> Usage:
     if not isinstance(meta, dict):
         return Usage()
     candidates = _count(meta.get("candidatesTokenCount"))
-    image = sum(_count(d.get("tokenCount")) for d in _dicts(meta.get("candidatesTokensDetails"))
+    image = sum(_count(d.get("tokenCount")) for d in json_objects(meta.get("candidatesTokensDetails"))
                 if str(d.get("modality", "")).upper() == "IMAGE")
     thoughts = _count(meta.get("thoughtsTokenCount"))
     extra = {key: meta[camel] for key, camel in (("total_tokens", "totalTokenCount"),
