@@ -34,6 +34,7 @@ from imagegen import (
 from imagegen.provider import BATCH_POLL_SCHEDULE, MEMBER_SEPARATOR, Delivery, ErrorReply, VendorBatchSnapshot
 
 from . import _batch_wire as wire
+from . import _wire
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._provider import GeminiProvider
@@ -172,8 +173,6 @@ class GeminiBatches:
         return api
 
     async def _body(self, request: ImageRequest, spec: ModelSpec) -> dict[str, Any]:
-        from . import _wire
-
         self.provider.validate(request, spec)
         return _wire.build_body(request, await self.provider.input_images(request))
 
@@ -194,8 +193,6 @@ class GeminiBatches:
     def _outcome(self, key: str, answer: dict[str, Any], spec: ModelSpec,
                  native_id: str) -> ImageResult | ImageGenError:
         """One member's answer: its result at the batch price, or the error it stands for."""
-        from . import _wire
-
         name = self.name
         if "error" in answer:
             status, status_name = wire.http_status_of(answer["error"])

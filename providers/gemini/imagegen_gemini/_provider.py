@@ -61,9 +61,8 @@ from imagegen.provider import (
     shared_ssl_context,
 )
 
-from . import _conversation
+from . import _conversation, _wire
 from ._catalog import load_catalog
-from ._errors import error_message, read_google_error
 from ._pricing import estimate_cost
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -207,8 +206,6 @@ class GeminiProvider(SynchronousProvider):
         return await super().wait(job, deadline=deadline)
 
     async def call(self, request: ImageRequest, spec: ModelSpec, *, deadline: float) -> ImageResult:
-        from . import _wire  # google-genai loads here, on the first call
-
         if request.n != 1:
             raise InvalidRequestError(
                 f"{self.instance_name} makes one image per call; ask the Client for n={request.n}, which "
@@ -248,8 +245,6 @@ class GeminiProvider(SynchronousProvider):
         if api is False:
             api = self._api_clients[id(client)] = _api_client_of(client) if self.sdk_fast_path else None
         if api is None:
-            from . import _wire
-
             response = await client.aio.models.generate_content(model=spec.id, **_wire.sdk_arguments(body))
             http_response, response.sdk_http_response = response.sdk_http_response, None
             return http_response.body if http_response else None
@@ -320,7 +315,7 @@ class GeminiProvider(SynchronousProvider):
     def read_error(self, reply: ErrorReply) -> ErrorDetails:
         model = reply.path.rpartition("/")[2].partition(":")[0]
         spec = next((s for s in self.models() if model in s.names), None)
-        return read_google_error(reply, replacement=spec.extra.get("replacement") if spec else None)
+        return _wire.read_google_error(reply, replacement=spec.extra.get("replacement") if spec else None)
 
     def translate_error(self, exc: BaseException) -> ImageGenError | None:
         """google-genai's ``APIError`` (any non-200 answer) through the status table; a Google
@@ -333,7 +328,7 @@ class GeminiProvider(SynchronousProvider):
                 path = f"models/{self.settings.model or self.default_model()}"
             body = exc.details if isinstance(exc.details, dict) else None
             return self.status_error(ErrorReply(int(exc.code or 0), body=body, path=path,
-                                                text=error_message(str(exc.message or exc.status or ""))))
+                                                text=_wire.error_message(str(exc.message or exc.status or ""))))
         if type(exc).__module__.startswith("google.auth"):
             return MissingCredentialsError(
                 f"{self.instance_name}: Vertex AI with a project needs Google credentials ({type(exc).__name__}: "

@@ -1,42 +1,54 @@
-"""What goes over the wire for ``generateContent``: building the call, reading the answer.
+"""What goes over the wire for ``generateContent``: building the call, reading the answer and
+the error envelope.
 
-Pure functions with no I/O, so every call path (generate, edit, submit; sync or async SDK)
-shares them. This module imports google-genai, so the provider imports it only when a call
-is actually made.
+Pure functions with no I/O, so every call path (generate, edit, submit, vendor batches) shares
+them. No google-genai import at module level: only the public-SDK fallback (``sdk_arguments``)
+needs it.
 
-Reading an answer follows Google's documented rules (docs/providers/gemini.md): images are every non-thought part whose
-``inlineData`` is ``image/*``, in order, wherever they sit among the parts; their size comes
-from the bytes; HTTP 200 without an image becomes a typed refusal carrying the model's own
-words and the usage it still reported.
+Reading an answer follows Google's documented rules (docs/providers/gemini.md): images are every
+non-thought part whose ``inlineData`` is ``image/*``, in order, wherever they sit among the parts;
+their size comes from the bytes; HTTP 200 without an image becomes a typed refusal carrying the
+model's own words and the usage it still reported.
+
+Error answers (``{"error": {code, message, status, details: [google.rpc.*]}}``): the status table
+(``GeminiProvider.status_errors``) names the class for each HTTP status; ``read_google_error``
+adds what the body says that the status alone does not: an invalid key answered as 400, a
+missing key as 403, a region refusal (FAILED_PRECONDITION), prepaid credits used up (a 429 that
+retrying will not cure), and the wait of ``RetryInfo``. (DEADLINE_EXCEEDED is always HTTP 504.)
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import re
 from typing import Any
 
 import pydantic_core
-from google.genai import types
 from pydantic import ConfigDict, TypeAdapter
 from typing_extensions import TypedDict
 
 from imagegen import (
+    AuthenticationError,
     ContentPolicyError,
     Image,
     ImageRequest,
     ImageResult,
+    InsufficientCreditsError,
     InvalidResponseError,
     ModelSpec,
     NoImageReturnedError,
+    PermissionDeniedError,
     ProviderError,
     Usage,
 )
-from imagegen.provider import decode_image, json_object, json_objects
+from imagegen.provider import ErrorDetails, ErrorReply, decode_image, json_object, json_objects, parse_wait_hint
 
 from ._pricing import cost_of
 
-__all__ = ["DEFAULT_MODALITIES", "build_body", "parse_body", "read_answer", "sdk_arguments", "usage_of"]
+__all__ = ["DEFAULT_MODALITIES", "build_body", "error_message", "parse_body", "read_answer", "read_google_error",
+           "sdk_arguments", "usage_of"]
 
 #: Text and image: the model's own words (captions, refusals) reach the caller as ``text``.
 DEFAULT_MODALITIES = ("TEXT", "IMAGE")
@@ -90,6 +102,8 @@ def sdk_arguments(body: dict[str, Any]) -> dict[str, Any]:
     ``should_return_http_response`` keeps the raw body: the SDK's parsed answer drops
     ``finishMessage`` and ``serviceTier``.
     """
+    from google.genai import types
+
     config = {**body["generationConfig"], "shouldReturnHttpResponse": True}
     if "tools" in body:
         config["tools"] = body["tools"]
@@ -127,10 +141,12 @@ class _Answer(TypedDict, total=False):
     candidates: list[_Candidate]
 
 
-#: The well-formed answer in one pass of pydantic-core: JSON and each image's base64 decoded
-#: together, with no intermediate Python copy of the megabytes of base64 (half the time of
-#: parsing, then decoding, at 4K). Anything unusual falls back to the tolerant path below.
-_WELL_FORMED = TypeAdapter(_Answer)
+@functools.cache
+def _well_formed() -> TypeAdapter[_Answer]:
+    """The well-formed answer in one pass of pydantic-core: JSON and each image's base64 decoded
+    together, with no intermediate Python copy of the megabytes of base64 (half the time of
+    parsing, then decoding, at 4K). Anything unusual falls back to the tolerant path below."""
+    return TypeAdapter(_Answer)
 
 
 def _padded(body: str) -> bool:
@@ -159,7 +175,7 @@ def parse_body(body: str | bytes | None) -> dict[str, Any]:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
     if _padded(text):
         try:
-            return dict(_WELL_FORMED.validate_json(text))
+            return dict(_well_formed().validate_json(text))
         except pydantic_core.ValidationError:
             pass  # not the usual shape: the tolerant path reads what it can and says what is wrong
     data = pydantic_core.from_json(body or "")  # the same result as json.loads, about 2x faster
@@ -263,3 +279,53 @@ def usage_of(meta: Any) -> Usage:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+# -- error answers ----------------------------------------------------------------------------
+
+
+_RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def error_message(text: str) -> str:
+    """Google's message, or what an HTML page in its place is (a proxy's, a load balancer's)."""
+    text = text.strip()
+    if "<html" in text[:512].lower() or "<title" in text.lower():
+        title = _TITLE.search(text)
+        return f"an HTML page ({title.group(1).strip()!r})" if title else "an HTML page"
+    return text[:600]
+
+
+def _rpc(details: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next((d for d in details if str(d.get("@type", "")).endswith(kind)), {})
+
+
+def read_google_error(reply: ErrorReply, *, replacement: str | None = None) -> ErrorDetails:
+    """What one error answer says; ``replacement`` names the model that replaced a retired one."""
+    body = json_object(reply.body)
+    error = body["error"] if isinstance(body.get("error"), dict) else body
+    message = error_message(str(error.get("message") or reply.text or ""))
+    status = str(error.get("status") or "") or None
+    details = json_objects(error.get("details"))
+    read = ErrorDetails(message=message or None, code=status)
+    code = reply.status_code
+    if _rpc(details, "google.rpc.ErrorInfo").get("reason") == "API_KEY_INVALID" or "API key not valid" in message:
+        read.error, read.advice = AuthenticationError, "check GEMINI_API_KEY or the configured api_key"
+    elif code == 403 and "unregistered callers" in message:
+        read.error, read.advice = AuthenticationError, "no API key was sent: set GEMINI_API_KEY or api_key"
+    elif status == "FAILED_PRECONDITION":
+        read.error = PermissionDeniedError
+    elif code == 404:
+        read.advice = (f"it was replaced by {replacement}" if replacement
+                       else "check the model id with `imagegen providers`")
+    elif code == 429 and ("prepayment" in message.lower() or "credits are depleted" in message.lower()):
+        read.error = InsufficientCreditsError
+        read.advice = "prepaid credits are used up: add credits in Google AI Studio billing; retrying will not help"
+    elif code == 429:
+        wait = parse_wait_hint(_rpc(details, "google.rpc.RetryInfo").get("retryDelay"))
+        if wait is None and (match := _RETRY_IN.search(message)):
+            wait = float(match.group(1))
+        read.retry_after = wait
+        read.advice = "quota exceeded; retry later" if wait is not None else "capacity exhausted; retry shortly"
+    return read
