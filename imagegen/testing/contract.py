@@ -182,7 +182,10 @@ class ProviderContract:
                 else:
                     assert not self.provider.bills_unreadable_answers, f"a {kind} after the 2xx was sent again"
                 assert client.ledger is not None
-                recorded = [e for e in client.ledger.entries() if not e.cached]
+                kept = client.ledger
+            # Read once the client is closed: a charge write that outlived the call's short wait (a
+            # loaded machine) is journalled with a warning and still lands, at the latest on close.
+            recorded = [e for e in kept.entries() if not e.cached]
             assert len(emulator.counters.charges) == len(recorded) == 1, (kind, emulator.counters.charges, recorded)
 
     def test_a_wrong_key_is_an_authentication_error_that_does_not_show_it(self, emulator: Emulator,
