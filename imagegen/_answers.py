@@ -41,13 +41,22 @@ FREE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class Answer:
     """One 2xx answer to a billed request, as far as its body got."""
 
-    method: str
-    url: str
+    request: httpx.Request
     status: int
     headers: httpx.Headers
     #: ``reading`` until the body ends (``whole``) or breaks under the reader (``cut``: a
     #: transport error, a read timeout, a cancelled read).
     body: Literal["reading", "whole", "cut"] = "reading"
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def url(self) -> str:
+        """The request's URL without its query (which may carry a key); made only when asked
+        for: parsing a URL again costs more than the rest of the watch, on every billed call."""
+        return str(self.request.url.copy_with(query=None))
 
 
 @dataclass
@@ -96,7 +105,7 @@ async def watch_answer(response: httpx.Response) -> None:
     request = response.request
     if watch is None or not response.is_success or request.method in FREE_METHODS:
         return
-    answer = Answer(request.method, str(request.url.copy_with(query=None)), response.status_code, response.headers)
+    answer = Answer(request, response.status_code, response.headers)
     watch.answers.append(answer)
     if isinstance(response.stream, httpx.AsyncByteStream):
         response.stream = _WatchedBody(response.stream, answer)

@@ -51,6 +51,7 @@ from ._errors import (
     StorageError,
 )
 from ._http import CallScope, call_scope
+from ._ids import new_id
 from ._jobstore import put_job
 from ._models import Cost, ImageRequest, ImageResult, Job, split_job_id
 from ._outputs import check_decodes
@@ -235,7 +236,7 @@ class ChargeLifecycle:
         fields: dict[str, Any] = {"usd": usd, "credits": cost.credits, "job_id": job_id, "cached": False,
                                   "estimated": estimated, "key": money.key}
         use_reservation = money.reservation is not None and money.reserved_for in (None, job_id)
-        entry_id = money.reservation if use_reservation else uuid.uuid4().hex
+        entry_id = money.reservation if use_reservation else new_id()
         record = {"op": "charge", "provider": money.provider.instance_name, "model": money.spec.id,
                   "entry_id": entry_id, "at": time.time(),
                   "reservation": money.reservation if use_reservation else None, **fields}

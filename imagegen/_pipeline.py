@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,6 +30,7 @@ from ._errors import (
 )
 from ._gc import freeze_after_first_call
 from ._http import call_scope
+from ._ids import new_id
 from ._jobstore import put_job
 from ._models import Attempt, Cost, ImageRequest, ImageResult, Job
 from ._resilience import RetryRecord, call_with_retries
@@ -159,7 +159,7 @@ class CallPipeline(ChargeLifecycle):
                 stored.extend(result.metadata.get("job_ids") or ([result.job_id] if result.job_id else []))
                 return result
         # A key made here names no earlier job, so first tries need not look one up.
-        key = uuid.uuid4().hex
+        key = new_id()
         self._fresh_keys.add(key)
         try:
             return await self._run_plan(request.model_copy(update={"idempotency_key": key}), started, deadline)

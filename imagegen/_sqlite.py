@@ -158,6 +158,11 @@ class Writer:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        #: Writes queued on an event loop since its last hand-over to the thread (``asubmit``),
+        #: the loop they were queued on, and the process that queued them.
+        self._pending: list[_Item] = []
+        self._pending_loop: asyncio.AbstractEventLoop | None = None
+        self._pending_pid = self._pid
         _live.add(self)
 
     def submit(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None, later: bool = False,
@@ -177,14 +182,41 @@ class Writer:
         Cancelling it (a caller that stops waiting) does not withdraw the write."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._put(_Item(op, key, future, loop, later))
+        item = _Item(op, key, future, loop, later)
+        # Handed to the thread once per turn of the loop, with the other writes queued in the
+        # same turn: one wake-up of the writer (which then takes the GIL from the loop) per
+        # turn rather than per write. The write is queued now all the same (``close()``,
+        # ``flush()`` and any later ``submit`` hand over what is pending first).
+        with self._lock:
+            if self._pending_pid != os.getpid():  # a forked child: its parent's writes are not its own
+                self._pending, self._pending_loop, self._pending_pid = [], None, os.getpid()
+            if self._pending_loop is not loop and self._pending:  # queued on a loop that never handed over
+                self._hand_over()
+            self._pending.append(item)
+            if self._pending_loop is None:
+                self._pending_loop = loop
+                loop.call_soon(self._hand_over_pending)
         return future
+
+    def _hand_over_pending(self) -> None:
+        with self._lock:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Under the lock: what ``asubmit`` queued goes to the thread, in order."""
+        pending, self._pending, self._pending_loop = self._pending, [], None
+        if pending and self._pending_pid == os.getpid():
+            self._put_locked(pending)
 
     def _put(self, item: _Item) -> None:
         with self._lock:
-            if self._thread is None or self._pid != os.getpid():  # not started, or a forked child
-                self._start()
-            self._queue.put(item)
+            self._hand_over()  # writes queued before this one go first
+            self._put_locked([item])
+
+    def _put_locked(self, items: list[_Item]) -> None:
+        if self._thread is None or self._pid != os.getpid():  # not started, or a forked child
+            self._start()
+        self._queue.put(items)
 
     def call(self, op: Callable[[sqlite3.Connection], T], *, key: Hashable | None = None) -> T:
         """Write and wait for the commit (from a thread that is not the writer's)."""
@@ -197,16 +229,17 @@ class Writer:
 
     def flush(self) -> None:
         """Wait until every write submitted so far is committed (``later`` ones included)."""
-        if self._thread is not None:
+        if self._thread is not None or self._pending:
             self.submit(lambda conn: None, later=True).result()
 
     def close(self) -> None:
         """Commit what is queued and stop the thread (a later write starts a new one)."""
         with self._lock:
+            self._hand_over()
             thread, self._thread = self._thread, None
             if thread is None or self._pid != os.getpid():
                 return
-            self._queue.put(_STOP)
+            self._queue.put([_STOP])
         thread.join()
 
     def _start(self) -> None:
@@ -218,14 +251,16 @@ class Writer:
     def _run(self, source: queue.SimpleQueue[Any]) -> None:
         conn = self._connect()
         while True:
-            batch = [source.get()]
+            batch = source.get()  # each entry a list of writes, handed over together
             while len(batch) < MAX_BATCH:
                 try:
-                    batch.append(source.get_nowait())
+                    batch += source.get_nowait()
                 except queue.Empty:
                     break
             stop = any(item is _STOP for item in batch)
-            self._write_all([item for item in batch if item is not _STOP], conn)
+            batch = [item for item in batch if item is not _STOP]
+            for start in range(0, len(batch), MAX_BATCH):
+                self._write_all(batch[start:start + MAX_BATCH], conn)
             if stop:
                 self._write_all(_drain(source), conn)
                 return
@@ -309,10 +344,9 @@ def _drain(source: queue.SimpleQueue[Any]) -> list[Any]:
     items: list[Any] = []
     while True:
         try:
-            item = source.get_nowait()
+            items += source.get_nowait()
         except queue.Empty:
             return [i for i in items if i is not _STOP]
-        items.append(item)
 
 
 @atexit.register
