@@ -237,6 +237,36 @@ async def test_a_cancelled_caller_does_not_cancel_its_write(tmp_path):
     writer.close()
 
 
+async def test_writes_queued_in_one_turn_of_the_loop_reach_the_thread_together(tmp_path):
+    # One wake-up of the writer thread per turn of the loop, not one per write: every write a
+    # turn queues lands in one transaction, even when the thread was free to take the first
+    # one alone (the sleep gives it the GIL and the time to).
+    writer = make_writer(tmp_path / "w.sqlite3")
+    writer.call(lambda db: None)  # the thread is running and idle
+    commits: list[str] = []
+    writer.call(lambda db: db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None))
+    commits.clear()
+    first = writer.asubmit(lambda db: db.execute("INSERT INTO t VALUES (1)"))
+    time.sleep(0.05)
+    rest = [writer.asubmit(lambda db, n=n: db.execute("INSERT INTO t VALUES (?)", (n,))) for n in range(2, 40)]
+    await asyncio.gather(first, *rest)
+    assert commits == ["COMMIT"]
+    assert len(rows(tmp_path / "w.sqlite3")) == 39
+    writer.close()
+
+
+async def test_writes_queued_on_the_loop_go_before_a_later_blocking_write_and_at_close(tmp_path):
+    writer = make_writer(tmp_path / "w.sqlite3")
+    order: list[int] = []
+    queued = writer.asubmit(lambda db: order.append(1))
+    writer.call(lambda db: order.append(2))  # hands what the loop queued over first
+    assert order == [1, 2] and not queued.done()  # (resolved on the loop, at its next turn)
+    writer.asubmit(lambda db: db.execute("INSERT INTO t VALUES (3)"))
+    writer.close()  # before the loop turns again: still written
+    assert rows(tmp_path / "w.sqlite3") == [(3,)]
+    await queued
+
+
 # -- the disk cache ----------------------------------------------------------------------
 
 
