@@ -20,6 +20,8 @@ httpcore's; anything unmapped propagates unchanged.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -29,9 +31,12 @@ import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from ._answers import note_answer
 from ._http import _DOWNLOAD_POLICY, _is_private_ip, _RefusedAddress, _resolve
 
 __all__ = ["AiohttpTransport"]
+
+_httpx_log = logging.getLogger("httpx")
 
 #: Most specific first: the first match wins.
 _EXCEPTIONS: list[tuple[type[BaseException], type[httpx.TransportError]]] = [
@@ -55,6 +60,13 @@ def _mapped(exc: BaseException, request: httpx.Request) -> BaseException:
         if isinstance(exc, source):
             return target(str(exc) or type(exc).__name__, request=request)
     return exc
+
+
+def _extensions(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
+    if response.reason:
+        extensions["reason_phrase"] = response.reason.encode()
+    return extensions
 
 
 class _GuardedResolver(AbstractResolver):
@@ -122,8 +134,37 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._send(request, await request.aread())
+        return httpx.Response(status_code=response.status, headers=response.raw_headers,
+                              stream=_ResponseStream(response, request), request=request,
+                              extensions=_extensions(response))
+
+    async def exchange(self, request: httpx.Request, body: bytes) -> httpx.Response:
+        """Send ``request`` (its ``body`` given whole) and read the answer whole, doing what the
+        client's layers would do on the way (``imagegen._prepared`` decides when there is nothing
+        else for them to do): the billed-answer watch (``imagegen._answers``) and httpx's log line."""
+        response = await self._send(request, body)
+        answer = note_answer(request, response.status, response.raw_headers)
+        try:
+            content = await response.read()
+        except (Exception, asyncio.CancelledError) as exc:
+            if answer is not None:
+                answer.body = "cut"
+            response.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise _mapped(exc, request) from exc
+        if answer is not None:
+            answer.body = "whole"
+        response.release()
+        if _httpx_log.isEnabledFor(logging.INFO):
+            _httpx_log.info('HTTP Request: %s %s "HTTP/1.1 %d %s"', request.method, request.url, response.status,
+                            response.reason or "")
+        return httpx.Response(status_code=response.status, headers=response.raw_headers, content=content,
+                              request=request, extensions=_extensions(response))
+
+    async def _send(self, request: httpx.Request, body: bytes) -> aiohttp.ClientResponse:
         session = self._session or self._open()
-        body = await request.aread()  # JSON or a multipart form: small enough to send whole
         # From the raw pairs: httpx's decoded views re-derive the headers' encoding on every access.
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
                    if k.lower() != b"transfer-encoding"]
@@ -136,11 +177,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                                               sock_connect=timeout.get("connect"), sock_read=timeout.get("read")))
         except Exception as exc:
             raise _mapped(exc, request) from exc
-        extensions: dict[str, Any] = {"http_version": b"HTTP/1.1"}
-        if response.reason:
-            extensions["reason_phrase"] = response.reason.encode()
-        return httpx.Response(status_code=response.status, headers=response.raw_headers,
-                              stream=_ResponseStream(response, request), request=request, extensions=extensions)
+        return response
 
     async def aclose(self) -> None:
         if self._session is not None:

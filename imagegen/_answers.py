@@ -24,14 +24,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
 from ._errors import InvalidResponseError
 from ._http import current_scope
 
-__all__ = ["Answer", "AnswerWatch", "watch_answer"]
+__all__ = ["Answer", "AnswerWatch", "note_answer", "watch_answer"]
 
 #: Methods that never start billable work: status polls, output downloads, model lists.
 FREE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -100,12 +100,18 @@ class _WatchedBody(httpx.AsyncByteStream):
 
 async def watch_answer(response: httpx.Response) -> None:
     """httpx response hook: note a 2xx answer to a billed request of the current call."""
+    answer = note_answer(response.request, response.status_code, response.headers)
+    if answer is not None and isinstance(response.stream, httpx.AsyncByteStream):
+        response.stream = _WatchedBody(response.stream, answer)
+
+
+def note_answer(request: httpx.Request, status: int, headers: Any) -> Answer | None:
+    """The current call's record of this answer if it is a 2xx to a billed request (its body
+    still to be read: the reader marks it ``whole`` or ``cut``), else None."""
     scope = current_scope()
     watch = scope.answers if scope is not None else None
-    request = response.request
-    if watch is None or not response.is_success or request.method in FREE_METHODS:
-        return
-    answer = Answer(request, response.status_code, response.headers)
+    if watch is None or not 200 <= status < 300 or request.method in FREE_METHODS:
+        return None
+    answer = Answer(request, status, headers if isinstance(headers, httpx.Headers) else httpx.Headers(headers))
     watch.answers.append(answer)
-    if isinstance(response.stream, httpx.AsyncByteStream):
-        response.stream = _WatchedBody(response.stream, answer)
+    return answer

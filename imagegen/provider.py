@@ -31,7 +31,8 @@ What the kit holds:
   (``fetch_image``, ``DownloadPolicy``) and inline outputs (``decode_image``, ``decode_base64``);
 - vendor JSON values: ``json_object``, ``json_objects``, ``parse_number``, ``parse_time``;
 - HTTP facts: ``parse_wait_hint``, ``retry_after_from_headers``, ``describe_body``,
-  ``shared_ssl_context``; streaming previews: ``partial_sink``, ``PartialImage``;
+  ``shared_ssl_context``, ``PreparedPost`` (a per-call POST built once); streaming
+  previews: ``partial_sink``, ``PartialImage``;
   ``default_data_dir`` for files a provider keeps between runs; a vendor's own batch API:
   ``VendorBatchAPI``, ``VendorBatchSnapshot``, ``Delivery``, ``MEMBER_SEPARATOR`` (in member job
   ids) and ``BATCH_POLL_SCHEDULE``.
@@ -52,6 +53,7 @@ from ._models import make_job_id, split_job_id
 from ._outputs import decode_base64, decode_image
 from ._plugins import hookimpl
 from ._polling import AdaptivePollSchedule, PollSchedule, Schedule
+from ._prepared import PreparedPost
 from ._provider import OnSubmit, Provider, ProviderSettings, RateLimits, parsing
 from ._status import DEFAULT_STATUS_ERRORS, ErrorDetails, ErrorReply, StatusRule
 from ._streaming import PartialImage, PartialSink, partial_sink
@@ -75,6 +77,7 @@ __all__ = [
     "PartialImage",
     "PartialSink",
     "PollSchedule",
+    "PreparedPost",
     "Price",
     "Provider",
     "ProviderSettings",

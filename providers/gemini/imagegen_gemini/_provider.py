@@ -55,6 +55,7 @@ from imagegen import (
 from imagegen.provider import (
     ErrorDetails,
     ErrorReply,
+    PreparedPost,
     ProviderSettings,
     StatusRule,
     SynchronousProvider,
@@ -136,8 +137,8 @@ class GeminiProvider(SynchronousProvider):
         self._genai: dict[float, genai.Client] = {}
         #: Each SDK client's API client, when the fast path can use it (None: it cannot).
         self._api_clients: dict[int, Any] = {}
-        #: (API client, path) -> the URL, headers and timeout the SDK builds for it.
-        self._prepared: dict[tuple[int, str], tuple[httpx.URL, dict[str, str], float | None]] = {}
+        #: (API client, path) -> the POST with the URL, headers and timeout the SDK builds for it.
+        self._prepared: dict[tuple[int, str], PreparedPost] = {}
         self._sync_http: httpx.Client | None = None
 
     @functools.cached_property
@@ -261,14 +262,12 @@ class GeminiProvider(SynchronousProvider):
         request and header dict) cost as much as httpx's whole client layer. The wire bytes
         are the SDK's (``json.dumps`` of the body, its headers: tests compare both paths) and
         an error answer goes through the SDK's own ``APIError``."""
-        prepared = self._prepared.get((id(api), path))
-        if prepared is None:
+        post = self._prepared.get((id(api), path))
+        if post is None:
             built = api._build_request("post", path, {}, None)
-            url = httpx.URL(api._httpx_url(built.url, is_async=True))
-            prepared = self._prepared[(id(api), path)] = (url, built.headers, built.timeout)
-        url, headers, timeout = prepared
-        response = await self.http.request("POST", url, headers=headers, timeout=timeout,
-                                           content=json.dumps(body).encode("utf-8"))
+            post = self._prepared[(id(api), path)] = PreparedPost(
+                self.http, api._httpx_url(built.url, is_async=True), headers=built.headers, timeout=built.timeout)
+        response = await post.send(json.dumps(body).encode("utf-8"))
         await _sdk_errors().APIError.raise_for_async_response(response)
         return response.content
 
