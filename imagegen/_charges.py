@@ -152,9 +152,9 @@ class ChargeLifecycle:
     async def _hold_budget(self, money: CallMoney, deadline: float) -> None:
         """Hold the estimate against the budgets before anything is sent (``BudgetExceededError``;
         ``StorageError`` when the ledger cannot take it before the deadline)."""
-        ledger = self.ledger
-        if ledger is None or not self._limits.windows(time.time()):
-            return
+        ledger, limits = self.ledger, self._limits
+        if ledger is None or (limits.daily_usd is None and limits.monthly_usd is None and limits.total_usd is None):
+            return  # no budget: nothing to hold (and no calendar arithmetic per call to find that out)
         reserve: dict[str, Any] = {"provider": money.provider.instance_name, "model": money.spec.id,
                                    "usd": money.estimate.usd or 0.0, "limits": self._limits}
         asubmit = getattr(ledger, "asubmit_reserve", None)

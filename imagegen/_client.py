@@ -245,23 +245,24 @@ class AsyncClient(VendorBatchCalls, CallPipeline):
         """
         if concurrency < 1:
             raise InvalidRequestError(f"concurrency must be at least 1, not {concurrency}")
-        gate = asyncio.Semaphore(concurrency)
-        outcomes: list[ImageResult | ImageGenError | None] = []
+        items = list(requests)
+        outcomes: list[ImageResult | ImageGenError | None] = [None] * len(items)
+        queue = iter(enumerate(items))
 
-        async def one(index: int, item: ImageRequest | str) -> None:
-            async with gate:
+        async def worker() -> None:
+            # ``concurrency`` workers take the items in order: that many tasks, not one per item
+            # queued on a semaphore (each of whose acquires walks the tasks still waiting).
+            for index, item in queue:
                 try:
                     request = item if isinstance(item, ImageRequest) else ImageRequest.build(prompt=item, **options)
                     outcome: ImageResult | ImageGenError = await self._run(request)
                 except ImageGenError as exc:
                     outcome = exc
-            outcomes[index] = outcome
-            if on_result is not None:
-                on_result(index, outcome)
+                outcomes[index] = outcome
+                if on_result is not None:
+                    on_result(index, outcome)
 
-        items = list(requests)
-        outcomes.extend([None] * len(items))
-        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(items)))))
         return outcomes  # type: ignore[return-value]
 
     async def estimate_many(self, requests: Iterable[ImageRequest | str], **options: Unpack[RequestOptions]) -> Cost:

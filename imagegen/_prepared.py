@@ -16,6 +16,7 @@ same either way (tested).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,8 +53,9 @@ class PreparedPost:
 
 def _direct_transport(http: httpx.AsyncClient, url: httpx.URL) -> Any:
     """The client's aiohttp transport when the client's layers would add nothing, else None."""
-    from ._aiohttp import AiohttpTransport  # loaded already: the client runs on it
-
+    aiohttp_transport = sys.modules.get("imagegen._aiohttp")  # not loaded: no client runs on it
+    if aiohttp_transport is None:
+        return None
     client = type(http)
     if (http.is_closed or http.follow_redirects or http.cookies or http.auth is not None
             or http._event_hooks["request"] or http._event_hooks["response"] != [watch_answer]
@@ -61,4 +63,4 @@ def _direct_transport(http: httpx.AsyncClient, url: httpx.URL) -> Any:
             or client._send_single_request.__module__ != "httpx._client"):
         return None
     transport = http._transport_for_url(url)
-    return transport if type(transport) is AiohttpTransport else None
+    return transport if type(transport) is aiohttp_transport.AiohttpTransport else None

@@ -192,3 +192,33 @@ async def test_async_client_has_the_same_behaviour(tinyplug):
 async def test_sync_client_works_inside_a_running_loop(tinyplug):
     with Client(MEMORY) as client:  # a blocking call from async code must not deadlock
         assert client.generate("x", provider="tinyplug").images
+
+
+async def test_generate_many_runs_at_most_concurrency_at_once_in_input_order(tinyplug):
+    # The batch's scheduling alone (the calls themselves are stood in for): ``concurrency``
+    # in flight at most and at least while items remain, started in input order, every
+    # outcome in its input slot, a failure kept in its slot, ``on_result`` told of each.
+    import asyncio
+
+    async with AsyncClient(MEMORY) as client:
+        live, peak, started = [0], [0], []
+
+        async def run(request):
+            started.append(request.prompt)
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+            for _ in range(int(request.prompt[1:]) % 4):
+                await asyncio.sleep(0)
+            live[0] -= 1
+            if request.prompt == "p3":
+                raise InvalidRequestError("p3 refused")
+            return request.prompt
+
+        client._run = run
+        told = []
+        outcomes = await client.generate_many([f"p{i}" for i in range(11)], concurrency=3,
+                                              on_result=lambda i, o: told.append(i))
+    assert peak == [3] and started == [f"p{i}" for i in range(11)]
+    assert [o if isinstance(o, str) else type(o).__name__ for o in outcomes] == \
+        [f"p{i}" if i != 3 else "InvalidRequestError" for i in range(11)]
+    assert sorted(told) == list(range(11))
