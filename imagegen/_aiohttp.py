@@ -160,8 +160,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if _httpx_log.isEnabledFor(logging.INFO):
             _httpx_log.info('HTTP Request: %s %s "HTTP/1.1 %d %s"', request.method, request.url, response.status,
                             response.reason or "")
-        return httpx.Response(status_code=response.status, headers=response.raw_headers, content=content,
-                              request=request, extensions=_extensions(response))
+        answered = httpx.Response(status_code=response.status, headers=response.raw_headers,
+                                  stream=httpx.ByteStream(content), request=request, extensions=_extensions(response))
+        answered.read()  # (read already: the body's bytes as they came, headers as they came)
+        return answered
 
     async def _send(self, request: httpx.Request, body: bytes) -> aiohttp.ClientResponse:
         session = self._session or self._open()
