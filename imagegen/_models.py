@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import unicodedata
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled
 MAX_N = 64
 #: Largest prompt accepted before any provider-specific limit applies.
 MAX_PROMPT_CHARS = 32_000
+#: Unicode's control characters (category Cc: U+0000-U+001F, U+007F-U+009F) but tab, LF and CR.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 #: Largest input image file read from disk or memory.
 MAX_INPUT_IMAGE_BYTES = 50 * 1024 * 1024
 
@@ -245,8 +248,8 @@ class ImageRequest(BaseModel):
             raise ValueError("the prompt is empty; describe the image you want")
         if len(value) > MAX_PROMPT_CHARS:
             raise ValueError(f"the prompt has {len(value)} characters, over the {MAX_PROMPT_CHARS} allowed")
-        bad = {ch for ch in value if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t"}
-        if bad:
+        if _CONTROL.search(value) is not None:  # (the per-character look-up only for a prompt that has one)
+            bad = {ch for ch in value if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t"}
             codes = ", ".join(sorted(f"U+{ord(ch):04X}" for ch in bad))
             raise ValueError(f"the prompt contains control characters ({codes}); remove them")
         return value

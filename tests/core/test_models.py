@@ -98,3 +98,16 @@ def test_image_dimensions_come_from_bytes_and_save(tmp_path):
 def test_image_json_round_trip():
     image = Image.from_bytes(png())
     assert Image.model_validate_json(image.model_dump_json()) == image
+
+
+def test_the_control_character_check_matches_unicode_on_every_code_point():
+    # The prompt check finds control characters with a pattern; Unicode's category is the truth.
+    import sys
+    import unicodedata
+
+    from imagegen._models import _CONTROL
+
+    for point in range(sys.maxunicode + 1):
+        ch = chr(point)
+        expected = unicodedata.category(ch) == "Cc" and ch not in "\n\r\t"
+        assert (_CONTROL.fullmatch(ch) is not None) == expected, hex(point)
