@@ -21,6 +21,7 @@ httpcore's; anything unmapped propagates unchanged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
@@ -60,6 +61,12 @@ def _mapped(exc: BaseException, request: httpx.Request) -> BaseException:
         if isinstance(exc, source):
             return target(str(exc) or type(exc).__name__, request=request)
     return exc
+
+
+@functools.lru_cache(maxsize=64)
+def _timeouts(pool: float | None, connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    """httpx's per-phase timeouts as aiohttp's (immutable, so one per set of values)."""
+    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
 
 
 def _extensions(response: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -144,7 +151,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         client's layers would do on the way (``imagegen._prepared`` decides when there is nothing
         else for them to do): the billed-answer watch (``imagegen._answers``) and httpx's log line."""
         response = await self._send(request, body)
-        answer = note_answer(request, response.status, response.raw_headers)
+        headers = httpx.Headers(response.raw_headers)
+        answer = note_answer(request, response.status, headers)
         try:
             content = await response.read()
         except (Exception, asyncio.CancelledError) as exc:
@@ -160,9 +168,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if _httpx_log.isEnabledFor(logging.INFO):
             _httpx_log.info('HTTP Request: %s %s "HTTP/1.1 %d %s"', request.method, request.url, response.status,
                             response.reason or "")
-        answered = httpx.Response(status_code=response.status, headers=response.raw_headers,
-                                  stream=httpx.ByteStream(content), request=request, extensions=_extensions(response))
-        answered.read()  # (read already: the body's bytes as they came, headers as they came)
+        answered = httpx.Response(status_code=response.status, headers=headers, stream=httpx.ByteStream(content),
+                                  request=request, extensions=_extensions(response))
+        if "content-encoding" in headers:
+            answered.read()  # httpx's decoders (gzip, ...), as the client would have read it
+        else:  # what ``read()`` would keep, without its pass through the chunker and decoders
+            answered._content = content
         return answered
 
     async def _send(self, request: httpx.Request, body: bytes) -> aiohttp.ClientResponse:
@@ -175,8 +186,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response = await session.request(
                 request.method, str(request.url), headers=headers, data=body or None, allow_redirects=False,
                 compress=None, server_hostname=request.extensions.get("sni_hostname"),
-                timeout=aiohttp.ClientTimeout(total=None, connect=timeout.get("pool"),
-                                              sock_connect=timeout.get("connect"), sock_read=timeout.get("read")))
+                timeout=_timeouts(timeout.get("pool"), timeout.get("connect"), timeout.get("read")))
         except Exception as exc:
             raise _mapped(exc, request) from exc
         return response

@@ -37,7 +37,7 @@ class PreparedPost:
         template = http.build_request("POST", url, headers=self._headers, timeout=timeout)
         self.url = template.url
         #: The merged headers in the order httpx sends them (Content-Length follows the body).
-        self._merged = [(k, v) for k, v in template.headers.raw if k.lower() != b"content-length"]
+        self._merged = httpx.Headers([(k, v) for k, v in template.headers.raw if k.lower() != b"content-length"])
         self._timeouts = template.extensions["timeout"]
 
     async def send(self, content: bytes) -> httpx.Response:
@@ -47,9 +47,11 @@ class PreparedPost:
             return await http.request("POST", self.url, headers=self._headers, timeout=self._timeout, content=content)
         # Content-Length last, where httpx puts it; the body as a stream, which spares httpx
         # working the headers out again (the same request, with less of its bookkeeping).
-        request = httpx.Request("POST", self.url, headers=[*self._merged, (b"Content-Length", b"%d" % len(content))],
-                                stream=httpx.ByteStream(content), extensions={"timeout": self._timeouts})
-        request.read()  # (the content at hand: ``request.content`` works as usual)
+        headers = httpx.Headers(self._merged)
+        headers["Content-Length"] = str(len(content))
+        request = httpx.Request("POST", self.url, headers=headers, stream=httpx.ByteStream(content),
+                                extensions={"timeout": self._timeouts})
+        request._content = content  # what ``read()`` would keep: ``request.content`` works as usual
         exchanged: httpx.Response = await transport.exchange(request, content)
         return exchanged
 

@@ -9,6 +9,7 @@ errors as the transport does, and step aside for anything the client's layers wo
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 
 import httpx
@@ -30,6 +31,7 @@ class RawServer:
     def __init__(self) -> None:
         self.requests: list[bytes] = []
         self.cut = False
+        self.gzip = False
         self.port = 0
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -40,6 +42,12 @@ class RawServer:
                                if line.lower().startswith(b"content-length:")), 0)
                 self.requests.append(head + await reader.readexactly(length))
                 status = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-request-id: r-1\r\n"
+                if self.gzip:
+                    packed = gzip.compress(BODY)
+                    writer.write(status + b"Content-Encoding: gzip\r\n"
+                                 + b"Content-Length: %d\r\n\r\n" % len(packed) + packed)
+                    await writer.drain()
+                    continue
                 if self.cut:
                     writer.write(status + b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY[:10])
                     await writer.drain()
@@ -118,6 +126,15 @@ async def test_a_billed_answer_is_watched_whole_or_cut_on_the_direct_path(server
     assert [(a.method, a.status, a.body, a.headers.get("x-request-id")) for a in watch.answers] == \
         [("POST", 200, "whole", "r-1"), ("POST", 200, "cut", "r-1")]
     assert watch.answers[1].url == f"http://127.0.0.1:{server.port}/gen"
+    await http.aclose()
+
+
+async def test_a_compressed_answer_is_decoded_on_the_direct_path_as_httpx_decodes_it(server, exchanges):
+    server.gzip = True  # Google compresses answers when asked to, and httpx asks
+    http = provider_client()
+    post = PreparedPost(http, f"http://127.0.0.1:{server.port}/gen", headers=HEADERS, timeout=5.0)
+    answer = await post.send(b"{}")
+    assert len(exchanges) == 1 and answer.content == BODY and answer.json()["candidates"]
     await http.aclose()
 
 
