@@ -21,10 +21,12 @@ httpcore's; anything unmapped propagates unchanged.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import logging
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -150,6 +152,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """Send ``request`` (its ``body`` given whole) and read the answer whole, doing what the
         client's layers would do on the way (``imagegen._prepared`` decides when there is nothing
         else for them to do): the billed-answer watch (``imagegen._answers``) and httpx's log line."""
+        started = time.perf_counter()
         response = await self._send(request, body)
         headers = httpx.Headers(response.raw_headers)
         answer = note_answer(request, response.status, headers)
@@ -174,6 +177,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             answered.read()  # httpx's decoders (gzip, ...), as the client would have read it
         else:  # what ``read()`` would keep, without its pass through the chunker and decoders
             answered._content = content
+        answered._elapsed = datetime.timedelta(seconds=time.perf_counter() - started)  # as httpx times it
         return answered
 
     async def _send(self, request: httpx.Request, body: bytes) -> aiohttp.ClientResponse:

@@ -53,6 +53,8 @@ class PreparedPost:
                                 extensions={"timeout": self._timeouts})
         request._content = content  # what ``read()`` would keep: ``request.content`` works as usual
         exchanged: httpx.Response = await transport.exchange(request, content)
+        if "set-cookie" in exchanged.headers:  # kept as the client keeps them (its later calls then send them)
+            http.cookies.extract_cookies(exchanged)
         return exchanged
 
 

@@ -32,6 +32,7 @@ class RawServer:
         self.requests: list[bytes] = []
         self.cut = False
         self.gzip = False
+        self.cookie = False
         self.port = 0
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -42,6 +43,8 @@ class RawServer:
                                if line.lower().startswith(b"content-length:")), 0)
                 self.requests.append(head + await reader.readexactly(length))
                 status = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-request-id: r-1\r\n"
+                if self.cookie:
+                    status += b"Set-Cookie: session=s-2; Path=/\r\n"
                 if self.gzip:
                     packed = gzip.compress(BODY)
                     writer.write(status + b"Content-Encoding: gzip\r\n"
@@ -110,6 +113,7 @@ async def test_the_direct_send_puts_the_same_bytes_on_the_wire_as_http_request(s
     assert (direct.status_code, direct.content, direct.headers.get("x-request-id")) == \
         (full.status_code, full.content, full.headers.get("x-request-id"))
     assert direct.request.url == full.request.url
+    assert direct.elapsed.total_seconds() > 0
     await http.aclose()
 
 
@@ -135,6 +139,17 @@ async def test_a_compressed_answer_is_decoded_on_the_direct_path_as_httpx_decode
     post = PreparedPost(http, f"http://127.0.0.1:{server.port}/gen", headers=HEADERS, timeout=5.0)
     answer = await post.send(b"{}")
     assert len(exchanges) == 1 and answer.content == BODY and answer.json()["candidates"]
+    await http.aclose()
+
+
+async def test_a_cookie_set_on_the_direct_path_is_kept_and_sent_as_the_client_would(server, exchanges):
+    server.cookie = True
+    http = provider_client()
+    post = PreparedPost(http, f"http://127.0.0.1:{server.port}/gen", headers=HEADERS, timeout=5.0)
+    await post.send(b"{}")
+    await post.send(b"{}")  # the client has a cookie now: its layers send it
+    assert len(exchanges) == 1 and http.cookies.get("session") == "s-2"
+    assert b"session=s-2" not in server.requests[0] and b"session=s-2" in server.requests[1]
     await http.aclose()
 
 
