@@ -12,6 +12,10 @@ median over rounds of imagegen's time over the bare client's in the same round.
   concurrency, SQLite job store and ledger, and (``--cache disk``) the disk cache: every
   prompt is new, so every result is written to the cache and nothing hits.
 
+Both clients run in this process, one at a time, so the process's CPU time over a round
+(``time.process_time()``, every thread) is that client's CPU; the table gives its median per
+request. With the emulator on one of two cores, the ratio follows the clients' CPU.
+
     python -m benchmarks.concurrency [--cases 1000x100,5000x500] [--rounds 5] [--cache disk|off] [--write]
 """
 
@@ -112,18 +116,21 @@ async def measure_case(base_url: str, requests: int, concurrency: int, rounds: i
         for subject in subjects.values():  # warm: imports, connections
             await subject.run([f"warm {uuid.uuid4().hex}" for _ in range(concurrency)], concurrency)
         times: dict[str, list[float]] = {name: [] for name in subjects}
+        cpu: dict[str, list[float]] = {name: [] for name in subjects}
         shuffle = random.Random(seed).shuffle
         for _ in range(rounds):
             order = list(subjects)
             shuffle(order)
             for name in order:
                 prompts = [f"a fox {uuid.uuid4().hex}" for _ in range(requests)]
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 await subjects[name].run(prompts, concurrency)
                 times[name].append(time.perf_counter() - started)
+                # This process's CPU (every thread: imagegen's store writers too) per request.
+                cpu[name].append((time.process_time() - cpu_started) / requests * 1000)
         for subject in subjects.values():
             await subject.aclose()
-    return times
+    return {**times, **{f"{name} cpu": values for name, values in cpu.items()}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         serve(args.serve)
         return
     lines = ["| requests x concurrency | bare aiohttp median s | imagegen median s | imagegen / bare (paired) | "
-             "ideal s | verdict |", "|---|---:|---:|---:|---:|---|"]
+             "ideal s | bare CPU ms/request | imagegen CPU ms/request | verdict |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     with serving_child("benchmarks.concurrency") as base_url:
         for case in args.cases.split(","):
             requests, concurrency = (int(x) for x in case.split("x"))
@@ -148,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
             verdict = "met" if paired <= BAR else "NOT met"
             lines.append(f"| {requests:,} x {concurrency} | {statistics.median(times['bare aiohttp']):.3f} | "
                          f"{statistics.median(times['imagegen']):.3f} | {paired:.2f} | "
-                         f"{requests / concurrency * LATENCY_S:.3f} | {verdict} (bar {BAR}x) |")
+                         f"{requests / concurrency * LATENCY_S:.3f} | "
+                         f"{statistics.median(times['bare aiohttp cpu']):.2f} | "
+                         f"{statistics.median(times['imagegen cpu']):.2f} | {verdict} (bar {BAR}x) |")
             print(lines[-1], file=sys.stderr)
     command = "python -m benchmarks.concurrency " + " ".join(argv if argv is not None else sys.argv[1:])
     text = (f"# Concurrency: imagegen against a bare aiohttp client\n\nCommand: `{command.strip()}` "
