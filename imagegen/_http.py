@@ -322,6 +322,11 @@ class _BuiltOnFirstRequest(httpx.AsyncBaseTransport):
             self.handle_async_request = self._transport.handle_async_request  # type: ignore[method-assign]
         return await self._transport.handle_async_request(request)
 
+    @property
+    def built(self) -> httpx.AsyncBaseTransport | None:
+        """The transport, once the first request has made it."""
+        return self._transport
+
     async def aclose(self) -> None:
         if self._transport is not None:
             await self._transport.aclose()

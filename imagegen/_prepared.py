@@ -70,4 +70,5 @@ def _direct_transport(http: httpx.AsyncClient, url: httpx.URL) -> Any:
             or client._send_single_request.__module__ != "httpx._client"):
         return None
     transport = http._transport_for_url(url)
+    transport = getattr(transport, "built", transport)  # ``guarded_transport``'s, once the first request made it
     return transport if type(transport) is aiohttp_transport.AiohttpTransport else None

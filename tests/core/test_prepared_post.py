@@ -76,6 +76,14 @@ async def server() -> AsyncIterator[RawServer]:
         yield raw
 
 
+async def warmed(http: httpx.AsyncClient, server: RawServer) -> httpx.AsyncClient:
+    """The client once its transport is built (by its first request, which goes through the
+    client's layers), and the server's record of that request forgotten."""
+    await http.get(f"http://127.0.0.1:{server.port}/warm")
+    server.requests.clear()
+    return http
+
+
 def provider_client(**options: object) -> httpx.AsyncClient:
     """A provider's client as ``AsyncClient.provider`` makes it."""
     limits = httpx.Limits(max_connections=10, max_keepalive_connections=10)
@@ -102,7 +110,7 @@ HEADERS = {"Content-Type": "application/json", "x-goog-api-key": "k-1", "x-goog-
 
 
 async def test_the_direct_send_puts_the_same_bytes_on_the_wire_as_http_request(server, exchanges):
-    http = provider_client()
+    http = await warmed(provider_client(), server)
     url = f"http://127.0.0.1:{server.port}/v1beta/models/m:generateContent"
     post = PreparedPost(http, url, headers=HEADERS, timeout=90.0)
     direct = await post.send(b'{"contents": []}')
@@ -118,7 +126,7 @@ async def test_the_direct_send_puts_the_same_bytes_on_the_wire_as_http_request(s
 
 
 async def test_a_billed_answer_is_watched_whole_or_cut_on_the_direct_path(server, exchanges):
-    http = provider_client()
+    http = await warmed(provider_client(), server)
     post = PreparedPost(http, f"http://127.0.0.1:{server.port}/gen", headers=HEADERS, timeout=5.0)
     watch = AnswerWatch()
     with call_scope(CallScope(answers=watch)):
@@ -135,7 +143,7 @@ async def test_a_billed_answer_is_watched_whole_or_cut_on_the_direct_path(server
 
 async def test_a_compressed_answer_is_decoded_on_the_direct_path_as_httpx_decodes_it(server, exchanges):
     server.gzip = True  # Google compresses answers when asked to, and httpx asks
-    http = provider_client()
+    http = await warmed(provider_client(), server)
     post = PreparedPost(http, f"http://127.0.0.1:{server.port}/gen", headers=HEADERS, timeout=5.0)
     answer = await post.send(b"{}")
     assert len(exchanges) == 1 and answer.content == BODY and answer.json()["candidates"]
@@ -143,8 +151,8 @@ async def test_a_compressed_answer_is_decoded_on_the_direct_path_as_httpx_decode
 
 
 async def test_a_cookie_set_on_the_direct_path_is_kept_and_sent_as_the_client_would(server, exchanges):
+    http = await warmed(provider_client(), server)
     server.cookie = True
-    http = provider_client()
     post = PreparedPost(http, f"http://127.0.0.1:{server.port}/gen", headers=HEADERS, timeout=5.0)
     await post.send(b"{}")
     await post.send(b"{}")  # the client has a cookie now: its layers send it
@@ -165,11 +173,13 @@ async def test_the_client_layers_run_when_they_would_act(server, exchanges, why)
         "hook": {"event_hooks": {"response": [watch_answer, hook]}},
     }.get(why, {})
     if why == "transport":
-        http = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), event_hooks={"response": [watch_answer]})
+        http = await warmed(httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(),
+                                              event_hooks={"response": [watch_answer]}), server)
     else:
-        http = provider_client(**options)
+        http = await warmed(provider_client(**options), server)
     if why == "cookies":
         http.cookies.set("session", "s-1", domain="127.0.0.1")
+    hooked.clear()
     post = PreparedPost(http, f"http://127.0.0.1:{server.port}/gen", headers=HEADERS, timeout=5.0)
     answer = await post.send(b"{}")
     assert answer.content == BODY and exchanges == []
