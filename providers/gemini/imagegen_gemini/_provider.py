@@ -233,7 +233,7 @@ class GeminiProvider(SynchronousProvider):
             data = _wire.parse_body(answer)
             del answer
             model_turn = _conversation.model_turn(data) if user_turn is not None else None
-            result: ImageResult = _wire.read_answer(data, spec, provider=self.instance_name)
+            result = _wire.read_answer(data, spec, provider=self.instance_name)
         if user_turn is not None:
             result.metadata[_conversation.KEY] = [user_turn, model_turn]
         result.job_id = self.job_id(result.metadata["response_id"] or uuid.uuid4().hex)
