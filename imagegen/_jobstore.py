@@ -217,8 +217,10 @@ class SqliteJobStore(SqliteClaims):
                         job_id, describe_fault(error))
 
     async def aflush(self) -> None:
-        """Await every write queued so far, image files included (``AsyncClient.flush``)."""
-        await self._writer.asubmit(_nothing, later=True)
+        """Await the image files this process has queued (``AsyncClient.flush``, ``aclose``): a
+        store with none pending answers at once, without waking (or starting) its writer."""
+        if any(pid == os.getpid() for pid, _ in list(self._images_pending.values())):
+            await self._writer.asubmit(_nothing, later=True)
 
     def complete_claim(self, key: str, owner: str, job_ids: list[str] | tuple[str, ...] = ()) -> None:
         # Through the writer, after every job write queued before it, image files included (a

@@ -40,8 +40,9 @@ def test_a_failing_write_alone_leaves_nothing(writer):
 
 def test_a_failing_write_among_others_is_rolled_back_alone(writer):
     made, connections = writer
-    hold = threading.Event()
-    blocker = made.submit(lambda conn: hold.wait(NEVER_S))  # the next three queue behind it: one batch
+    hold, running = threading.Event(), threading.Event()
+    blocker = made.submit(lambda conn: (running.set(), hold.wait(NEVER_S)))  # the next three queue behind it
+    running.wait(NEVER_S)
     good = made.submit(lambda conn: conn.execute("INSERT INTO t VALUES ('a')"))
     bad = made.submit(_insert_then_fail)
     other = made.submit(lambda conn: conn.execute("INSERT INTO t VALUES ('b')"))
@@ -55,8 +56,9 @@ def test_a_failing_write_among_others_is_rolled_back_alone(writer):
 
 def test_a_later_write_waits_for_the_others_and_flush_waits_for_it(writer):
     made, connections = writer
-    hold, busy = threading.Event(), threading.Event()
-    blocker = made.submit(lambda conn: busy.wait(NEVER_S))  # the next two queue behind it: one batch
+    hold, busy, running = threading.Event(), threading.Event(), threading.Event()
+    blocker = made.submit(lambda conn: (running.set(), busy.wait(NEVER_S)))  # the next two queue behind it
+    running.wait(NEVER_S)  # (so they make one batch: the writer is not between two takes)
     later = made.submit(lambda conn: (hold.wait(NEVER_S), conn.execute("INSERT INTO t VALUES ('later')")),
                         later=True)
     now = made.submit(lambda conn: conn.execute("INSERT INTO t VALUES ('now')"))
