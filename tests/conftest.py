@@ -152,5 +152,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # In parallel runs the long tests go first (every worker sorts alike, so their collections
         # still match): the quick ones then fill the gaps, instead of one minute-long test
-        # starting last and running alone while the other workers sit idle.
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+        # starting last and running alone while the other workers sit idle. The serial group
+        # goes last: it runs once the others are done (tests/_serial_last.py).
+        items.sort(key=lambda item: (_in_serial_group(item), item.get_closest_marker("slow") is None))
+
+
+def _in_serial_group(item: pytest.Item) -> bool:
+    return any(mark.args[:1] == ("serial",) for mark in item.iter_markers("xdist_group"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadgroup`` (what scripts/test asks for), with the ``serial`` group run last and alone."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from ._serial_last import SerialLastScheduling
+
+    return SerialLastScheduling(config, log)

@@ -34,6 +34,13 @@ def gemini_cassette(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+#: The Wireflow cassette is recorded in real time, 50x fast: the emulator's job lasts 0.12 s and
+#: the recording must catch it still running at its first poll. Tests that use it run after the
+#: parallel part of a run, alone (tests/_serial_last.py): on a busy machine the first poll can
+#: come after the job has finished, and the cassette then holds one poll instead of several.
+records_wireflow_in_real_time = pytest.mark.xdist_group("serial")
+
+
 @pytest.fixture(scope="session")
 def wireflow_cassette(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A polled Wireflow job, recorded from the emulator sped up 50 times (time_scale 0.02)."""

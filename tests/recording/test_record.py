@@ -15,7 +15,7 @@ from imagegen.recording import read_info
 from imagegen.recording._cassette import interactions
 from imagegen.testing import LatencyModel, serve
 
-from .conftest import GEMINI_KEY, GEMINI_LATENCY_S, WIREFLOW_KEY
+from .conftest import GEMINI_KEY, GEMINI_LATENCY_S, WIREFLOW_KEY, records_wireflow_in_real_time
 
 
 def test_gemini_cassette_holds_no_key_and_times_every_answer(gemini_cassette: Path) -> None:
@@ -37,6 +37,7 @@ def test_metadata_says_how_to_replay(gemini_cassette: Path) -> None:
     assert [o["outcome"] for o in info.outcomes] == ["ImageResult", "ImageResult", "ContentPolicyError"]
 
 
+@records_wireflow_in_real_time
 def test_wireflow_cassette_keeps_the_poll_sequence_timed(wireflow_cassette: Path) -> None:
     text = wireflow_cassette.read_text(encoding="utf-8")
     assert WIREFLOW_KEY not in text and "bearer" not in text.lower()

@@ -9,6 +9,8 @@ from imagegen import AsyncClient, Client, ContentPolicyError, ImageGenError
 from imagegen.recording import Replay
 from imagegen.recording._cassette import interactions
 
+from .conftest import records_wireflow_in_real_time
+
 
 def _outcomes(results: list) -> list[str]:
     return [type(r).__name__ for r in results]
@@ -30,6 +32,7 @@ def test_replay_sync(gemini_cassette: Path) -> None:
     assert isinstance(results[2], ContentPolicyError)
 
 
+@records_wireflow_in_real_time
 async def test_replay_async_counts_polls(wireflow_cassette: Path) -> None:
     polls = [e for e in interactions(wireflow_cassette) if e["request"]["uri"].endswith("/poll")]
     with Replay(wireflow_cassette, speed=20) as replay:
@@ -68,6 +71,7 @@ def test_speed_scales_the_sleeping(gemini_cassette: Path) -> None:
     assert real_1 >= recorded and real_8 >= recorded
 
 
+@records_wireflow_in_real_time
 def test_a_scaled_recording_replays_in_real_world_seconds(wireflow_cassette: Path) -> None:
     """Recorded 50x fast (6 s job in 0.12 s): real-world latency is about 6 s, replay at 100x about 0.06 s."""
     with Replay(wireflow_cassette, speed=100) as replay, \
