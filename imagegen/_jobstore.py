@@ -153,6 +153,8 @@ CREATE TABLE IF NOT EXISTS job_files (
 #: Images up to this size are kept in the row (``data``), larger ones as files. SQLite's own
 #: measurements put the break-even near 100 KB; a file also costs several system calls.
 INLINE_MAX_BYTES = 64 * 1024
+#: Longest a read in this process waits for the image files of a job it is still writing.
+PENDING_IMAGES_WAIT_S = 2.0
 #: Stores written before the images moved to files kept them here; still read.
 _LEGACY_IMAGES = "job_images"
 
@@ -297,8 +299,10 @@ class SqliteJobStore(SqliteClaims):
 
     def _images(self, job_id: str) -> list[bytes]:
         pid, pending = self._images_pending.get(job_id, (0, None))
-        if pending is not None and pid == os.getpid():  # being written: a moment's wait (a failure: below)
-            concurrent.futures.wait([pending])
+        if pending is not None and pid == os.getpid():
+            # Being written: a moment's wait, bounded (reads run on the event loop, and the write
+            # may be stuck behind another process's lock); still pending after it reads as below.
+            concurrent.futures.wait([pending], timeout=PENDING_IMAGES_WAIT_S)
         conn = self._connect()
         rows = conn.execute("SELECT sha256, data FROM job_files WHERE job_id = ? ORDER BY idx", (job_id,)).fetchall()
         if not rows and self._legacy:

@@ -191,3 +191,18 @@ async def test_a_claim_completes_only_once_the_jobs_images_are_stored(tmp_path, 
     assert other.claim("order-7", "fp", "next").acquired
     assert other.find("order-7").result.images[0].data == stored.result.images[0].data
     store.close()
+
+
+async def test_a_read_waits_for_pending_images_a_bounded_while(tmp_path, files_only, held_image_writes, monkeypatch):
+    """Reads run on the event loop: images stuck behind another process's lock read as "not
+    stored (yet)" after a short wait, rather than holding the loop for the lock's whole timeout."""
+    monkeypatch.setattr(_jobstore, "PENDING_IMAGES_WAIT_S", 0.05)
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    stored = job(8)
+    await store.asubmit_put(stored)
+    with pytest.raises(ValueError, match="not stored"):
+        store.get(stored.id)
+    held_image_writes.set()
+    await store.aflush()
+    assert store.get(stored.id).result.images[0].data == stored.result.images[0].data
+    store.close()
