@@ -44,7 +44,7 @@ with serve(create_emulator(latency=LatencyModel.none(), image_scale=0.02)) as se
         made = gc.get_freeze_count()
         sdk_before = "google.genai" in sys.modules
         client.generate("a fox", provider="gemini")
-        print(json.dumps([sdk_before, made, gc.get_freeze_count()]))
+        print(json.dumps([sdk_before, made, gc.get_freeze_count(), gc.get_threshold()[0]]))
 """
 
 
@@ -55,6 +55,16 @@ def test_the_first_call_freezes_what_the_provider_imported_for_it(setting):
         env["IMAGEGEN_GC_FREEZE"] = setting
     out = subprocess.run([sys.executable, "-c", AFTER_A_CALL], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    sdk_before, made, after = json.loads(out.stdout.strip().splitlines()[-1])
+    sdk_before, made, after, young = json.loads(out.stdout.strip().splitlines()[-1])
     assert not sdk_before  # google-genai is imported by the first call, after the first freeze
     assert (after > made + 10_000) if setting is None else (after == made == 0)
+    # Young collections made rarer (calls in flight outlive them: see imagegen._gc), unless told not to.
+    assert young == (10_000 if setting is None else 700)
+
+
+def test_a_young_threshold_the_program_chose_is_kept():
+    env = {k: v for k, v in os.environ.items() if k != "IMAGEGEN_GC_FREEZE"}
+    script = "import gc; gc.set_threshold(2000, 10, 10)\n" + AFTER_A_CALL
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])[3] == 2000
