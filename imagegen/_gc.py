@@ -13,9 +13,9 @@ batch at concurrency 20 has one). ``IMAGEGEN_GC_FREEZE=0`` leaves the collector 
 At that second point the youngest generation's threshold goes from the interpreter's 700 to
 ``YOUNG_THRESHOLD`` (only if nobody changed it): calls in flight keep their objects alive past
 a young collection, which then promotes them and, in turn, triggers full passes over
-everything promoted since the freeze. At 500 calls in flight those passes found nothing to
-free and took about half of imagegen's CPU per call (0.3-0.5 ms of ~1.2: 11 full passes of
-~130 ms in a 5,000-call batch); with 10,000 about a fifth of it and no full pass
+everything promoted since the freeze. At 500 calls in flight the collector's passes found
+nothing to free and took ~0.5 ms of imagegen's ~1.2 ms CPU per call (a 5,000-call batch: young
+0.3 s, middle 0.65 s and 11 full passes of ~130 ms); with 10,000, 0.2-0.25 ms and no full pass
 (``benchmarks/concurrency.py``). Cyclic garbage is still collected, 10,000 allocations later.
 """
 
