@@ -86,10 +86,12 @@ def _close_at_exit(client: Client) -> None:
     import concurrent.futures.thread  # noqa: F401
 
     ref = weakref.ref(client)
+    owner = os.getpid()
 
     def close() -> None:
         alive = ref()
-        if alive is not None:
+        # A forked child has the Client but not its loop thread: closing it there would wait forever.
+        if alive is not None and os.getpid() == owner:
             try:
                 alive.close()
             except Exception as exc:  # at exit there is no caller left to raise to
