@@ -59,7 +59,10 @@ class Bare:
         import aiohttp
 
         self.url = f"{base_url}/v1beta/models/{MODEL}:generateContent"
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+        # Idle connections are dropped after 4 s, before the emulator's server (uvicorn: 5 s) closes
+        # them: with aiohttp's 15 s default a round could write into a connection being closed
+        # (ClientConnectionResetError, seen once in 7 rounds). imagegen's own expiry is httpx's 5 s.
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=4.0),
                                              timeout=aiohttp.ClientTimeout(total=120))
 
     async def one(self, prompt: str) -> bytes:
