@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from imagegen.testing import LatencyModel, serve
 
 from .conftest import API_KEYS, Cli, whole_on_one_line, write_config
@@ -101,6 +103,9 @@ def test_the_status_line_prints_user_text_as_written(tmp_path: Path, emulators: 
     assert code == 2 and "UnknownProviderError" in text and "MarkupError" not in text, text
 
 
+# Alone at the end of a parallel run: it failed once in CI with the batch finished before the
+# interrupt (rc 0, "8 succeeded"), not seen in runs alone or beside CPU burners.
+@pytest.mark.xdist_group("serial")
 def test_ctrl_c_in_a_batch_says_how_to_resume(tmp_path: Path) -> None:
     from imagegen_gemini.emulator import create_emulator
 
@@ -117,9 +122,12 @@ def test_ctrl_c_in_a_batch_says_how_to_resume(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") >= 2):
             time.sleep(0.05)
+        at_signal = results.read_text().count("\n") if results.exists() else 0
+        running = proc.poll() is None
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, out + err
+        assert proc.returncode == 130, (f"{at_signal} lines when interrupted, batch still running: {running}\n"
+                                        + out + err)
         assert "interrupted — run the same command again to resume" in err
         done_before = results.read_text().count("\n")
         assert 2 <= done_before < 8
